@@ -1,0 +1,1 @@
+//! Benchmarks for chatvault; see the bench targets.

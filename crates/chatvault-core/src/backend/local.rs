@@ -1,0 +1,251 @@
+//! A repository in a local directory (a disk, a NAS mount).
+//!
+//! Writes go to `<root>/tmp/<random>`, are fsynced, then hard-linked to their final name
+//! (which fails if the name exists: put-if-absent), and the parent directory is fsynced.
+//! Invariant: an object name is visible only after its bytes are durable; a crash leaves
+//! at worst a stray file under `tmp/`, which is never listed as an object.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, ObjectInfo, check_name, range_in};
+use crate::error::{Error, Result};
+
+const TMP_DIR: &str = "tmp";
+
+/// Objects as files below a root directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root`, which is created if missing.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP_DIR))?;
+        Ok(Self { root })
+    }
+
+    /// A backend rooted at an existing directory; [`Error::RepositoryMissing`] otherwise.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(Error::RepositoryMissing {
+                location: root.display().to_string(),
+            });
+        }
+        fs::create_dir_all(root.join(TMP_DIR))?;
+        Ok(Self { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    fn write_temp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let tmp = self.root.join(TMP_DIR).join(format!(
+            "{}.{}",
+            hex::encode(crate::crypto::random_array::<12>()),
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        match result {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(Error::backend(name, e))
+            }
+        }
+    }
+
+    fn ensure_parent(&self, name: &str, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            if !parent.is_dir() {
+                fs::create_dir_all(parent).map_err(|e| Error::backend(name, e))?;
+                if let Some(grand) = parent.parent() {
+                    sync_dir(grand).map_err(|e| Error::backend(name, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn not_found(name: &str, e: std::io::Error) -> Error {
+        if e.kind() == ErrorKind::NotFound {
+            Error::NotFound {
+                object: name.into(),
+            }
+        } else {
+            Error::backend(name, e)
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(name)?;
+        self.ensure_parent(name, &path)?;
+        let tmp = self.write_temp(name, bytes)?;
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists {
+                    object: name.into(),
+                });
+            }
+            Err(e) => return Err(Error::backend(name, e)),
+        }
+        let parent = path.parent().unwrap_or(&self.root);
+        sync_dir(parent).map_err(|e| Error::backend(name, e))
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(name)?;
+        self.ensure_parent(name, &path)?;
+        let tmp = self.write_temp(name, bytes)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::backend(name, e));
+        }
+        let parent = path.parent().unwrap_or(&self.root);
+        sync_dir(parent).map_err(|e| Error::backend(name, e))
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        fs::read(&path).map_err(|e| Self::not_found(name, e))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        let mut f = File::open(&path).map_err(|e| Self::not_found(name, e))?;
+        let size = f.metadata().map_err(|e| Error::backend(name, e))?.len();
+        range_in(name, size, offset, len)?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::backend(name, e))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).map_err(|e| Error::backend(name, e))?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        // Walk only the directory the prefix points into.
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            check_name(dir_part)?;
+            self.root.join(dir_part)
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![(start, dir_part.to_owned())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::backend(prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::backend(prefix, e))?;
+                let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let full = if name.is_empty() {
+                    file_name
+                } else {
+                    format!("{name}/{file_name}")
+                };
+                if full == TMP_DIR || check_name(&full).is_err() {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(|e| Error::backend(&*full, e))?;
+                if meta.is_dir() {
+                    if prefix.starts_with(&format!("{full}/")) || full.starts_with(prefix) {
+                        stack.push((entry.path(), full));
+                    }
+                } else if meta.is_file() && full.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        name: full,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::backend(name, e)),
+        }
+        let parent = path.parent().unwrap_or(&self.root);
+        sync_dir(parent).map_err(|e| Error::backend(name, e))
+    }
+
+    fn stat(&self, name: &str) -> Result<ObjectInfo> {
+        let path = self.path(name)?;
+        let meta = fs::metadata(&path).map_err(|e| Self::not_found(name, e))?;
+        Ok(ObjectInfo {
+            name: name.to_owned(),
+            size: meta.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::create(dir.path().join("repo")).unwrap();
+        super::super::contract_tests::run(&b);
+        // Nothing is left in tmp/ after successful writes.
+        assert_eq!(fs::read_dir(b.root().join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_missing_directory_is_repository_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            LocalBackend::open(dir.path().join("nope")),
+            Err(Error::RepositoryMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn stray_temp_files_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::create(dir.path()).unwrap();
+        fs::write(b.root().join(TMP_DIR).join("leftover"), b"x").unwrap();
+        b.put("keys/aa", b"k").unwrap();
+        let names: Vec<_> = b.list("").unwrap().into_iter().map(|o| o.name).collect();
+        assert_eq!(names, vec!["keys/aa".to_string()]);
+    }
+}

@@ -1,0 +1,135 @@
+//! Where repository objects live: the [`Backend`] trait and its local and in-memory
+//! implementations.
+//!
+//! Invariants every implementation keeps: objects are addressed by name (`config`,
+//! `keys/<hex>`, `data/<2 hex>/<hex>`, …), never by filesystem path; [`Backend::put`] is
+//! put-if-absent and a reader never observes a partially written object.
+
+mod local;
+mod memory;
+
+pub use local::LocalBackend;
+pub use memory::MemoryBackend;
+
+use crate::error::{Error, Result};
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's full name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Storage for repository objects.
+///
+/// Contract:
+/// - [`put`](Backend::put) stores a new object atomically and durably: when it returns
+///   `Ok`, the object survives a crash; until then, no reader sees any of it. It never
+///   overwrites: an existing name gives [`Error::AlreadyExists`].
+/// - [`replace`](Backend::replace) atomically swaps an object's whole content (used only for
+///   `config`, whose sequence number guards against rollback).
+/// - [`get`](Backend::get) and [`get_range`](Backend::get_range) give
+///   [`Error::NotFound`] for a missing object; a range past the end is an error, never
+///   silently short.
+/// - [`list`](Backend::list) returns every object whose name starts with the prefix.
+/// - [`delete`](Backend::delete) of a missing object is `Ok` (deletion is idempotent).
+///
+/// Implementations must be safe to share between threads.
+pub trait Backend: Send + Sync {
+    /// A human-readable location (a path, a URL without credentials).
+    fn location(&self) -> String;
+    /// Stores a new object; fails with [`Error::AlreadyExists`] if the name is taken.
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Atomically creates or replaces an object.
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Reads a whole object.
+    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`.
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Lists objects whose names start with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Deletes an object (missing is fine).
+    fn delete(&self, name: &str) -> Result<()>;
+    /// The object's size, or [`Error::NotFound`].
+    fn stat(&self, name: &str) -> Result<ObjectInfo>;
+}
+
+/// Refuses names that are not plain relative object names: only `[a-z0-9._-]` components
+/// separated by `/`, no empty, `.` or `..` components.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("object name", format!("{name:?}")))
+    }
+}
+
+/// The range check shared by implementations.
+pub(crate) fn range_in(name: &str, size: u64, offset: u64, len: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::corrupt(
+            name,
+            format!("range {offset}+{len} is past the end of a {size}-byte object"),
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod contract_tests {
+    //! The trait contract, run against every implementation.
+    use super::*;
+
+    pub(crate) fn run(b: &dyn Backend) {
+        b.put("data/ab/abcd", b"hello world").unwrap();
+        assert!(matches!(
+            b.put("data/ab/abcd", b"other"),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert_eq!(b.get("data/ab/abcd").unwrap(), b"hello world");
+        assert_eq!(b.get_range("data/ab/abcd", 6, 5).unwrap(), b"world");
+        assert!(b.get_range("data/ab/abcd", 6, 6).is_err());
+        assert!(b.get_range("data/ab/abcd", u64::MAX, 2).is_err());
+        assert_eq!(b.stat("data/ab/abcd").unwrap().size, 11);
+        assert!(b.get("data/ab/none").unwrap_err().is_not_found());
+        assert!(b.stat("data/ab/none").unwrap_err().is_not_found());
+
+        b.put("index/01", b"1").unwrap();
+        b.put("index/02", b"22").unwrap();
+        let mut l = b.list("index/").unwrap();
+        l.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            l,
+            vec![
+                ObjectInfo { name: "index/01".into(), size: 1 },
+                ObjectInfo { name: "index/02".into(), size: 2 },
+            ]
+        );
+        assert_eq!(b.list("data/").unwrap().len(), 1);
+        assert!(b.list("snapshots/").unwrap().is_empty());
+
+        b.replace("config", b"v1").unwrap();
+        b.replace("config", b"v2").unwrap();
+        assert_eq!(b.get("config").unwrap(), b"v2");
+
+        b.delete("index/01").unwrap();
+        b.delete("index/01").unwrap();
+        assert_eq!(b.list("index/").unwrap().len(), 1);
+
+        for bad in ["", "/abs", "a/../b", "a//b", "A", "a/./b", "x\0y", "data/ab/c d"] {
+            assert!(b.put(bad, b"x").is_err(), "{bad:?} accepted");
+            assert!(b.get(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

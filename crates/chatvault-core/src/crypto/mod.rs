@@ -1,0 +1,74 @@
+//! Cryptographic building blocks: secret keys, AEAD sealing, X25519 key wrapping and
+//! Ed25519 signatures.
+//!
+//! Invariants: secret material lives only in [`Key32`] (and the dalek key types), which are
+//! zeroized on drop and implement neither `Debug`, `Clone`-by-accident-in-logs, `Copy` nor
+//! serialization; every key derivation uses its own fixed context string from [`context`].
+
+pub(crate) mod aead;
+pub(crate) mod sign;
+pub(crate) mod wrap;
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Fixed BLAKE3 `derive_key` context strings, one per purpose. Changing any of them changes
+/// the format (see docs/FORMAT.md, "Key derivations").
+pub(crate) mod context {
+    /// KEK wrapping a pack's data key to the repository's X25519 data key.
+    pub const PACK_KEY_WRAP: &str = "chatvault 2026-11 pack-key-wrap v1";
+    /// KEK wrapping a snapshot record's content key to the data key.
+    pub const SNAPSHOT_KEY_WRAP: &str = "chatvault 2026-11 snapshot-key-wrap v1";
+    /// The chunker's 256-entry gear table from `chunker_key`.
+    pub const GEAR_TABLE: &str = "chatvault 2026-11 fastcdc-gear-table v1";
+    /// A raw key file's key-encryption key for a key slot.
+    pub const KEYFILE_KEK: &str = "chatvault 2026-11 keyfile-kek v1";
+    /// Index segment sealing key from `index_key` and the segment's nonce.
+    pub const INDEX_SEAL: &str = "chatvault 2026-11 index-segment-seal v1";
+    /// Prefix of every signed message (config, snapshot, index segment, hold).
+    pub const OBJECT_SIGNATURE: &str = "chatvault 2026-11 object-signature v1";
+}
+
+/// A 256-bit secret key. Zeroized on drop; no `Debug`, `Copy` or serialization.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Key32([u8; 32]);
+
+impl Key32 {
+    /// A fresh key from the operating system's CSPRNG.
+    pub fn random() -> Self {
+        Self(random_array())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes, for feeding a cipher or hash. Never log them.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// An explicit copy (kept verbose so that duplicating a secret is visible in review).
+    pub fn duplicate(&self) -> Self {
+        Self(self.0)
+    }
+}
+
+/// Random bytes from the operating system's CSPRNG.
+///
+/// A machine whose CSPRNG fails cannot make keys or nonces safely; there is nothing to do
+/// but stop, so this panics rather than returning weak bytes.
+pub(crate) fn random_array<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut out).expect("operating system random number generator failed");
+    out
+}
+
+/// BLAKE3 `derive_key` over several parts, without concatenating them in memory.
+pub(crate) fn derive_key(context: &str, parts: &[&[u8]]) -> Key32 {
+    let mut h = blake3::Hasher::new_derive_key(context);
+    for p in parts {
+        h.update(p);
+    }
+    Key32(*h.finalize().as_bytes())
+}

@@ -1,0 +1,256 @@
+//! Key slot objects (`keys/<id>`): the secrets of one role, sealed under a key-encryption
+//! key from Argon2id(passphrase) or from a raw key file.
+//!
+//! Layout (little-endian): `magic "CVKEYSLT" ‖ version u16 ‖ role u8 ‖ kdf u8 (1 argon2id,
+//! 2 key file) ‖ m_kib u32 ‖ t_cost u32 ‖ p_cost u32 ‖ salt (32) ‖ repo_id (32) ‖
+//! created_unix_ms i64 ‖ signing public key (32) ‖ label_len u16 ‖ label (UTF-8) ‖
+//! nonce (24) ‖ sealed secrets ‖ tag (16)`. Everything before the nonce is the header and
+//! is the AEAD's associated data, so role, parameters, repository id and label cannot be
+//! changed without the slot failing to open.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use zeroize::Zeroizing;
+
+use super::{KdfParams, KeySource, Role, Secrets, SlotInfo};
+use crate::crypto::sign::PublicKey;
+use crate::crypto::{Key32, aead, context, derive_key, random_array};
+use crate::error::{Error, Result};
+use crate::format::{ByteReader, check_magic_version};
+use crate::id::{RepoId, SlotId};
+
+const MAGIC: &[u8; 8] = b"CVKEYSLT";
+const KDF_ARGON2ID: u8 = 1;
+const KDF_KEYFILE: u8 = 2;
+/// Longest label accepted.
+pub(crate) const MAX_LABEL: usize = 256;
+
+/// The public header of a slot.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotHeader {
+    pub role: Role,
+    pub kdf_kind: u8,
+    pub kdf: KdfParams,
+    pub salt: [u8; 32],
+    pub repo_id: RepoId,
+    pub created_unix_ms: i64,
+    pub signing_key: PublicKey,
+    pub label: String,
+}
+
+impl SlotHeader {
+    fn encode(&self) -> Vec<u8> {
+        let mut h = Vec::with_capacity(128 + self.label.len());
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+        h.push(self.role.to_u8());
+        h.push(self.kdf_kind);
+        for v in [self.kdf.m_kib, self.kdf.t_cost, self.kdf.p_cost] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h.extend_from_slice(&self.salt);
+        h.extend_from_slice(self.repo_id.as_bytes());
+        h.extend_from_slice(&self.created_unix_ms.to_le_bytes());
+        h.extend_from_slice(self.signing_key.as_bytes());
+        h.extend_from_slice(&(self.label.len() as u16).to_le_bytes());
+        h.extend_from_slice(self.label.as_bytes());
+        h
+    }
+
+    /// Parses the header; returns it and the header's length (the AAD).
+    pub fn decode(bytes: &[u8], object: &str) -> Result<(Self, usize)> {
+        let mut r = ByteReader::new(bytes, object);
+        check_magic_version(&mut r, MAGIC)?;
+        let role = Role::from_u8(r.u8()?).ok_or_else(|| r.corrupt("unknown role"))?;
+        let kdf_kind = r.u8()?;
+        if kdf_kind != KDF_ARGON2ID && kdf_kind != KDF_KEYFILE {
+            return Err(r.corrupt("unknown key derivation"));
+        }
+        let kdf = KdfParams::new(r.u32()?, r.u32()?, r.u32()?);
+        let salt = r.array()?;
+        let repo_id = RepoId::from_bytes(r.array()?);
+        let created_unix_ms = r.i64()?;
+        let signing_key = PublicKey::from_bytes(r.array()?);
+        let label_len = r.u16()? as usize;
+        if label_len > MAX_LABEL {
+            return Err(r.corrupt("label too long"));
+        }
+        let label = std::str::from_utf8(r.take(label_len)?)
+            .map_err(|_| r.corrupt("label is not UTF-8"))?
+            .to_owned();
+        let header = Self {
+            role,
+            kdf_kind,
+            kdf,
+            salt,
+            repo_id,
+            created_unix_ms,
+            signing_key,
+            label,
+        };
+        Ok((header, r.position()))
+    }
+
+    pub fn info(&self, id: SlotId) -> SlotInfo {
+        SlotInfo {
+            id,
+            role: self.role,
+            label: self.label.clone(),
+            created_unix_ms: self.created_unix_ms,
+            kdf: match self.kdf_kind {
+                KDF_ARGON2ID => format!(
+                    "argon2id m={}KiB t={} p={}",
+                    self.kdf.m_kib, self.kdf.t_cost, self.kdf.p_cost
+                ),
+                _ => "key-file".into(),
+            },
+            signing_key: self.signing_key,
+        }
+    }
+}
+
+fn kek(header: &SlotHeader, source: &KeySource, weak_allowed: bool) -> Result<Key32> {
+    match (header.kdf_kind, source) {
+        (KDF_ARGON2ID, KeySource::Passphrase(p)) => {
+            header.kdf.check(weak_allowed)?;
+            let params = Params::new(header.kdf.m_kib, header.kdf.t_cost, header.kdf.p_cost, Some(32))
+                .map_err(|e| Error::invalid("KDF parameters", e.to_string()))?;
+            let mut out = Zeroizing::new([0u8; 32]);
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_into(p.as_bytes(), &header.salt, &mut out[..])
+                .map_err(|e| Error::invalid("KDF parameters", e.to_string()))?;
+            Ok(Key32::from_bytes(*out))
+        }
+        (KDF_KEYFILE, KeySource::KeyFile(k)) => {
+            Ok(derive_key(context::KEYFILE_KEK, &[&k[..], &header.salt]))
+        }
+        _ => Err(Error::WrongPassphrase),
+    }
+}
+
+/// Seals `secrets` into a new slot object. Returns the slot id and the object's bytes.
+pub(crate) fn seal_slot(
+    secrets: &Secrets,
+    source: &KeySource,
+    kdf: KdfParams,
+    label: &str,
+) -> Result<(SlotId, Vec<u8>)> {
+    if label.len() > MAX_LABEL {
+        return Err(Error::invalid("label", format!("longer than {MAX_LABEL} bytes")));
+    }
+    let kdf_kind = match source {
+        KeySource::Passphrase(p) => {
+            kdf.check(kdf.weak_allowed())?;
+            if p.is_empty() {
+                return Err(Error::invalid("passphrase", "empty"));
+            }
+            KDF_ARGON2ID
+        }
+        KeySource::KeyFile(_) => KDF_KEYFILE,
+    };
+    let header = SlotHeader {
+        role: secrets.role,
+        kdf_kind,
+        kdf: if kdf_kind == KDF_KEYFILE { KdfParams::new(0, 0, 0) } else { kdf },
+        salt: random_array(),
+        repo_id: secrets.repo_id,
+        created_unix_ms: crate::format::now_unix_ms(),
+        signing_key: secrets.signer.public(),
+        label: label.to_owned(),
+    };
+    let kek = kek(&header, source, kdf.weak_allowed())?;
+    let mut bytes = header.encode();
+    let aad = bytes.clone();
+    aead::seal_into(&kek, &aad, &secrets.encode(), &mut bytes);
+    Ok((SlotId::from_bytes(random_array()), bytes))
+}
+
+/// Opens a slot object. A key source of the other kind, or one that fails
+/// authentication, is [`Error::WrongPassphrase`]; a malformed slot is `Corrupt`.
+pub(crate) fn open_slot(
+    bytes: &[u8],
+    object: &str,
+    source: &KeySource,
+    weak_allowed: bool,
+) -> Result<(SlotHeader, Secrets)> {
+    let (header, header_len) = SlotHeader::decode(bytes, object)?;
+    let kek = kek(&header, source, weak_allowed)?;
+    let plain = Zeroizing::new(
+        aead::open(&kek, &bytes[..header_len], &bytes[header_len..])
+            .map_err(|_| Error::WrongPassphrase)?,
+    );
+    let secrets = Secrets::decode(&plain, object)?;
+    if secrets.repo_id != header.repo_id
+        || secrets.role != header.role
+        || secrets.signer.public() != header.signing_key
+    {
+        return Err(Error::corrupt(object, "slot header disagrees with its sealed secrets"));
+    }
+    Ok((header, secrets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> Secrets {
+        Secrets::generate(RepoId::from_bytes([5; 32]))
+    }
+
+    #[test]
+    fn passphrase_slot_opens_only_with_its_passphrase() {
+        let s = root();
+        let pass = KeySource::passphrase("pw");
+        let (_, bytes) = seal_slot(&s, &pass, KdfParams::insecure_for_tests(), "ops").unwrap();
+        let (h, back) = open_slot(&bytes, "keys/x", &pass, true).unwrap();
+        assert_eq!(h.label, "ops");
+        assert_eq!(back.id_key.expose(), s.id_key.expose());
+        assert!(matches!(
+            open_slot(&bytes, "keys/x", &KeySource::passphrase("wrong"), true),
+            Err(Error::WrongPassphrase)
+        ));
+        assert!(matches!(
+            open_slot(&bytes, "keys/x", &KeySource::KeyFile(Zeroizing::new([1; 32])), true),
+            Err(Error::WrongPassphrase)
+        ));
+        // Weak parameters are refused when not explicitly allowed.
+        assert!(matches!(
+            open_slot(&bytes, "keys/x", &pass, false),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn key_file_slot() {
+        let s = root().for_new_slot(Role::Backup).unwrap();
+        let kf = KeySource::KeyFile(Zeroizing::new([3; 32]));
+        let (_, bytes) = seal_slot(&s, &kf, KdfParams::default(), "node-1").unwrap();
+        let (h, back) = open_slot(&bytes, "k", &kf, false).unwrap();
+        assert_eq!(h.role, Role::Backup);
+        assert!(back.data_secret(0).is_none());
+        assert!(matches!(
+            open_slot(&bytes, "k", &KeySource::KeyFile(Zeroizing::new([4; 32])), false),
+            Err(Error::WrongPassphrase)
+        ));
+    }
+
+    #[test]
+    fn header_tampering_and_truncation_fail() {
+        let s = root();
+        let pass = KeySource::passphrase("pw");
+        let (_, bytes) = seal_slot(&s, &pass, KdfParams::insecure_for_tests(), "a").unwrap();
+        // Flip the role byte: the AAD no longer matches.
+        let mut b = bytes.clone();
+        b[10] = Role::Backup.to_u8();
+        assert!(open_slot(&b, "k", &pass, true).is_err());
+        for n in 0..bytes.len() {
+            assert!(open_slot(&bytes[..n], "k", &pass, true).is_err(), "len {n}");
+        }
+    }
+
+    #[test]
+    fn weak_kdf_refused_at_creation_unless_allowed() {
+        let s = root();
+        let r = seal_slot(&s, &KeySource::passphrase("pw"), KdfParams::new(1024, 1, 1), "a");
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })));
+    }
+}

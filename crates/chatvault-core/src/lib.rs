@@ -1,0 +1,72 @@
+//! The chatvault engine: a content-addressed, deduplicating, compressed and encrypted
+//! backup repository for chat servers.
+//!
+//! Frontends hand the engine byte streams and tree nodes; it chunks them (FastCDC with a
+//! keyed gear table), names every chunk by keyed BLAKE3, stores each one once (zstd, then
+//! XChaCha20-Poly1305) in packs on a [`Backend`], and records snapshots as signed, sealed
+//! records pointing at a root [`Tree`]. It knows nothing of files or chats.
+//!
+//! The primary type is [`Repository`].
+//!
+//! ```
+//! use chatvault_core::{BlobType, InitOptions, KeySource, MemoryBackend, OpenOptions, Repository};
+//! # fn main() -> chatvault_core::Result<()> {
+//! let backend = MemoryBackend::new();
+//! let cache = tempfile::tempdir()?;
+//! let key = KeySource::passphrase("correct horse battery staple");
+//! let mut init = InitOptions::default();
+//! init.kdf = chatvault_core::KdfParams::insecure_for_tests();
+//! init.cache_dir = Some(cache.path().to_owned());
+//! let repo = Repository::init(Box::new(backend.clone()), &key, init)?;
+//!
+//! let mut writer = repo.writer()?;
+//! let refs = writer.write_stream(&mut &b"hello, chat"[..])?;
+//! writer.finish()?;
+//!
+//! let mut opts = OpenOptions::default();
+//! opts.cache_dir = Some(cache.path().to_owned());
+//! let repo = Repository::open(Box::new(backend), &key, opts)?;
+//! assert_eq!(repo.read_blob(refs[0].id, BlobType::Data)?, b"hello, chat");
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod backend;
+mod blob;
+mod chunker;
+mod config;
+mod crypto;
+mod envelope;
+mod error;
+mod format;
+mod id;
+mod index;
+mod keys;
+mod pack;
+mod progress;
+mod repo;
+mod snapshot;
+mod support;
+mod tree;
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub use backend::{Backend, LocalBackend, MemoryBackend, ObjectInfo};
+pub use blob::{BlobType, Codec, MAX_BLOB_SIZE};
+pub use chunker::{Chunk, Chunker, ChunkerParams};
+pub use config::{Config, Revocation, WriterEntry};
+pub use crypto::sign::PublicKey;
+pub use error::{Error, ObjectName, Result};
+pub use id::{BlobId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
+pub use keys::{KdfParams, KeySource, Role, SlotInfo};
+pub use progress::{Progress, ProgressEvent};
+pub use repo::{
+    AddSlotOptions, BlobWriter, InitOptions, OpenOptions, RebuildReport, RepoStats, Repository,
+    WriteStats,
+};
+pub use snapshot::{Snapshot, SnapshotKind, SnapshotRecord, Summary};
+pub use tree::{ContentRef, Node, Tree};
+
+#[doc(hidden)]
+pub use support::{bench_support, fuzzing};

@@ -1,0 +1,343 @@
+//! The repository façade: init, open, and the operations frontends build on.
+//!
+//! Opening a repository unlocks a key slot, verifies the config against the admin key
+//! sealed in that slot, refuses rollbacks against the local pins, and brings the local
+//! index cache up to date with the repository's index segments.
+//! Invariants: packs are uploaded before the index segments that name them, and segments
+//! before any snapshot that needs them; a reader trusts a segment or snapshot only if its
+//! signer is a writer the verified config trusts.
+
+mod index_sync;
+mod pins;
+mod reader;
+mod slots;
+mod snapshots;
+mod writer;
+
+pub use index_sync::RebuildReport;
+pub use slots::AddSlotOptions;
+pub use writer::{BlobWriter, WriteStats};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::Backend;
+use crate::chunker::{ChunkerParams, GearTable};
+use crate::config::{Config, WriterEntry};
+use crate::error::{Error, Result};
+use crate::format::now_unix_ms;
+use crate::id::{RepoId, SlotId};
+use crate::index::IndexCache;
+use crate::keys::{self, KdfParams, KeySource, Role, Secrets};
+use crate::progress::Progress;
+
+use pins::Pins;
+use reader::PackKeyCache;
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Argon2id parameters for the first (admin) slot. By default 64 MiB, t = 3.
+    pub kdf: KdfParams,
+    /// Chunk sizes, fixed for the repository's life. By default 256 KiB / 1 MiB / 4 MiB.
+    pub chunker: ChunkerParams,
+    /// zstd level; 0 stores everything uncompressed. By default 3 (see docs/FORMAT.md,
+    /// "Compression", for the measurement behind it).
+    pub compression_level: i32,
+    /// Target pack size in bytes. By default 16 MiB.
+    pub pack_size: u32,
+    /// Label of the first key slot. By default `admin`.
+    pub label: String,
+    /// Local cache directory. By default the user's cache directory + `chatvault`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            kdf: KdfParams::default(),
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+            pack_size: 16 << 20,
+            label: "admin".into(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// Options for [`Repository::open`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Local cache directory. By default the user's cache directory + `chatvault`.
+    pub cache_dir: Option<PathBuf>,
+    /// Try only this key slot. By default every slot is tried.
+    pub slot: Option<SlotId>,
+    /// Accept slots with Argon2 parameters below the floor. Only for tests; by default
+    /// such slots are refused.
+    pub allow_weak_kdf: bool,
+    /// Progress callback for long operations. By default none.
+    pub progress: Progress,
+}
+
+/// Repository-wide figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoStats {
+    /// Number of pack objects.
+    pub packs: u64,
+    /// Their total size.
+    pub pack_bytes: u64,
+    /// Blobs in the local index.
+    pub blobs: u64,
+    /// Index segment objects.
+    pub segments: u64,
+    /// Snapshot objects.
+    pub snapshots: u64,
+}
+
+/// An open repository. `Send + Sync`: share it between threads with `Arc`.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    secrets: Secrets,
+    slot: SlotId,
+    config: Config,
+    index: IndexCache,
+    gear: Arc<GearTable>,
+    pins: Mutex<Pins>,
+    pack_keys: PackKeyCache,
+    weak_kdf_allowed: bool,
+    progress: Progress,
+    index_problems: Mutex<Vec<String>>,
+    // Last: dropped after the index cache, so a private cache directory can be removed.
+    _cache: CacheDir,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("repo_id", &self.config.repo_id)
+            .field("role", &self.secrets.role)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+const CONFIG: &str = "config";
+
+impl Repository {
+    /// Creates a repository on an empty backend, with one admin key slot opened by `key`.
+    pub fn init(backend: Box<dyn Backend>, key: &KeySource, opts: InitOptions) -> Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::from(backend);
+        check_init_options(&opts)?;
+        match backend.stat(CONFIG) {
+            Ok(_) => {
+                return Err(Error::AlreadyExists {
+                    object: CONFIG.into(),
+                });
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let repo_id = RepoId::from_bytes(crate::crypto::random_array());
+        let secrets = Secrets::generate(repo_id);
+        let data = secrets.current_data_key();
+        let config = Config {
+            repo_id,
+            sequence: 1,
+            chunker: opts.chunker,
+            compression_level: opts.compression_level,
+            pack_size: opts.pack_size,
+            key_generation: data.generation,
+            data_public_keys: vec![(data.generation, data.public)],
+            writers: vec![WriterEntry {
+                key: secrets.signer.public(),
+                role: Role::Admin,
+                label: opts.label.clone(),
+                scope: "*".into(),
+                added_unix_ms: now_unix_ms(),
+            }],
+            revocations: Vec::new(),
+            admin_key: secrets.admin_pk,
+        };
+        let (slot, slot_bytes) = keys::seal_slot(&secrets, key, opts.kdf, &opts.label)?;
+        backend.put(&slot.object_name(), &slot_bytes)?;
+        let admin = secrets.admin.as_ref().ok_or(Error::PermissionDenied {
+            role: "new",
+            operation: "sign the config",
+        })?;
+        backend.put(CONFIG, &config.to_object(admin)?)?;
+        let open = OpenOptions {
+            cache_dir: opts.cache_dir,
+            allow_weak_kdf: opts.kdf.weak_allowed(),
+            ..OpenOptions::default()
+        };
+        Self::assemble(backend, secrets, slot, config, open)
+    }
+
+    /// Opens a repository with a passphrase or key file.
+    pub fn open(backend: Box<dyn Backend>, key: &KeySource, opts: OpenOptions) -> Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::from(backend);
+        let config_bytes = match backend.get(CONFIG) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::RepositoryMissing {
+                    location: backend.location(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        peek_version(&config_bytes)?;
+        let (slot, secrets) = slots::unlock(backend.as_ref(), key, &opts)?;
+        let config = Config::from_object(&config_bytes, &secrets.repo_id, &secrets.admin_pk)?;
+        Self::assemble(backend, secrets, slot, config, opts)
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        secrets: Secrets,
+        slot: SlotId,
+        config: Config,
+        opts: OpenOptions,
+    ) -> Result<Self> {
+        let mut cache = CacheDir::for_repo(opts.cache_dir.as_deref(), &config.repo_id)?;
+        let mut pins = Pins::load(cache.path(), &config.repo_id)?;
+        pins.check_and_update(&config)?;
+        let (index, private_index) = index_sync::open_cache(cache.path())?;
+        cache.private_index = private_index;
+        let gear = Arc::new(GearTable::derive(&secrets.chunker_key));
+        let repo = Self {
+            backend,
+            secrets,
+            slot,
+            config,
+            index,
+            gear,
+            pins: Mutex::new(pins),
+            pack_keys: PackKeyCache::default(),
+            weak_kdf_allowed: opts.allow_weak_kdf,
+            progress: opts.progress,
+            index_problems: Mutex::new(Vec::new()),
+            _cache: cache,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// The repository id.
+    pub fn id(&self) -> RepoId {
+        self.config.repo_id
+    }
+
+    /// The verified config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The role of the opened key slot.
+    pub fn role(&self) -> Role {
+        self.secrets.role
+    }
+
+    /// The opened key slot.
+    pub fn slot_id(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The opened slot's writer (signing) key.
+    pub fn writer_key(&self) -> crate::PublicKey {
+        self.secrets.signer.public()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub(crate) fn require_read(&self, operation: &'static str) -> Result<()> {
+        if self.secrets.role.can_read() {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                role: self.secrets.role.as_str(),
+                operation,
+            })
+        }
+    }
+
+    pub(crate) fn require_admin(&self, operation: &'static str) -> Result<&crate::crypto::sign::Signer> {
+        self.secrets.admin.as_ref().ok_or(Error::PermissionDenied {
+            role: self.secrets.role.as_str(),
+            operation,
+        })
+    }
+
+    /// Counts objects and index entries.
+    pub fn stats(&self) -> Result<RepoStats> {
+        let packs = self.backend.list("data/")?;
+        Ok(RepoStats {
+            packs: packs.len() as u64,
+            pack_bytes: packs.iter().map(|p| p.size).sum(),
+            blobs: self.index.entry_count_estimate()?,
+            segments: self.backend.list("index/")?.len() as u64,
+            snapshots: self.backend.list("snapshots/")?.len() as u64,
+        })
+    }
+}
+
+fn check_init_options(o: &InitOptions) -> Result<()> {
+    o.chunker.validate()?;
+    if !(0..=19).contains(&o.compression_level) {
+        return Err(Error::invalid("compression level", "must be 0 (off) to 19"));
+    }
+    if !(1 << 20..=1 << 30).contains(&o.pack_size) {
+        return Err(Error::invalid("pack size", "must be between 1 MiB and 1 GiB"));
+    }
+    if (o.pack_size as usize) < o.chunker.max_size as usize {
+        return Err(Error::invalid("pack size", "must hold at least one maximum-size chunk"));
+    }
+    Ok(())
+}
+
+/// Reads the config's format version without any key, so an operator learns that a newer
+/// build is needed before being asked for a passphrase.
+fn peek_version(bytes: &[u8]) -> Result<()> {
+    let mut r = crate::format::ByteReader::new(bytes, CONFIG);
+    crate::format::check_magic_version(&mut r, crate::envelope::magic::CONFIG).map(|_| ())
+}
+
+/// The local cache directory of one repository (`<cache>/<repo id>/`).
+#[derive(Debug)]
+struct CacheDir {
+    path: PathBuf,
+    /// A per-process index cache used because another process holds the shared one.
+    private_index: Option<PathBuf>,
+}
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        if let Some(p) = &self.private_index {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+impl CacheDir {
+    fn for_repo(base: Option<&Path>, repo: &RepoId) -> Result<Self> {
+        let base = match base {
+            Some(b) => b.to_owned(),
+            None => dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("chatvault"),
+        };
+        let path = base.join(repo.to_hex());
+        std::fs::create_dir_all(&path)?;
+        Ok(Self {
+            path,
+            private_index: None,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}

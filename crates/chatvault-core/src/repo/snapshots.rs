@@ -1,0 +1,126 @@
+//! Snapshot records: sealed to the data public key, signed by the writer, stored as
+//! `snapshots/<BLAKE3 of the object>`.
+//!
+//! Body of the signed envelope (magic `CVSNAPSH`, sequence = writer sequence):
+//! `key wrap (108) ‖ nonce (24) ‖ seal(content key, aad = envelope header ‖ key wrap,
+//! record CBOR) ‖ tag (16)`.
+//! Invariants: a backup-only writer can create records but not read any; a record is
+//! accepted only if its object hash, signature, writer trust (including scope and
+//! revocation) and seal check out, and its sequence equals the envelope's.
+
+use super::Repository;
+use crate::crypto::wrap::{self, ObjectKind, WRAP_LEN, WrapBinding};
+use crate::crypto::{Key32, aead, context};
+use crate::envelope::{self, magic};
+use crate::error::{Error, Result};
+use crate::id::{SnapshotId, content_hash};
+use crate::snapshot::{Snapshot, SnapshotRecord};
+
+impl Repository {
+    fn snapshot_binding(&self) -> WrapBinding<'_> {
+        WrapBinding {
+            context: context::SNAPSHOT_KEY_WRAP,
+            repo_id: &self.config.repo_id,
+            kind: ObjectKind::Snapshot,
+            auth_key: &self.secrets.auth_key,
+        }
+    }
+
+    /// Stores a snapshot record. The writer sequence and the link to this writer's previous
+    /// snapshot are filled in here. Call it only after the [`BlobWriter`](crate::BlobWriter)
+    /// that wrote its data has finished, so every blob it names is in a stored pack and
+    /// index segment.
+    pub fn save_snapshot(&self, mut record: SnapshotRecord) -> Result<SnapshotId> {
+        let signer = &self.secrets.signer;
+        let prev_key = format!("last_snapshot.{}", signer.public().to_hex());
+        let seq = {
+            let mut pins = self.lock_pins();
+            record.prev_writer_snapshot = pins.get(&prev_key).and_then(|h| SnapshotId::from_hex(h).ok());
+            pins.next_writer_seq(&signer.public())?
+        };
+        record.writer_seq = seq;
+        let plain = record.encode();
+        let content_key = Key32::random();
+        let data_pk = self.config.current_data_key()?;
+        let wrapped = wrap::wrap(&content_key, &data_pk, self.config.key_generation, &self.snapshot_binding());
+        let body_len = WRAP_LEN + plain.len() + aead::OVERHEAD;
+        let mut aad = envelope::header(magic::SNAPSHOT, &signer.public(), seq, body_len);
+        aad.extend_from_slice(&wrapped);
+        let mut body = Vec::with_capacity(body_len);
+        body.extend_from_slice(&wrapped);
+        aead::seal_into(&content_key, &aad, &plain, &mut body);
+        let bytes = envelope::seal(magic::SNAPSHOT, signer, &self.config.repo_id, seq, &body);
+        let id = SnapshotId::from_bytes(content_hash(&bytes));
+        self.backend.put(&id.object_name(), &bytes)?;
+        self.lock_pins().set(&prev_key, id.to_hex())?;
+        Ok(id)
+    }
+
+    /// Ids of every snapshot object (no key needed to list).
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        Ok(self
+            .backend
+            .list("snapshots/")?
+            .into_iter()
+            .filter_map(|o| SnapshotId::from_hex(o.name.strip_prefix("snapshots/")?).ok())
+            .collect())
+    }
+
+    /// Loads and verifies one snapshot. Needs a full or admin key.
+    pub fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        self.require_read("read snapshots")?;
+        let name = id.object_name();
+        let bytes = self.backend.get(&name)?;
+        if content_hash(&bytes) != *id.as_bytes() {
+            return Err(Error::corrupt(&*name, "content does not match its name"));
+        }
+        let env = envelope::open(&bytes, magic::SNAPSHOT, &name, &self.config.repo_id)?;
+        self.config.check_writer(&name, &env.signer, env.sequence, None)?;
+        if env.body.len() < WRAP_LEN {
+            return Err(Error::corrupt(&*name, "body too short"));
+        }
+        let (wrapped, sealed) = env.body.split_at(WRAP_LEN);
+        let wrapped: &[u8; WRAP_LEN] = wrapped.try_into().map_err(|_| Error::corrupt(&*name, "key wrap"))?;
+        let generation = wrap::generation_of(wrapped);
+        let sk = self
+            .secrets
+            .data_secret(generation)
+            .ok_or_else(|| Error::corrupt(&*name, format!("unknown data key generation {generation}")))?;
+        let key = wrap::unwrap(wrapped, sk, &self.snapshot_binding())
+            .map_err(|_| Error::corrupt(&*name, "snapshot key does not unwrap (forged or damaged)"))?;
+        let mut aad = env.header.to_vec();
+        aad.extend_from_slice(wrapped);
+        let plain = aead::open(&key, &aad, sealed).map_err(|_| Error::corrupt(&*name, "snapshot failed authentication"))?;
+        let record = SnapshotRecord::decode(&plain, &name)?;
+        if record.writer_seq != env.sequence {
+            return Err(Error::corrupt(&*name, "record sequence differs from the signed one"));
+        }
+        self.config.check_writer(&name, &env.signer, env.sequence, Some(&record.host))?;
+        Ok(Snapshot {
+            id,
+            writer: env.signer,
+            record,
+        })
+    }
+
+    /// Loads every snapshot, oldest first. Fails on the first one that does not verify;
+    /// use [`snapshot_ids`](Self::snapshot_ids) and [`load_snapshot`](Self::load_snapshot)
+    /// to go on past damage.
+    pub fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = self
+            .snapshot_ids()?
+            .into_iter()
+            .map(|id| self.load_snapshot(id))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|s| (s.record.time_unix_ms, s.id));
+        Ok(out)
+    }
+
+    /// Deletes a snapshot record (its data stays until a prune). Needs a full or admin key.
+    pub fn delete_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.require_read("delete snapshots")?;
+        let name = id.object_name();
+        self.backend.stat(&name)?;
+        self.backend.delete(&name)
+    }
+}

@@ -1,0 +1,399 @@
+//! The write path: chunk → id → dedup → compress (parallel) → seal into packs → upload →
+//! index segments.
+//!
+//! Threads: the caller's stream is chunked on a scoped reader thread; batches of chunks are
+//! hashed, checked against the index and compressed on rayon's pool; a packer thread seals
+//! them into the current pack; an uploader thread stores finished packs. Every queue
+//! between them is bounded, so memory is flat whatever the input size (about
+//! `pack_size × 3 + batch × max chunk × 2`).
+//! Invariants: a blob is queued at most once per writer (the `pending` set, then the
+//! index); index segments are written only for uploaded packs, and `finish` returns only
+//! after every pack and segment is stored, so a snapshot saved afterwards names only
+//! stored data.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use rayon::prelude::*;
+
+use super::Repository;
+use crate::backend::Backend;
+use crate::blob::{self, BlobType, Codec};
+use crate::chunker::{Chunk, Chunker};
+use crate::crypto::wrap::{ObjectKind, WrapBinding};
+use crate::crypto::{Key32, context};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, RepoId};
+use crate::index::IndexEntry;
+use crate::pack::{FinishedPack, PackBuilder};
+use crate::progress::{Progress, ProgressEvent};
+use crate::tree::{ContentRef, Tree};
+
+/// Chunks hashed and compressed together.
+const BATCH: usize = 8;
+/// Index entries buffered before a segment is written mid-session.
+const SEGMENT_FLUSH: usize = 50_000;
+
+/// Figures for one writer session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Plaintext bytes handed to the writer.
+    pub bytes_in: u64,
+    /// Blobs handed to the writer.
+    pub blobs_in: u64,
+    /// Blobs that were new and got stored.
+    pub blobs_new: u64,
+    /// Plaintext bytes of the new blobs.
+    pub bytes_new: u64,
+    /// Bytes of the new blobs after compression (before sealing).
+    pub bytes_compressed: u64,
+    /// Packs uploaded.
+    pub packs: u64,
+    /// Bytes of packs uploaded.
+    pub pack_bytes: u64,
+    /// Index segments written.
+    pub segments: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_in: AtomicU64,
+    blobs_in: AtomicU64,
+    blobs_new: AtomicU64,
+    bytes_new: AtomicU64,
+    bytes_compressed: AtomicU64,
+}
+
+/// A blob ready for a pack.
+struct Item {
+    id: BlobId,
+    blob_type: BlobType,
+    codec: Codec,
+    raw_len: u32,
+    payload: Vec<u8>,
+}
+
+/// Writes blobs into a repository. Methods take `&self`, so several threads may write
+/// through one writer (it is `Sync`); call [`finish`](Self::finish) once at the end.
+pub struct BlobWriter<'r> {
+    repo: &'r Repository,
+    pending: Mutex<HashSet<BlobId>>,
+    to_packer: Option<Sender<Item>>,
+    done: Receiver<Result<Uploaded>>,
+    threads: Vec<JoinHandle<()>>,
+    unindexed: Mutex<Vec<IndexEntry>>,
+    counters: Counters,
+    packs: AtomicU64,
+    pack_bytes: AtomicU64,
+    segments: AtomicU64,
+}
+
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter").finish_non_exhaustive()
+    }
+}
+
+/// What the packer thread needs, owned (the thread outlives no borrow).
+struct PackerContext {
+    backend: Arc<dyn Backend>,
+    repo_id: RepoId,
+    data_pk: [u8; 32],
+    generation: u32,
+    auth_key: Key32,
+    pack_size: usize,
+}
+
+impl Repository {
+    /// Starts a writer session.
+    pub fn writer(&self) -> Result<BlobWriter<'_>> {
+        let ctx = PackerContext {
+            backend: self.backend.clone(),
+            repo_id: self.config.repo_id,
+            data_pk: self.config.current_data_key()?,
+            generation: self.config.key_generation,
+            auth_key: self.secrets.auth_key.duplicate(),
+            pack_size: self.config.pack_size as usize,
+        };
+        let (to_packer, from_main) = bounded::<Item>(2 * BATCH);
+        let (to_uploader, from_packer) = bounded::<FinishedPack>(1);
+        let (to_main, done) = unbounded::<Result<Uploaded>>();
+        let backend = self.backend.clone();
+        let progress = self.progress.clone();
+        let packer = std::thread::Builder::new()
+            .name("chatvault-packer".into())
+            .spawn(move || run_packer(ctx, from_main, to_uploader))?;
+        let uploader = std::thread::Builder::new()
+            .name("chatvault-upload".into())
+            .spawn(move || run_uploader(backend.as_ref(), &progress, from_packer, to_main))?;
+        Ok(BlobWriter {
+            repo: self,
+            pending: Mutex::new(HashSet::new()),
+            to_packer: Some(to_packer),
+            done,
+            threads: vec![packer, uploader],
+            unindexed: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            packs: AtomicU64::new(0),
+            pack_bytes: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
+        })
+    }
+}
+
+fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<FinishedPack>) {
+    let binding = WrapBinding {
+        context: context::PACK_KEY_WRAP,
+        repo_id: &ctx.repo_id,
+        kind: ObjectKind::Pack,
+        auth_key: &ctx.auth_key,
+    };
+    let mut pack = PackBuilder::new(ctx.generation);
+    for item in items {
+        pack.add(&ctx.repo_id, item.id, item.blob_type, item.codec, item.raw_len, &item.payload);
+        if pack.len() >= ctx.pack_size {
+            let full = std::mem::replace(&mut pack, PackBuilder::new(ctx.generation));
+            if out.send(full.finish(&ctx.repo_id, &ctx.data_pk, &binding)).is_err() {
+                return; // the uploader stopped on an error it already reported
+            }
+        }
+    }
+    if pack.count() > 0 {
+        let _ = out.send(pack.finish(&ctx.repo_id, &ctx.data_pk, &binding));
+    }
+}
+
+fn run_uploader(
+    backend: &dyn Backend,
+    progress: &Progress,
+    packs: Receiver<FinishedPack>,
+    out: Sender<Result<Uploaded>>,
+) {
+    for pack in packs {
+        let name = pack.id.object_name();
+        match backend.put(&name, &pack.bytes) {
+            // Same bytes, same name: an identical pack is already stored.
+            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        }
+        progress.emit(ProgressEvent::PackUploaded {
+            id: pack.id,
+            bytes: pack.bytes.len() as u64,
+        });
+        let uploaded = Uploaded {
+            size: pack.bytes.len() as u64,
+            id: pack.id,
+            generation: pack.generation,
+            entries: pack.entries,
+        };
+        if out.send(Ok(uploaded)).is_err() {
+            return;
+        }
+    }
+}
+
+/// An uploaded pack, as the main thread needs it for the index (the bytes are dropped).
+struct Uploaded {
+    id: crate::id::PackId,
+    size: u64,
+    generation: u32,
+    entries: Vec<crate::pack::PackEntry>,
+}
+
+/// Result of hashing and compressing one chunk.
+enum Prepared {
+    Known(BlobId, u32),
+    New(Item),
+}
+
+impl<'r> BlobWriter<'r> {
+    /// Chunks a stream and stores its new chunks; returns the chunk list in order.
+    pub fn write_stream<R: Read + Send>(&self, reader: R) -> Result<Vec<ContentRef>> {
+        let repo = self.repo;
+        let (tx, rx) = bounded::<Result<Chunk>>(2 * BATCH);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for c in Chunker::new(reader, repo.config.chunker, repo.gear.clone()) {
+                    let stop = c.is_err();
+                    if tx.send(c).is_err() || stop {
+                        return;
+                    }
+                }
+            });
+            let mut refs = Vec::new();
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                batch.clear();
+                for c in rx.iter().take(BATCH) {
+                    batch.push(c?.data);
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                refs.extend(self.store_batch(BlobType::Data, std::mem::take(&mut batch))?);
+            }
+            Ok(refs)
+        })
+    }
+
+    /// Stores one blob (a small file, a tree, a record batch); returns its reference.
+    pub fn write_blob(&self, blob_type: BlobType, data: &[u8]) -> Result<ContentRef> {
+        if data.len() > blob::MAX_BLOB_SIZE {
+            return Err(Error::invalid("blob", "larger than the 64 MiB blob limit"));
+        }
+        let prepared = self.prepare(blob_type, data)?;
+        self.queue(prepared)
+    }
+
+    /// Encodes and stores a tree; returns its id.
+    pub fn write_tree(&self, tree: &Tree) -> Result<BlobId> {
+        Ok(self.write_blob(BlobType::Tree, &tree.encode())?.id)
+    }
+
+    fn store_batch(&self, blob_type: BlobType, chunks: Vec<Vec<u8>>) -> Result<Vec<ContentRef>> {
+        let prepared: Vec<Result<Prepared>> = chunks
+            .par_iter()
+            .map(|data| self.prepare(blob_type, data))
+            .collect();
+        drop(chunks);
+        prepared.into_iter().map(|p| self.queue(p?)).collect()
+    }
+
+    fn prepare(&self, blob_type: BlobType, data: &[u8]) -> Result<Prepared> {
+        let repo = self.repo;
+        let id = blob::blob_id(&repo.secrets.id_key, blob_type, data);
+        let raw_len = data.len() as u32;
+        self.counters.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters.blobs_in.fetch_add(1, Ordering::Relaxed);
+        repo.progress.emit(ProgressEvent::BytesRead(data.len() as u64));
+        if self.is_pending(&id) || repo.index.contains(&id)? {
+            return Ok(Prepared::Known(id, raw_len));
+        }
+        let (codec, payload) = blob::compress(repo.config.compression_level, data);
+        Ok(Prepared::New(Item {
+            id,
+            blob_type,
+            codec,
+            raw_len,
+            payload: payload.into_owned(),
+        }))
+    }
+
+    fn is_pending(&self, id: &BlobId) -> bool {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    fn queue(&self, p: Prepared) -> Result<ContentRef> {
+        let item = match p {
+            Prepared::Known(id, len) => {
+                self.repo.progress.emit(ProgressEvent::ChunkDeduplicated { raw_len: u64::from(len) });
+                return Ok(ContentRef { id, len });
+            }
+            Prepared::New(item) => item,
+        };
+        let r = ContentRef {
+            id: item.id,
+            len: item.raw_len,
+        };
+        // Two threads (or two chunks of one batch) may have prepared the same new blob.
+        if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(item.id) {
+            return Ok(r);
+        }
+        let c = &self.counters;
+        c.blobs_new.fetch_add(1, Ordering::Relaxed);
+        c.bytes_new.fetch_add(u64::from(item.raw_len), Ordering::Relaxed);
+        c.bytes_compressed.fetch_add(item.payload.len() as u64, Ordering::Relaxed);
+        self.repo.progress.emit(ProgressEvent::ChunkStored {
+            raw_len: u64::from(item.raw_len),
+            stored_len: item.payload.len() as u64,
+        });
+        let sender = self.to_packer.as_ref().ok_or_else(|| Error::invalid("writer", "already finished"))?;
+        if sender.send(item).is_err() {
+            return Err(self.pipeline_error());
+        }
+        self.collect(false)?;
+        Ok(r)
+    }
+
+    /// The error that stopped the packer or uploader.
+    fn pipeline_error(&self) -> Error {
+        for r in self.done.try_iter() {
+            if let Err(e) = r {
+                return e;
+            }
+        }
+        Error::invalid("writer", "the pack pipeline stopped")
+    }
+
+    /// Takes uploaded packs' entries; writes a segment when enough have gathered (or all
+    /// of them when `all`).
+    fn collect(&self, all: bool) -> Result<()> {
+        let mut unindexed = self.unindexed.lock().unwrap_or_else(|p| p.into_inner());
+        for r in self.done.try_iter() {
+            let pack = r?;
+            self.packs.fetch_add(1, Ordering::Relaxed);
+            self.pack_bytes.fetch_add(pack.size, Ordering::Relaxed);
+            unindexed.extend(pack.entries.iter().map(|e| IndexEntry {
+                blob: e.id,
+                pack: pack.id,
+                offset: e.offset,
+                length: e.length,
+                raw_len: e.raw_len,
+                blob_type: e.blob_type,
+                codec: e.codec,
+                domain: e.domain,
+                generation: pack.generation,
+            }));
+        }
+        if unindexed.is_empty() || (!all && unindexed.len() < SEGMENT_FLUSH) {
+            return Ok(());
+        }
+        let written = self.repo.write_segments(&unindexed, &[])?;
+        self.segments.fetch_add(written.len() as u64, Ordering::Relaxed);
+        // The cache has them now: they no longer need to be remembered as pending.
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for e in unindexed.drain(..) {
+            pending.remove(&e.blob);
+        }
+        Ok(())
+    }
+
+    /// Uploads the last pack, writes the remaining index segments and returns the figures.
+    /// Only after this returns is the data safe to reference from a snapshot.
+    pub fn finish(mut self) -> Result<WriteStats> {
+        self.to_packer = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.collect(true)?;
+        let c = &self.counters;
+        Ok(WriteStats {
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            blobs_in: c.blobs_in.load(Ordering::Relaxed),
+            blobs_new: c.blobs_new.load(Ordering::Relaxed),
+            bytes_new: c.bytes_new.load(Ordering::Relaxed),
+            bytes_compressed: c.bytes_compressed.load(Ordering::Relaxed),
+            packs: self.packs.load(Ordering::Relaxed),
+            pack_bytes: self.pack_bytes.load(Ordering::Relaxed),
+            segments: self.segments.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // Without `finish`, close the queue and let the threads end; packs they upload
+        // without a segment are unreferenced and cost only space until a prune.
+        self.to_packer = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Sourced by .ci/run and scripts/demo: installs what the build needs when it is missing
+# (clang/libclang for the RocksDB bindings) and points cargo at a target directory outside
+# the clone, so RocksDB's C++ is compiled once per machine rather than once per clone.
+
+have_libclang() {
+  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "chatvault needs the Rust toolchain (cargo) on PATH" >&2
+  exit 1
+fi
+if ! command -v clang >/dev/null 2>&1 || ! have_libclang; then
+  echo "installing clang and libclang (needed by the RocksDB bindings)" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chatvault/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
