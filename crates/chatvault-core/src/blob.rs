@@ -111,7 +111,13 @@ pub(crate) fn compress(level: i32, plaintext: &[u8]) -> (Codec, Cow<'_, [u8]>) {
 }
 
 /// Seals a (possibly compressed) payload, appending `nonce ‖ ciphertext ‖ tag` to `out`.
-pub(crate) fn seal(key: &Key32, repo_id: &RepoId, meta: &BlobMeta, payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn seal(
+    key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
     aead::seal_into(key, &aad(repo_id, meta), payload, out);
 }
 
@@ -182,7 +188,9 @@ mod tests {
     fn compressible_data_is_compressed_and_random_is_not() {
         let text = b"hello chat ".repeat(1000);
         assert_eq!(compress(3, &text).0, Codec::Zstd);
-        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let (codec, _) = compress(3, &crate::crypto::random_array::<4096>());
         assert_eq!(codec, Codec::Raw);
         assert!(!random.is_empty());
@@ -191,8 +199,14 @@ mod tests {
     #[test]
     fn type_is_part_of_the_id() {
         let k = Key32::random();
-        assert_ne!(blob_id(&k, BlobType::Data, b"x"), blob_id(&k, BlobType::Tree, b"x"));
-        assert_ne!(blob_id(&k, BlobType::Data, b"x"), blob_id(&Key32::random(), BlobType::Data, b"x"));
+        assert_ne!(
+            blob_id(&k, BlobType::Data, b"x"),
+            blob_id(&k, BlobType::Tree, b"x")
+        );
+        assert_ne!(
+            blob_id(&k, BlobType::Data, b"x"),
+            blob_id(&Key32::random(), BlobType::Data, b"x")
+        );
     }
 
     #[test]
@@ -201,7 +215,10 @@ mod tests {
         let (key, id_key, repo, meta, out) = sealed(&data, 3);
         let mut m = meta;
         m.raw_len += 1;
-        assert!(matches!(open(&key, &id_key, &repo, &m, &out, "p"), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            open(&key, &id_key, &repo, &m, &out, "p"),
+            Err(Error::Corrupt { .. })
+        ));
         let mut m = meta;
         m.blob_type = BlobType::Tree;
         assert!(open(&key, &id_key, &repo, &m, &out, "p").is_err());

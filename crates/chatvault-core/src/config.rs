@@ -119,15 +119,23 @@ fn map_len(d: &mut Decoder<'_>) -> Result<u64> {
 
 impl Config {
     /// Whether `key` may sign an object with writer sequence `seq` for `host`.
-    pub(crate) fn check_writer(&self, object: &str, key: &PublicKey, seq: u64, host: Option<&str>) -> Result<&WriterEntry> {
-        let w = self
-            .writers
-            .iter()
-            .find(|w| w.key == *key)
-            .ok_or_else(|| Error::untrusted(object, format!("signed by unknown writer {key}")))?;
+    pub(crate) fn check_writer(
+        &self,
+        object: &str,
+        key: &PublicKey,
+        seq: u64,
+        host: Option<&str>,
+    ) -> Result<&WriterEntry> {
+        let w =
+            self.writers.iter().find(|w| w.key == *key).ok_or_else(|| {
+                Error::untrusted(object, format!("signed by unknown writer {key}"))
+            })?;
         if let Some(r) = self.revocations.iter().find(|r| r.key == *key) {
             if seq > r.trusted_until_seq {
-                return Err(Error::untrusted(object, format!("signed by revoked writer {key}")));
+                return Err(Error::untrusted(
+                    object,
+                    format!("signed by revoked writer {key}"),
+                ));
             }
         }
         if let Some(host) = host {
@@ -153,26 +161,45 @@ impl Config {
     pub(crate) fn encode_body(&self) -> Result<Vec<u8>> {
         let mut e = Encoder::new(Vec::new());
         e.map(11).map_err(enc_err)?;
-        e.u8(0).and_then(|e| e.bytes(self.repo_id.as_bytes())).map_err(enc_err)?;
-        e.u8(1).and_then(|e| e.u64(self.sequence)).map_err(enc_err)?;
+        e.u8(0)
+            .and_then(|e| e.bytes(self.repo_id.as_bytes()))
+            .map_err(enc_err)?;
+        e.u8(1)
+            .and_then(|e| e.u64(self.sequence))
+            .map_err(enc_err)?;
         e.u8(2)
             .and_then(|e| e.array(3))
             .and_then(|e| e.u32(self.chunker.min_size))
             .and_then(|e| e.u32(self.chunker.avg_size))
             .and_then(|e| e.u32(self.chunker.max_size))
             .map_err(enc_err)?;
-        e.u8(3).and_then(|e| e.i32(self.compression_level)).map_err(enc_err)?;
-        e.u8(4).and_then(|e| e.u32(self.pack_size)).map_err(enc_err)?;
-        e.u8(5).and_then(|e| e.array(ALGORITHMS.len() as u64)).map_err(enc_err)?;
+        e.u8(3)
+            .and_then(|e| e.i32(self.compression_level))
+            .map_err(enc_err)?;
+        e.u8(4)
+            .and_then(|e| e.u32(self.pack_size))
+            .map_err(enc_err)?;
+        e.u8(5)
+            .and_then(|e| e.array(ALGORITHMS.len() as u64))
+            .map_err(enc_err)?;
         for a in ALGORITHMS {
             e.str(a).map_err(enc_err)?;
         }
-        e.u8(6).and_then(|e| e.u32(self.key_generation)).map_err(enc_err)?;
-        e.u8(7).and_then(|e| e.array(self.data_public_keys.len() as u64)).map_err(enc_err)?;
+        e.u8(6)
+            .and_then(|e| e.u32(self.key_generation))
+            .map_err(enc_err)?;
+        e.u8(7)
+            .and_then(|e| e.array(self.data_public_keys.len() as u64))
+            .map_err(enc_err)?;
         for (g, k) in &self.data_public_keys {
-            e.array(2).and_then(|e| e.u32(*g)).and_then(|e| e.bytes(k)).map_err(enc_err)?;
+            e.array(2)
+                .and_then(|e| e.u32(*g))
+                .and_then(|e| e.bytes(k))
+                .map_err(enc_err)?;
         }
-        e.u8(8).and_then(|e| e.array(self.writers.len() as u64)).map_err(enc_err)?;
+        e.u8(8)
+            .and_then(|e| e.array(self.writers.len() as u64))
+            .map_err(enc_err)?;
         for w in &self.writers {
             e.map(5)
                 .and_then(|e| e.u8(0))
@@ -187,7 +214,9 @@ impl Config {
                 .and_then(|e| e.i64(w.added_unix_ms))
                 .map_err(enc_err)?;
         }
-        e.u8(9).and_then(|e| e.array(self.revocations.len() as u64)).map_err(enc_err)?;
+        e.u8(9)
+            .and_then(|e| e.array(self.revocations.len() as u64))
+            .map_err(enc_err)?;
         for r in &self.revocations {
             e.map(3)
                 .and_then(|e| e.u8(0))
@@ -198,7 +227,9 @@ impl Config {
                 .and_then(|e| e.i64(r.revoked_unix_ms))
                 .map_err(enc_err)?;
         }
-        e.u8(10).and_then(|e| e.bytes(self.admin_key.as_bytes())).map_err(enc_err)?;
+        e.u8(10)
+            .and_then(|e| e.bytes(self.admin_key.as_bytes()))
+            .map_err(enc_err)?;
         Ok(e.into_writer())
     }
 
@@ -290,18 +321,34 @@ impl Config {
 
     /// Signs and encodes the config object with the admin key.
     pub(crate) fn to_object(&self, admin: &Signer) -> Result<Vec<u8>> {
-        Ok(envelope::seal(magic::CONFIG, admin, &self.repo_id, self.sequence, &self.encode_body()?))
+        Ok(envelope::seal(
+            magic::CONFIG,
+            admin,
+            &self.repo_id,
+            self.sequence,
+            &self.encode_body()?,
+        ))
     }
 
     /// Verifies and decodes a config object against the trusted admin key and repo id.
-    pub(crate) fn from_object(bytes: &[u8], repo_id: &RepoId, admin_key: &PublicKey) -> Result<Self> {
+    pub(crate) fn from_object(
+        bytes: &[u8],
+        repo_id: &RepoId,
+        admin_key: &PublicKey,
+    ) -> Result<Self> {
         let env = envelope::open(bytes, magic::CONFIG, OBJECT, repo_id)?;
         if env.signer != *admin_key {
-            return Err(Error::untrusted(OBJECT, "not signed by this repository's admin key"));
+            return Err(Error::untrusted(
+                OBJECT,
+                "not signed by this repository's admin key",
+            ));
         }
         let c = Self::decode_body(env.body)?;
         if c.repo_id != *repo_id || c.sequence != env.sequence || c.admin_key != *admin_key {
-            return Err(Error::corrupt(OBJECT, "signed header disagrees with the body"));
+            return Err(Error::corrupt(
+                OBJECT,
+                "signed header disagrees with the body",
+            ));
         }
         Ok(c)
     }
@@ -382,7 +429,10 @@ mod tests {
         let admin = Signer::random();
         let c = sample(&admin);
         let obj = c.to_object(&admin).unwrap();
-        assert_eq!(Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap(), c);
+        assert_eq!(
+            Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap(),
+            c
+        );
         // Signed by anybody else: refused even if self-consistent.
         let forger = Signer::random();
         let mut f = c.clone();
@@ -403,8 +453,14 @@ mod tests {
         let mut c = sample(&admin);
         let w = PublicKey::from_bytes([4; 32]);
         c.check_writer("o", &w, 100, Some("node-1")).unwrap();
-        assert!(c.check_writer("o", &w, 100, Some("node-2")).is_err(), "out of scope");
-        assert!(c.check_writer("o", &PublicKey::from_bytes([6; 32]), 1, None).is_err());
+        assert!(
+            c.check_writer("o", &w, 100, Some("node-2")).is_err(),
+            "out of scope"
+        );
+        assert!(
+            c.check_writer("o", &PublicKey::from_bytes([6; 32]), 1, None)
+                .is_err()
+        );
         c.writers.push(WriterEntry {
             key: PublicKey::from_bytes([5; 32]),
             role: Role::Full,

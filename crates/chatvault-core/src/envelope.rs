@@ -34,7 +34,12 @@ pub(crate) struct Envelope<'a> {
 
 /// The header that will precede a body of `body_len` bytes (for use as associated data
 /// before the body exists).
-pub(crate) fn header(magic: &[u8; 8], signer: &PublicKey, sequence: u64, body_len: usize) -> Vec<u8> {
+pub(crate) fn header(
+    magic: &[u8; 8],
+    signer: &PublicKey,
+    sequence: u64,
+    body_len: usize,
+) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.extend_from_slice(magic);
     h.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
@@ -100,7 +105,10 @@ mod tests {
         let repo = RepoId::from_bytes([2; 32]);
         let bytes = seal(magic::SNAPSHOT, &s, &repo, 42, b"body");
         let e = open(&bytes, magic::SNAPSHOT, "o", &repo).unwrap();
-        assert_eq!((e.signer, e.sequence, e.body), (s.public(), 42, &b"body"[..]));
+        assert_eq!(
+            (e.signer, e.sequence, e.body),
+            (s.public(), 42, &b"body"[..])
+        );
         assert_eq!(e.header, &header(magic::SNAPSHOT, &s.public(), 42, 4)[..]);
         for i in 0..bytes.len() {
             let mut b = bytes.clone();

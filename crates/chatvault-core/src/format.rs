@@ -6,14 +6,14 @@
 use crate::error::{Error, Result};
 
 /// A cursor over an object's bytes that fails with `Corrupt { object }` when input ends.
-pub(crate) struct ByteReader<'a> {
+pub(crate) struct ByteReader<'a, 'o> {
     bytes: &'a [u8],
     pos: usize,
-    object: &'a str,
+    object: &'o str,
 }
 
-impl<'a> ByteReader<'a> {
-    pub fn new(bytes: &'a [u8], object: &'a str) -> Self {
+impl<'a, 'o> ByteReader<'a, 'o> {
+    pub fn new(bytes: &'a [u8], object: &'o str) -> Self {
         Self {
             bytes,
             pos: 0,
@@ -58,13 +58,6 @@ impl<'a> ByteReader<'a> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    /// Everything not read yet.
-    pub fn rest(&mut self) -> &'a [u8] {
-        let s = &self.bytes[self.pos..];
-        self.pos = self.bytes.len();
-        s
-    }
-
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -89,7 +82,7 @@ impl<'a> ByteReader<'a> {
 
 /// Checks an object's 8-byte magic and returns its version; a version newer than this
 /// build reads is `UnsupportedFormat`, readable without any key.
-pub(crate) fn check_magic_version(r: &mut ByteReader<'_>, magic: &[u8; 8]) -> Result<u16> {
+pub(crate) fn check_magic_version(r: &mut ByteReader<'_, '_>, magic: &[u8; 8]) -> Result<u16> {
     let m = r.take(8)?;
     if m != magic {
         return Err(r.corrupt("wrong magic bytes"));
@@ -123,7 +116,7 @@ mod tests {
         assert_eq!(r.u16().unwrap(), 0x0201);
         assert!(matches!(r.u32(), Err(Error::Corrupt { .. })));
         assert!(r.take(usize::MAX).is_err());
-        assert_eq!(r.rest(), &[3]);
+        assert_eq!(r.u8().unwrap(), 3);
         r.finish().unwrap();
     }
 

@@ -26,7 +26,7 @@ macro_rules! id_type {
             }
 
             /// The id as 64 lower-case hex digits.
-            pub fn to_hex(&self) -> String {
+            pub fn to_hex(self) -> String {
                 hex::encode(self.0)
             }
 
@@ -40,12 +40,14 @@ macro_rules! id_type {
             }
 
             /// Reads an id from the first 32 bytes of a slice, if there are that many.
+            // Generated for every id type; only some decode ids from raw slices.
+            #[allow(dead_code)]
             pub(crate) fn from_slice(b: &[u8]) -> Option<Self> {
                 b.get(..32)?.try_into().ok().map(Self)
             }
 
             /// The first 8 hex digits, for short human display.
-            pub fn short(&self) -> String {
+            pub fn short(self) -> String {
                 hex::encode(&self.0[..4])
             }
         }

@@ -33,6 +33,7 @@
 
 mod backend;
 mod blob;
+mod cbor;
 mod chunker;
 mod config;
 mod crypto;

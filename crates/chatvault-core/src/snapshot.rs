@@ -43,13 +43,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::cbor::{Reader, Writer};
 use crate::crypto::sign::PublicKey;
 use crate::error::Result;
 use crate::id::{BlobId, SnapshotId};
-use crate::tree::cbor::{Reader, Writer};
 
 /// The snapshot record encoding version this build writes and reads.
 const RECORD_VERSION: u32 = 1;
+
+/// Smallest encoding of a text or byte string (an empty one), for bounding array and map
+/// lengths by the input.
+const MIN_ITEM_LEN: usize = 1;
 
 /// Whether a snapshot re-read and verified every source, or only appended what was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +122,8 @@ pub struct SnapshotRecord {
     /// Where each source stream stood (opaque, frontend-defined positions), so the next
     /// incremental run starts from there.
     pub cursors: BTreeMap<String, Vec<u8>>,
-    /// The writer's own sequence number: grows by one per object the writer signs, so a
-    /// revocation can trust what a key signed before it was compromised.
+    /// The writer's own sequence number, increasing with every object the writer signs, so
+    /// a revocation can keep trusting what a key signed before it was compromised.
     pub writer_seq: u64,
     /// The writer's previous snapshot, so a withheld or reordered snapshot is noticed.
     pub prev_writer_snapshot: Option<SnapshotId>,
@@ -136,9 +140,6 @@ pub struct Snapshot {
     /// Its content.
     pub record: SnapshotRecord,
 }
-
-/// Smallest encoding of an array item or a cursor entry (an empty text or byte string).
-const MIN_ITEM_LEN: usize = 1;
 
 impl SnapshotRecord {
     /// The canonical encoding (see the module documentation).
@@ -238,7 +239,9 @@ impl Partial {
             root: self.root.ok_or_else(|| missing("a root tree"))?,
             summary: self.summary.ok_or_else(|| missing("a summary"))?,
             cursors: self.cursors,
-            writer_seq: self.writer_seq.ok_or_else(|| missing("a writer sequence"))?,
+            writer_seq: self
+                .writer_seq
+                .ok_or_else(|| missing("a writer sequence"))?,
             prev_writer_snapshot: self.prev_writer,
         })
     }
@@ -280,23 +283,29 @@ fn decode_summary(r: &mut Reader<'_>) -> Result<Summary> {
     let mut fields = r.fields()?;
     let mut counters = [None; 6];
     while let Some(key) = fields.next_key(r)? {
-        match counters.get_mut(key as usize) {
-            // `key as usize` may truncate on 32-bit targets, but any truncated value is
-            // either >= 6 or a key that `Fields` already refused as repeated.
-            Some(slot) if key < 6 => *slot = Some(r.u64("summary counter")?),
-            _ => r.skip()?,
+        match usize::try_from(key).ok().and_then(|k| counters.get_mut(k)) {
+            Some(slot) => *slot = Some(r.u64("summary counter")?),
+            None => r.skip()?,
         }
     }
-    let [files, bytes_read, bytes_added, blobs_added, duration_ms, errors] =
-        counters.map(|c| c.ok_or_else(|| r.corrupt("summary without every counter")));
-    Ok(Summary {
-        files: files?,
-        bytes_read: bytes_read?,
-        bytes_added: bytes_added?,
-        blobs_added: blobs_added?,
-        duration_ms: duration_ms?,
-        errors: errors?,
-    })
+    match counters {
+        [
+            Some(files),
+            Some(bytes_read),
+            Some(bytes_added),
+            Some(blobs_added),
+            Some(duration_ms),
+            Some(errors),
+        ] => Ok(Summary {
+            files,
+            bytes_read,
+            bytes_added,
+            blobs_added,
+            duration_ms,
+            errors,
+        }),
+        _ => Err(r.corrupt("summary without every counter")),
+    }
 }
 
 fn encode_cursors(w: &mut Writer, cursors: &BTreeMap<String, Vec<u8>>) {
@@ -380,28 +389,86 @@ mod tests {
         matches!(r, Err(Error::Corrupt { .. }))
     }
 
+    /// The reason of a `Corrupt` error, so a test can check it failed for the right reason.
+    fn corrupt_reason(r: Result<SnapshotRecord>) -> String {
+        match r {
+            Err(Error::Corrupt { object, reason }) => {
+                assert_eq!(object.as_str(), "s");
+                reason
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     // Pinned once from `sample()` and `minimal()`: a change here is a format change.
     const SAMPLE_HEX: &str = concat!(
-        "ad", "00", "01", // {0: 1,
-        "01", "1b0000019b76ba2c00", // 1: 1767225600000,
-        "02", "656368617431", // 2: "chat1",
-        "03", "81", "656461696c79", // 3: ["daily"],
-        "04", "666d6174726978", // 4: "matrix",
-        "05", "81", "702f7661722f6c69622f73796e61707365", // 5: ["/var/lib/synapse"],
-        "06", "5820", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        "07", "01", // 7: 1 (incremental),
-        "08", "5820", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-        "09", "a6", "0003", "01191000", "021864", "0302", "041905dc", "0500", // 9: summary,
-        "0a", "a1", "6721726f6f6d3a78", "420102", // 10: {"!room:x": h'0102'},
-        "0b", "182a", // 11: 42,
-        "0c", "5820", "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+        "ad",
+        "00",
+        "01", // {0: 1,
+        "01",
+        "1b0000019b76daa800", // 1: 1767225600000,
+        "02",
+        "656368617431", // 2: "chat1",
+        "03",
+        "81",
+        "656461696c79", // 3: ["daily"],
+        "04",
+        "666d6174726978", // 4: "matrix",
+        "05",
+        "81",
+        "702f7661722f6c69622f73796e61707365", // 5: ["/var/lib/synapse"],
+        "06",
+        "5820",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "07",
+        "01", // 7: 1 (incremental),
+        "08",
+        "5820",
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "09",
+        "a6",
+        "0003",
+        "01191000",
+        "021864",
+        "0302",
+        "041905dc",
+        "0500", // 9: summary,
+        "0a",
+        "a1",
+        "6721726f6f6d3a78",
+        "420102", // 10: {"!room:x": h'0102'},
+        "0b",
+        "182a", // 11: 42,
+        "0c",
+        "5820",
+        "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
     );
 
+    /// Where the summary map's head sits in `MINIMAL_HEX`: after the map head, keys 0, 1
+    /// and 7 (two bytes each), key 8 with its 34-byte id, and key 9.
+    const MINIMAL_SUMMARY_AT: usize = 1 + 6 + 1 + 34 + 1;
+
     const MINIMAL_HEX: &str = concat!(
-        "a6", "00", "01", "01", "20", "07", "00", // {0: 1, 1: -1, 7: 0 (full),
-        "08", "5820", "0101010101010101010101010101010101010101010101010101010101010101",
-        "09", "a6", "0000", "0100", "0200", "0300", "0400", "0500", // 9: zero summary,
-        "0b", "00", // 11: 0}
+        "a6",
+        "00",
+        "01",
+        "01",
+        "20",
+        "07",
+        "00", // {0: 1, 1: -1, 7: 0 (full),
+        "08",
+        "5820",
+        "0101010101010101010101010101010101010101010101010101010101010101",
+        "09",
+        "a6",
+        "0000",
+        "0100",
+        "0200",
+        "0300",
+        "0400",
+        "0500", // 9: zero summary,
+        "0b",
+        "00", // 11: 0}
     );
 
     #[test]
@@ -419,12 +486,20 @@ mod tests {
         // key 6; both must sort after the known ones.
         let mut bytes = hex::decode(MINIMAL_HEX).unwrap();
         bytes[0] = 0xa7; // one more top-level entry
-        let summary_at = bytes.iter().position(|&b| b == 0xa6).unwrap();
+        let summary_at = MINIMAL_SUMMARY_AT;
+        assert_eq!(bytes[summary_at], 0xa6);
         bytes[summary_at] = 0xa7;
         let summary_end = summary_at + 1 + 12;
         bytes.splice(summary_end..summary_end, [0x06, 0x63, b'n', b'e', b'w']);
         let mut e = Encoder::new(Vec::new());
-        e.u8(13).unwrap().map(1).unwrap().u8(0).unwrap().array(0).unwrap();
+        e.u8(13)
+            .unwrap()
+            .map(1)
+            .unwrap()
+            .u8(0)
+            .unwrap()
+            .array(0)
+            .unwrap();
         bytes.extend_from_slice(&e.into_writer());
         assert_eq!(SnapshotRecord::decode(&bytes, "s").unwrap(), minimal());
     }
@@ -443,59 +518,66 @@ mod tests {
         }
     }
 
-    /// The minimal record with top-level key `drop` left out.
+    /// The minimal record, built independently of `encode`, with top-level key `drop` left
+    /// out.
     fn minimal_without(drop: u8) -> Vec<u8> {
-        let r = minimal();
+        let keys: Vec<u8> = [0, 1, 7, 8, 9, 11]
+            .into_iter()
+            .filter(|&k| k != drop)
+            .collect();
         let mut e = Encoder::new(Vec::new());
-        let entries: [(u8, &dyn Fn(&mut Encoder<Vec<u8>>)); 6] = [
-            (0, &|e| {
-                e.u8(1).unwrap();
-            }),
-            (1, &|e| {
-                e.i64(r.time_unix_ms).unwrap();
-            }),
-            (7, &|e| {
-                e.u8(0).unwrap();
-            }),
-            (8, &|e| {
-                e.bytes(r.root.as_bytes()).unwrap();
-            }),
-            (9, &|e| {
-                e.map(6).unwrap();
-                for k in 0..6 {
-                    e.u8(k).unwrap().u8(0).unwrap();
+        e.map(keys.len() as u64).unwrap();
+        for key in keys {
+            e.u8(key).unwrap();
+            match key {
+                0 => e.u8(1).unwrap(),
+                1 => e.i64(-1).unwrap(),
+                8 => e.bytes(&[0x01; 32]).unwrap(),
+                9 => {
+                    e.map(6).unwrap();
+                    for counter in 0..6 {
+                        e.u8(counter).unwrap().u8(0).unwrap();
+                    }
+                    &mut e
                 }
-            }),
-            (11, &|e| {
-                e.u8(0).unwrap();
-            }),
-        ];
-        e.map(5).unwrap();
-        for (key, value) in entries.iter().filter(|(k, _)| *k != drop) {
-            e.u8(*key).unwrap();
-            value(&mut e);
+                _ => e.u8(0).unwrap(), // kind (full) and writer sequence
+            };
         }
         e.into_writer()
     }
 
     #[test]
     fn missing_required_fields_are_corrupt() {
+        // The control: nothing left out (key 99 is not in the record) decodes.
+        assert_eq!(
+            SnapshotRecord::decode(&minimal_without(99), "s").unwrap(),
+            minimal()
+        );
         for key in [0, 1, 7, 8, 9, 11] {
-            assert!(is_corrupt(SnapshotRecord::decode(&minimal_without(key), "s")), "key {key}");
+            let reason = corrupt_reason(SnapshotRecord::decode(&minimal_without(key), "s"));
+            let expected = if key == 0 {
+                "no format version"
+            } else {
+                "record without"
+            };
+            assert!(reason.contains(expected), "key {key}: {reason}");
         }
         // A summary missing a counter.
         let mut bytes = hex::decode(MINIMAL_HEX).unwrap();
-        let summary_at = bytes.iter().position(|&b| b == 0xa6).unwrap();
+        let summary_at = MINIMAL_SUMMARY_AT;
+        assert_eq!(bytes[summary_at], 0xa6);
         bytes[summary_at] = 0xa5;
         bytes.drain(summary_at + 1 + 10..summary_at + 1 + 12);
-        assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")));
+        let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+        assert!(reason.contains("summary without"), "{reason}");
     }
 
     #[test]
     fn unknown_kind_is_corrupt() {
         let mut bytes = hex::decode(MINIMAL_HEX).unwrap();
         bytes[6] = 0x02; // the value of key 7
-        assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")));
+        let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+        assert!(reason.contains("unknown snapshot kind 2"), "{reason}");
     }
 
     #[test]
@@ -514,10 +596,17 @@ mod tests {
                 };
                 record.cursors.clear();
                 let mut bytes = record.encode();
-                let at = bytes.windows(3).position(|w| w == [key, 0x58, 0x20]).unwrap();
+                let at = bytes
+                    .windows(3)
+                    .position(|w| w == [key, 0x58, 0x20])
+                    .unwrap();
                 assert_eq!(bytes[at + 3], id_byte);
                 bytes.splice(at + 1..at + 35, wrong);
-                assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")), "key {key} len {len}");
+                let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+                assert!(
+                    reason.contains(&format!("is {len} bytes, not 32")),
+                    "{reason}"
+                );
             }
         }
     }
@@ -536,7 +625,8 @@ mod tests {
             }
             bytes.extend_from_slice(&e.into_writer());
             bytes.extend_from_slice(&tail);
-            assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")), "{keys:?}");
+            let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+            assert!(reason.contains("cursor keys"), "{keys:?}: {reason}");
         }
     }
 
@@ -545,10 +635,12 @@ mod tests {
         let mut repeated = hex::decode(MINIMAL_HEX).unwrap();
         repeated[0] = 0xa7;
         repeated.extend_from_slice(&[0x0b, 0x01]); // key 11 a second time
-        assert!(is_corrupt(SnapshotRecord::decode(&repeated, "s")));
+        let reason = corrupt_reason(SnapshotRecord::decode(&repeated, "s"));
+        assert!(reason.contains("repeated or out of order"), "{reason}");
         let mut trailing = hex::decode(MINIMAL_HEX).unwrap();
         trailing.push(0x00);
-        assert!(is_corrupt(SnapshotRecord::decode(&trailing, "s")));
+        let reason = corrupt_reason(SnapshotRecord::decode(&trailing, "s"));
+        assert!(reason.contains("after the end"), "{reason}");
     }
 
     #[test]
@@ -556,7 +648,8 @@ mod tests {
         let mut bytes = sample().encode();
         let at = bytes.windows(5).position(|w| w == b"chat1").unwrap();
         bytes[at] = 0xff;
-        assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")));
+        let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+        assert!(reason.contains("host"), "{reason}");
     }
 
     #[test]
@@ -578,7 +671,11 @@ mod tests {
             "a20001027b7fffffffffffffff",
         ] {
             let bytes = hex::decode(hex_bytes).unwrap();
-            assert!(is_corrupt(SnapshotRecord::decode(&bytes, "s")), "{hex_bytes}");
+            let reason = corrupt_reason(SnapshotRecord::decode(&bytes, "s"));
+            assert!(
+                reason.contains("longer than the object") || reason.contains("end of input"),
+                "{hex_bytes}: {reason}"
+            );
         }
     }
 

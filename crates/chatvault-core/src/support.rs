@@ -24,7 +24,9 @@ pub mod bench_support {
     /// Chunks `data` with a fixed chunker key; returns the number of chunks.
     pub fn chunk_all(data: &[u8], params: ChunkerParams) -> usize {
         let gear = Arc::new(GearTable::derive(&fixed_key(1)));
-        Chunker::new(data, params, gear).filter(|c| c.is_ok()).count()
+        Chunker::new(data, params, gear)
+            .filter(|c| c.is_ok())
+            .count()
     }
 
     /// The keyed BLAKE3 blob id of `data`.
@@ -51,7 +53,14 @@ pub mod bench_support {
         let mut b = PackBuilder::new(0);
         for data in blobs {
             let id = blob::blob_id(&fixed_key(2), BlobType::Data, data);
-            b.add(&repo, id, BlobType::Data, crate::blob::Codec::Raw, data.len() as u32, data);
+            b.add(
+                &repo,
+                id,
+                BlobType::Data,
+                crate::blob::Codec::Raw,
+                data.len() as u32,
+                data,
+            );
         }
         let binding = WrapBinding {
             context: context::PACK_KEY_WRAP,
@@ -101,9 +110,14 @@ pub mod bench_support {
                         generation: 0,
                     })
                     .collect();
-                let seg = SegmentId::from_bytes(*blake3::hash(&[&seed.to_le_bytes()[..], &start.to_le_bytes()].concat()).as_bytes());
+                let seg = SegmentId::from_bytes(
+                    *blake3::hash(&[&seed.to_le_bytes()[..], &start.to_le_bytes()].concat())
+                        .as_bytes(),
+                );
                 #[allow(clippy::expect_used)]
-                self.cache.apply_segment(&seg, &entries).expect("apply segment");
+                self.cache
+                    .apply_segment(&seg, &entries)
+                    .expect("apply segment");
                 start = end;
             }
         }
@@ -138,7 +152,15 @@ pub mod fuzzing {
             return false;
         };
         let key = Key32::from_bytes([0; 32]);
-        open_header(sealed, &key, &RepoId::from_bytes([0; 32]), t.header_offset, 0, "fuzz").is_ok()
+        open_header(
+            sealed,
+            &key,
+            &RepoId::from_bytes([0; 32]),
+            t.header_offset,
+            0,
+            "fuzz",
+        )
+        .is_ok()
     }
 
     /// Decodes an index segment body (the plaintext inside the seal).
@@ -163,10 +185,117 @@ pub mod fuzzing {
         crate::keys::open_slot(bytes, "fuzz", &key, false).is_ok()
     }
 
+    /// One well-formed sample of every object the targets decode, keyed by target name:
+    /// the seed corpus (`cargo run -p chatvault-core --example fuzz_seeds`).
+    pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+        use crate::blob::{self, BlobType, Codec};
+        use crate::crypto::wrap::{ObjectKind, WrapBinding};
+        use crate::crypto::{context, sign::Signer};
+        use crate::id::{BlobId, PackId, SegmentId};
+        use crate::index::{IndexEntry, SegmentBody};
+        use crate::tree::{ContentRef, Node, Tree};
+
+        let repo = RepoId::from_bytes([0; 32]);
+        let id = BlobId::from_bytes([0x11; 32]);
+        let tree = Tree::new(vec![Node {
+            name: b"media".to_vec(),
+            subtree: Some(id),
+            content: vec![ContentRef { id, len: 42 }],
+            meta: b"m".to_vec(),
+        }])
+        .map(|t| t.encode())
+        .unwrap_or_default();
+        let record = crate::snapshot::SnapshotRecord {
+            time_unix_ms: 1_760_000_000_000,
+            host: "node-1".into(),
+            tags: vec!["daily".into()],
+            source_kind: "fs".into(),
+            paths: vec!["/srv".into()],
+            parent: None,
+            kind: crate::snapshot::SnapshotKind::Full,
+            root: id,
+            summary: crate::snapshot::Summary::default(),
+            cursors: Default::default(),
+            writer_seq: 1,
+            prev_writer_snapshot: None,
+        }
+        .encode();
+        let segment = SegmentBody {
+            supersedes: vec![SegmentId::from_bytes([3; 32])],
+            entries: vec![IndexEntry {
+                blob: id,
+                pack: PackId::from_bytes([2; 32]),
+                offset: 0,
+                length: 80,
+                raw_len: 40,
+                blob_type: BlobType::Data,
+                codec: Codec::Zstd,
+                domain: 0,
+                generation: 0,
+            }],
+        }
+        .encode()
+        .unwrap_or_default();
+        // A pack whose data key is wrapped to the all-zero secret key's public key, so the
+        // target's fixed key cannot open the header: the seed still covers the trailer.
+        let auth = Key32::from_bytes([0; 32]);
+        let sk = x25519_dalek::StaticSecret::from([9u8; 32]);
+        let pk = x25519_dalek::PublicKey::from(&sk).to_bytes();
+        let mut b = crate::pack::PackBuilder::new(0);
+        let data = b"hello hello hello hello";
+        let bid = blob::blob_id(&auth, BlobType::Data, data);
+        b.add(
+            &repo,
+            bid,
+            BlobType::Data,
+            Codec::Raw,
+            data.len() as u32,
+            data,
+        );
+        let binding = WrapBinding {
+            context: context::PACK_KEY_WRAP,
+            repo_id: &repo,
+            kind: ObjectKind::Pack,
+            auth_key: &auth,
+        };
+        let pack = b.finish(&repo, &pk, &binding).bytes;
+        let secrets = crate::keys::Secrets::generate(repo);
+        let key = crate::keys::KeySource::KeyFile(zeroize::Zeroizing::new([0; 32]));
+        let slot =
+            crate::keys::seal_slot(&secrets, &key, crate::keys::KdfParams::default(), "seed")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+        let admin = Signer::from_seed(&[5; 32]);
+        let config = crate::config::Config {
+            repo_id: repo,
+            sequence: 1,
+            chunker: crate::chunker::ChunkerParams::default(),
+            compression_level: 3,
+            pack_size: 16 << 20,
+            key_generation: 0,
+            data_public_keys: vec![(0, pk)],
+            writers: Vec::new(),
+            revocations: Vec::new(),
+            admin_key: admin.public(),
+        }
+        .to_object(&admin)
+        .unwrap_or_default();
+        vec![
+            ("tree", tree),
+            ("snapshot", record),
+            ("index_segment", segment),
+            ("pack", pack),
+            ("key_slot", slot),
+            ("config", config),
+        ]
+    }
+
     /// Parses a signed envelope and a config body.
     pub fn config(bytes: &[u8]) -> bool {
-        let env = crate::envelope::open(bytes, crate::envelope::magic::CONFIG, "fuzz", &RepoId::from_bytes([0; 32]));
-        let body = crate::config::Config::decode_body(bytes).is_ok();
-        env.is_ok() || body
+        let repo = RepoId::from_bytes([0; 32]);
+        match crate::envelope::open(bytes, crate::envelope::magic::CONFIG, "fuzz", &repo) {
+            Ok(env) => crate::config::Config::decode_body(env.body).is_ok(),
+            Err(_) => crate::config::Config::decode_body(bytes).is_ok(),
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! Trees: the generic, canonical container a snapshot's root points at, and the CBOR
-//! helpers shared by every CBOR-encoded object of the core.
+//! Trees: the generic, canonical container a snapshot's root points at.
 //!
 //! Core knows nothing of files or chats. A tree is a list of named nodes; each may link a
 //! subtree, reference content chunks, and carry `meta`, an opaque byte string the frontend
@@ -35,13 +34,15 @@
 //!   a new version may change what known keys mean.
 //! - **Hostile input.** Decoding never panics, refuses what would make the tree ambiguous
 //!   (unsorted or duplicate names, repeated or descending map keys, ids that are not 32
-//!   bytes, trailing bytes) and pre-allocates no more than the input can hold.
+//!   bytes, trailing bytes) and pre-allocates no more than the input can hold. It does not
+//!   insist on shortest integer heads: a longer head means the same value, and bytes that
+//!   are not canonical can cost deduplication but never give wrong data.
 //! - Error reasons never quote names or meta: they are backup plaintext.
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
-use self::cbor::{Reader, Writer};
+use crate::cbor::{Reader, Writer};
 
 /// The tree encoding version this build writes and reads.
 const TREE_VERSION: u32 = 1;
@@ -146,7 +147,7 @@ impl Tree {
     /// Decodes a tree; `object` names it in errors.
     ///
     /// Fails with [`Error::UnsupportedFormat`] for an unknown version and
-    /// [`Error::Corrupt`] for anything else that is not a canonical tree.
+    /// [`Error::Corrupt`] for anything else that is not a valid tree.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Tree> {
         let mut r = Reader::new(bytes, object);
         let mut fields = r.fields()?;
@@ -163,8 +164,9 @@ impl Tree {
     }
 }
 
-/// Checks that sorted nodes have non-empty, strictly ascending names. The reason names the
-/// position, never the name: names are backup plaintext and errors get logged.
+/// Checks that names are non-empty and strictly ascending, which also rules out duplicates.
+/// The reason gives positions, never names: names are backup plaintext and errors get
+/// logged.
 fn check_names(nodes: &[Node]) -> std::result::Result<(), String> {
     if nodes.first().is_some_and(|n| n.name.is_empty()) {
         return Err("node 0 has an empty name".into());
@@ -204,21 +206,13 @@ fn encode_node(w: &mut Writer, node: &Node) {
 
 fn decode_nodes(r: &mut Reader<'_>) -> Result<Vec<Node>> {
     let n = r.array_len(MIN_NODE_LEN, "tree nodes")?;
-    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        let node = decode_node(r)?;
-        // Checked as we go so a hostile tree fails early; `check_names` states the rule.
-        if let Some(prev) = nodes.last()
-            && prev.name >= node.name
-        {
-            return Err(r.corrupt(format!(
-                "node {} has a name equal to or sorting before node {}'s",
-                nodes.len(),
-                nodes.len() - 1
-            )));
-        }
-        nodes.push(node);
+        nodes.push(decode_node(r)?);
     }
+    // Refused rather than sorted: a tree whose bytes are not its canonical encoding would
+    // not match its own id, and a duplicate name makes restore ambiguous.
+    check_names(&nodes).map_err(|reason| r.corrupt(reason))?;
     Ok(nodes)
 }
 
@@ -240,9 +234,8 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node> {
             _ => r.skip()?,
         }
     }
-    node.name = name
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| r.corrupt("node without a name or with an empty one"))?;
+    // An empty name is refused with the others' ordering, by `check_names`.
+    node.name = name.ok_or_else(|| r.corrupt("node without a name"))?;
     Ok(node)
 }
 
@@ -258,269 +251,6 @@ fn decode_content(r: &mut Reader<'_>) -> Result<Vec<ContentRef>> {
         content.push(ContentRef { id, len });
     }
     Ok(content)
-}
-
-/// The CBOR subset every core object uses: definite lengths, shortest integer heads, maps
-/// with small integer keys in strictly ascending order.
-///
-/// The writer is hand-rolled rather than `minicbor::Encoder` because writing into a `Vec`
-/// cannot fail, and an infallible writer lets `encode` return bytes without an error path
-/// that can never be taken; it is checked against minicbor byte for byte in the tests.
-/// Reading goes through `minicbor::Decoder`, which bounds-checks every read.
-pub(crate) mod cbor {
-    use minicbor::Decoder;
-
-    use crate::error::{Error, Result};
-
-    const MAJOR_UNSIGNED: u8 = 0;
-    const MAJOR_NEGATIVE: u8 = 1;
-    const MAJOR_BYTES: u8 = 2;
-    const MAJOR_TEXT: u8 = 3;
-    const MAJOR_ARRAY: u8 = 4;
-    const MAJOR_MAP: u8 = 5;
-
-    /// An infallible, canonical CBOR writer into a `Vec`.
-    #[derive(Debug, Default)]
-    pub(crate) struct Writer {
-        buf: Vec<u8>,
-    }
-
-    impl Writer {
-        pub fn new() -> Self {
-            Self::default()
-        }
-
-        pub fn into_bytes(self) -> Vec<u8> {
-            self.buf
-        }
-
-        /// A head in its shortest form (RFC 8949 §4.2.1, "preferred serialization").
-        fn head(&mut self, major: u8, n: u64) {
-            let m = major << 5;
-            if n < 24 {
-                self.buf.push(m | n as u8);
-            } else if let Ok(n) = u8::try_from(n) {
-                self.buf.extend_from_slice(&[m | 24, n]);
-            } else if let Ok(n) = u16::try_from(n) {
-                self.buf.push(m | 25);
-                self.buf.extend_from_slice(&n.to_be_bytes());
-            } else if let Ok(n) = u32::try_from(n) {
-                self.buf.push(m | 26);
-                self.buf.extend_from_slice(&n.to_be_bytes());
-            } else {
-                self.buf.push(m | 27);
-                self.buf.extend_from_slice(&n.to_be_bytes());
-            }
-        }
-
-        pub fn uint(&mut self, n: u64) {
-            self.head(MAJOR_UNSIGNED, n);
-        }
-
-        pub fn int(&mut self, n: i64) {
-            match u64::try_from(n) {
-                Ok(u) => self.head(MAJOR_UNSIGNED, u),
-                // CBOR stores a negative n as -1 - n, which is !n in two's complement and
-                // never overflows, unlike -1 - n itself for i64::MIN.
-                Err(_) => self.head(MAJOR_NEGATIVE, !n as u64),
-            }
-        }
-
-        pub fn bytes(&mut self, b: &[u8]) {
-            self.head(MAJOR_BYTES, b.len() as u64);
-            self.buf.extend_from_slice(b);
-        }
-
-        pub fn text(&mut self, s: &str) {
-            self.head(MAJOR_TEXT, s.len() as u64);
-            self.buf.extend_from_slice(s.as_bytes());
-        }
-
-        pub fn array_head(&mut self, len: usize) {
-            self.head(MAJOR_ARRAY, len as u64);
-        }
-
-        /// The head of a map whose entries the caller writes (for maps with non-integer keys).
-        pub fn map_head(&mut self, len: usize) {
-            self.head(MAJOR_MAP, len as u64);
-        }
-
-        /// Writes a map with integer keys whose entries `entries` writes; the entries are
-        /// counted as they are written, so omitted fields need no separate tally.
-        pub fn fields(&mut self, entries: impl FnOnce(&mut FieldWriter)) {
-            let mut f = FieldWriter {
-                body: Writer::new(),
-                count: 0,
-                last: None,
-            };
-            entries(&mut f);
-            self.head(MAJOR_MAP, f.count);
-            self.buf.extend_from_slice(&f.body.buf);
-        }
-    }
-
-    /// Collects the entries of a map written by [`Writer::fields`].
-    #[derive(Debug)]
-    pub(crate) struct FieldWriter {
-        body: Writer,
-        count: u64,
-        last: Option<u64>,
-    }
-
-    impl FieldWriter {
-        /// Writes one entry. Keys must come in ascending order (a bug in the caller, not
-        /// something input can cause, hence a debug assertion).
-        pub fn field(&mut self, key: u64, value: impl FnOnce(&mut Writer)) {
-            debug_assert!(self.last < Some(key), "field keys out of order");
-            self.last = Some(key);
-            self.count += 1;
-            self.body.uint(key);
-            value(&mut self.body);
-        }
-    }
-
-    /// A reader over one object's bytes whose errors are `Corrupt { object }`.
-    #[derive(Debug)]
-    pub(crate) struct Reader<'a> {
-        d: Decoder<'a>,
-        object: &'a str,
-    }
-
-    impl<'a> Reader<'a> {
-        pub fn new(bytes: &'a [u8], object: &'a str) -> Self {
-            Self {
-                d: Decoder::new(bytes),
-                object,
-            }
-        }
-
-        pub fn corrupt(&self, reason: impl Into<String>) -> Error {
-            Error::corrupt(self.object, reason)
-        }
-
-        fn cbor(&self, what: &str, e: minicbor::decode::Error) -> Error {
-            self.corrupt(format!("{what}: {e}"))
-        }
-
-        fn remaining(&self) -> usize {
-            self.d.input().len().saturating_sub(self.d.position())
-        }
-
-        /// Starts a map with integer keys.
-        pub fn fields(&mut self) -> Result<Fields> {
-            let n = self
-                .d
-                .map()
-                .map_err(|e| self.cbor("map", e))?
-                .ok_or_else(|| self.corrupt("indefinite-length map"))?;
-            // Each entry takes at least two bytes; a longer claim is a lie.
-            if n > (self.remaining() / 2) as u64 {
-                return Err(self.corrupt("map longer than the object"));
-            }
-            Ok(Fields {
-                left: n,
-                last: None,
-            })
-        }
-
-        /// Reads key 0, the format version, which must come first: an unknown version is
-        /// refused before anything else is read, since it may change what keys mean.
-        pub fn version(&mut self, fields: &mut Fields, supported: u32) -> Result<()> {
-            if fields.next_key(self)? != Some(0) {
-                return Err(self.corrupt("no format version"));
-            }
-            let found = self.u64("format version")?;
-            if found != u64::from(supported) {
-                return Err(Error::UnsupportedFormat {
-                    object: self.object.into(),
-                    found: u32::try_from(found).unwrap_or(u32::MAX),
-                    supported,
-                });
-            }
-            Ok(())
-        }
-
-        /// Reads a definite array head, refusing a length the rest of the input cannot
-        /// hold at `min_item_len` bytes an item, so callers may pre-allocate it.
-        pub fn array_len(&mut self, min_item_len: usize, what: &str) -> Result<usize> {
-            let n = self
-                .d
-                .array()
-                .map_err(|e| self.cbor(what, e))?
-                .ok_or_else(|| self.corrupt(format!("{what}: indefinite-length array")))?;
-            let fits = self.remaining() / min_item_len.max(1);
-            match usize::try_from(n) {
-                Ok(n) if n <= fits => Ok(n),
-                _ => Err(self.corrupt(format!("{what}: array longer than the object"))),
-            }
-        }
-
-        pub fn u64(&mut self, what: &str) -> Result<u64> {
-            self.d.u64().map_err(|e| self.cbor(what, e))
-        }
-
-        pub fn u32(&mut self, what: &str) -> Result<u32> {
-            self.d.u32().map_err(|e| self.cbor(what, e))
-        }
-
-        pub fn i64(&mut self, what: &str) -> Result<i64> {
-            self.d.i64().map_err(|e| self.cbor(what, e))
-        }
-
-        /// A definite-length byte string.
-        pub fn bytes(&mut self, what: &str) -> Result<&'a [u8]> {
-            self.d.bytes().map_err(|e| self.cbor(what, e))
-        }
-
-        /// A definite-length UTF-8 text string.
-        pub fn text(&mut self, what: &str) -> Result<&'a str> {
-            self.d.str().map_err(|e| self.cbor(what, e))
-        }
-
-        /// A byte string of exactly 32 bytes (an id or a key).
-        pub fn id(&mut self, what: &str) -> Result<[u8; 32]> {
-            let b = self.bytes(what)?;
-            b.try_into()
-                .map_err(|_| self.corrupt(format!("{what} is {} bytes, not 32", b.len())))
-        }
-
-        /// Skips one value of any shape (an unknown field). minicbor skips iteratively with
-        /// a heap stack, so deep nesting cannot overflow ours.
-        pub fn skip(&mut self) -> Result<()> {
-            self.d.skip().map_err(|e| self.cbor("unknown field", e))
-        }
-
-        /// Refuses bytes after the object's top-level value.
-        pub fn finish(&self) -> Result<()> {
-            match self.remaining() {
-                0 => Ok(()),
-                n => Err(self.corrupt(format!("{n} bytes after the end"))),
-            }
-        }
-    }
-
-    /// The keys of a map being read: integers, strictly ascending (no key twice).
-    #[derive(Debug)]
-    pub(crate) struct Fields {
-        left: u64,
-        last: Option<u64>,
-    }
-
-    impl Fields {
-        /// The next key, or `None` after the last entry; the caller then reads its value.
-        pub fn next_key(&mut self, r: &mut Reader<'_>) -> Result<Option<u64>> {
-            if self.left == 0 {
-                return Ok(None);
-            }
-            self.left -= 1;
-            let key = r.u64("map key")?;
-            if self.last >= Some(key) {
-                return Err(r.corrupt(format!("map key {key} repeated or out of order")));
-            }
-            self.last = Some(key);
-            Ok(Some(key))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -551,8 +281,14 @@ mod tests {
                 name: b"b\xff".to_vec(),
                 subtree: None,
                 content: vec![
-                    ContentRef { id: id(0x22), len: 300 },
-                    ContentRef { id: id(0x33), len: 7 },
+                    ContentRef {
+                        id: id(0x22),
+                        len: 300,
+                    },
+                    ContentRef {
+                        id: id(0x33),
+                        len: 7,
+                    },
                 ],
                 meta: b"m".to_vec(),
             },
@@ -568,10 +304,28 @@ mod tests {
         matches!(r, Err(Error::Corrupt { .. }))
     }
 
+    /// The reason of a `Corrupt` error, so a test can check it failed for the right reason.
+    fn corrupt_reason(r: Result<Tree>) -> String {
+        match r {
+            Err(Error::Corrupt { object, reason }) => {
+                assert_eq!(object.as_str(), "t");
+                reason
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     /// `{0: 1, 1: [nodes...]}` with nodes given as raw CBOR.
     fn tree_with_raw_nodes(nodes: &[Vec<u8>]) -> Vec<u8> {
         let mut e = Encoder::new(Vec::new());
-        e.map(2).unwrap().u8(0).unwrap().u8(1).unwrap().u8(1).unwrap();
+        e.map(2)
+            .unwrap()
+            .u8(0)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .u8(1)
+            .unwrap();
         e.array(nodes.len() as u64).unwrap();
         let mut out = e.into_writer();
         for n in nodes {
@@ -588,16 +342,35 @@ mod tests {
 
     // Pinned once from `sample()`: a change here is a format change (STYLE rule 11).
     const SAMPLE_HEX: &str = concat!(
-        "a2", "00", "01", "01", "82", // {0: 1, 1: [2 nodes
-        "a2", "00", "41", "61", // {0: h'61' ("a"),
-        "01", "5820", "1111111111111111111111111111111111111111111111111111111111111111",
-        "a3", "00", "42", "62ff", // {0: h'62ff',
-        "02", "82", // 2: [
-        "82", "5820", "2222222222222222222222222222222222222222222222222222222222222222",
+        "a2",
+        "00",
+        "01",
+        "01",
+        "82", // {0: 1, 1: [2 nodes
+        "a2",
+        "00",
+        "41",
+        "61", // {0: h'61' ("a"),
+        "01",
+        "5820",
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "a3",
+        "00",
+        "42",
+        "62ff", // {0: h'62ff',
+        "02",
+        "82", // 2: [
+        "82",
+        "5820",
+        "2222222222222222222222222222222222222222222222222222222222222222",
         "19012c", // 300],
-        "82", "5820", "3333333333333333333333333333333333333333333333333333333333333333",
+        "82",
+        "5820",
+        "3333333333333333333333333333333333333333333333333333333333333333",
         "07", // 7]],
-        "03", "41", "6d", // 3: h'6d' ("m")}]}
+        "03",
+        "41",
+        "6d", // 3: h'6d' ("m")}]}
     );
 
     #[test]
@@ -611,7 +384,10 @@ mod tests {
     #[test]
     fn golden_empty_tree_encoding() {
         assert_eq!(hex::encode(Tree::default().encode()), "a10001");
-        assert_eq!(Tree::decode(&[0xa1, 0x00, 0x01], "t").unwrap(), Tree::default());
+        assert_eq!(
+            Tree::decode(&[0xa1, 0x00, 0x01], "t").unwrap(),
+            Tree::default()
+        );
     }
 
     #[test]
@@ -629,7 +405,16 @@ mod tests {
             vec![node(b"x"), node(b"")],
         ] {
             let err = Tree::new(nodes).unwrap_err();
-            assert!(matches!(err, Error::InvalidArgument { what: "tree nodes", .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidArgument {
+                        what: "tree nodes",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
         }
     }
 
@@ -658,9 +443,23 @@ mod tests {
         e.u8(1).unwrap().array(1).unwrap();
         e.map(3).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
         e.u8(1).unwrap().bytes(&[0x11; 32]).unwrap();
-        e.u8(9).unwrap().array(2).unwrap().array(1).unwrap().u8(5).unwrap();
+        e.u8(9)
+            .unwrap()
+            .array(2)
+            .unwrap()
+            .array(1)
+            .unwrap()
+            .u8(5)
+            .unwrap();
         e.str("x").unwrap();
-        e.u8(7).unwrap().map(1).unwrap().str("k").unwrap().i8(-1).unwrap();
+        e.u8(7)
+            .unwrap()
+            .map(1)
+            .unwrap()
+            .str("k")
+            .unwrap()
+            .i8(-1)
+            .unwrap();
         let t = Tree::decode(&e.into_writer(), "t").unwrap();
         assert_eq!(
             t.into_nodes(),
@@ -697,6 +496,7 @@ mod tests {
 
     #[test]
     fn missing_or_misplaced_version_is_corrupt() {
+        // {}, {1: []}, {1: [], 0: 1}, {0: h'01'}.
         for hex_bytes in ["a0", "a10180", "a2018000 01", "a1004101"] {
             let bytes = hex::decode(hex_bytes.replace(' ', "")).unwrap();
             assert!(is_corrupt(Tree::decode(&bytes, "t")), "{hex_bytes}");
@@ -705,20 +505,39 @@ mod tests {
 
     #[test]
     fn unsorted_duplicate_or_empty_names_are_corrupt() {
-        for names in [
-            &[&b"b"[..], b"a"][..],
-            &[b"a", b"a"],
-            &[b"a", b"c", b"b"],
-            &[b""],
-        ] {
+        for names in [&[&b"b"[..], b"a"][..], &[b"a", b"a"], &[b"a", b"c", b"b"]] {
             let raw: Vec<_> = names.iter().map(|n| raw_named(n)).collect();
-            assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&raw), "t")));
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&raw), "t"));
+            assert!(reason.contains("sorting before"), "{reason}");
         }
-        // A node with no name at all.
-        assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&[vec![0xa0]]), "t")));
+        // {0: h'', 3: h'6d'} and {3: h'6d6d'}: an empty name, no name at all. Both are
+        // padded with meta so the node array's length check does not refuse them first.
+        for (raw, expected) in [
+            ("a2004003416d", "empty name"),
+            ("a103426d6d", "without a name"),
+        ] {
+            let raw = hex::decode(raw).unwrap();
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&[raw]), "t"));
+            assert!(reason.contains(expected), "{reason}");
+        }
         // The well-formed control case decodes.
         let ok = tree_with_raw_nodes(&[raw_named(b"a"), raw_named(b"b")]);
         assert_eq!(Tree::decode(&ok, "t").unwrap().nodes().len(), 2);
+    }
+
+    /// Writes a hand-built CBOR value.
+    type WriteCbor<'a> = &'a dyn Fn(&mut Encoder<Vec<u8>>);
+
+    /// A node `{0: h'61', 2: [one reference], 3: meta}` whose reference `write_ref` writes.
+    /// The meta pads the node so that the content array's length check (which assumes
+    /// well-formed references) passes and the reference itself is examined.
+    fn node_with_content_ref(write_ref: WriteCbor<'_>) -> Vec<u8> {
+        let mut e = Encoder::new(Vec::new());
+        e.map(3).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
+        e.u8(2).unwrap().array(1).unwrap();
+        write_ref(&mut e);
+        e.u8(3).unwrap().bytes(&[0; 40]).unwrap();
+        e.into_writer()
     }
 
     #[test]
@@ -728,64 +547,97 @@ mod tests {
             e.map(2).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
             e.u8(1).unwrap().bytes(&vec![1; len]).unwrap();
             let subtree = e.into_writer();
-            assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&[subtree]), "t")));
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&[subtree]), "t"));
+            assert!(
+                reason.contains(&format!("subtree id is {len} bytes")),
+                "{reason}"
+            );
 
-            let mut e = Encoder::new(Vec::new());
-            e.map(2).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
-            e.u8(2).unwrap().array(1).unwrap().array(2).unwrap();
-            e.bytes(&vec![1; len]).unwrap().u8(1).unwrap();
-            let content = e.into_writer();
-            assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&[content]), "t")));
+            let content = node_with_content_ref(&|e| {
+                e.array(2)
+                    .unwrap()
+                    .bytes(&vec![1; len])
+                    .unwrap()
+                    .u8(1)
+                    .unwrap();
+            });
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&[content]), "t"));
+            assert!(
+                reason.contains(&format!("content id is {len} bytes")),
+                "{reason}"
+            );
         }
+        // The control: the same shapes with 32-byte ids decode.
+        let content = node_with_content_ref(&|e| {
+            e.array(2).unwrap().bytes(&[1; 32]).unwrap().u8(1).unwrap();
+        });
+        let t = Tree::decode(&tree_with_raw_nodes(&[content]), "t").unwrap();
+        assert_eq!(
+            t.data_refs().next(),
+            Some(&ContentRef { id: id(1), len: 1 })
+        );
     }
 
     #[test]
     fn malformed_content_refs_are_corrupt() {
-        let cases: [&dyn Fn(&mut Encoder<Vec<u8>>); 3] = [
-            // [id] without a length.
-            &|e| {
-                e.array(1).unwrap().bytes(&[1; 32]).unwrap();
-            },
-            // [id, len, extra].
-            &|e| {
-                e.array(3).unwrap().bytes(&[1; 32]).unwrap().u8(1).unwrap().u8(2).unwrap();
-            },
-            // A length beyond u32.
-            &|e| {
-                e.array(2).unwrap().bytes(&[1; 32]).unwrap().u64(1 << 32).unwrap();
-            },
+        let cases: [(WriteCbor<'_>, &str); 3] = [
+            (
+                &|e| {
+                    e.array(1).unwrap().bytes(&[1; 32]).unwrap();
+                },
+                "not [id, len]",
+            ),
+            (
+                &|e| {
+                    e.array(3).unwrap().bytes(&[1; 32]).unwrap();
+                    e.u8(1).unwrap().u8(2).unwrap();
+                },
+                "not [id, len]",
+            ),
+            (
+                &|e| {
+                    e.array(2)
+                        .unwrap()
+                        .bytes(&[1; 32])
+                        .unwrap()
+                        .u64(1 << 32)
+                        .unwrap();
+                },
+                "content length",
+            ),
         ];
-        for write_ref in cases {
-            let mut e = Encoder::new(Vec::new());
-            e.map(2).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
-            e.u8(2).unwrap().array(1).unwrap();
-            write_ref(&mut e);
-            let raw = e.into_writer();
-            assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&[raw]), "t")));
+        for (write_ref, expected) in cases {
+            let raw = node_with_content_ref(write_ref);
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&[raw]), "t"));
+            assert!(reason.contains(expected), "{reason}");
         }
     }
 
     #[test]
     fn repeated_or_descending_map_keys_are_corrupt() {
-        // Top level {0: 1, 1: [], 1: []} and {1: [], 0: 1}; node {0: h'61', 0: h'62'}.
-        for hex_bytes in ["a3000101800180", "a201800001"] {
-            assert!(is_corrupt(Tree::decode(&hex::decode(hex_bytes).unwrap(), "t")));
+        // Top level {0: 1, 1: [], 1: []}.
+        let reason = corrupt_reason(Tree::decode(&hex::decode("a3000101800180").unwrap(), "t"));
+        assert!(reason.contains("repeated or out of order"), "{reason}");
+        // Nodes {0: h'61', 0: h'62'} and {3: h'6d', 0: h'61'}.
+        for raw in ["a20041610041 62", "a203416d004161"] {
+            let raw = hex::decode(raw.replace(' ', "")).unwrap();
+            let reason = corrupt_reason(Tree::decode(&tree_with_raw_nodes(&[raw]), "t"));
+            assert!(reason.contains("repeated or out of order"), "{reason}");
         }
-        let mut e = Encoder::new(Vec::new());
-        e.map(2).unwrap().u8(0).unwrap().bytes(b"a").unwrap();
-        e.u8(0).unwrap().bytes(b"b").unwrap();
-        assert!(is_corrupt(Tree::decode(&tree_with_raw_nodes(&[e.into_writer()]), "t")));
     }
 
     #[test]
     fn indefinite_lengths_and_trailing_bytes_are_corrupt() {
         for hex_bytes in [
-            "bf0001ff",       // indefinite top-level map
-            "a20001019fff",   // indefinite nodes array
-            "a1000100",       // trailing byte
-            "a10001a10001",   // a second map after the first
+            "bf0001ff",     // indefinite top-level map
+            "a20001019fff", // indefinite nodes array
+            "a1000100",     // trailing byte
+            "a10001a10001", // a second map after the first
         ] {
-            assert!(is_corrupt(Tree::decode(&hex::decode(hex_bytes).unwrap(), "t")), "{hex_bytes}");
+            assert!(
+                is_corrupt(Tree::decode(&hex::decode(hex_bytes).unwrap(), "t")),
+                "{hex_bytes}"
+            );
         }
     }
 
@@ -793,7 +645,10 @@ mod tests {
     fn truncated_encodings_are_corrupt_at_every_length() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
-            assert!(is_corrupt(Tree::decode(&bytes[..len], "t")), "prefix of {len} bytes");
+            assert!(
+                is_corrupt(Tree::decode(&bytes[..len], "t")),
+                "prefix of {len} bytes"
+            );
         }
     }
 
@@ -808,7 +663,11 @@ mod tests {
             "a2000101 81a1005b7fffffffffffffff",       // 2^63 - 1 name bytes claimed
         ] {
             let bytes = hex::decode(hex_bytes.replace(' ', "")).unwrap();
-            assert!(is_corrupt(Tree::decode(&bytes, "t")), "{hex_bytes}");
+            let reason = corrupt_reason(Tree::decode(&bytes, "t"));
+            assert!(
+                reason.contains("longer than the object") || reason.contains("end of input"),
+                "{hex_bytes}: {reason}"
+            );
         }
     }
 
@@ -830,7 +689,9 @@ mod tests {
         let raw = tree_with_raw_nodes(&[raw_named(secret), raw_named(secret)]);
         let msg = Tree::decode(&raw, "t").unwrap_err().to_string();
         assert!(!msg.contains("very-secret"), "{msg}");
-        let msg = Tree::new(vec![node(secret), node(secret)]).unwrap_err().to_string();
+        let msg = Tree::new(vec![node(secret), node(secret)])
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains("very-secret"), "{msg}");
     }
 
@@ -843,7 +704,11 @@ mod tests {
             (arb_id(), any::<u32>()).prop_map(|(id, len)| ContentRef { id, len }),
             0..4,
         );
-        let body = (proptest::option::of(arb_id()), content, vec(any::<u8>(), 0..24));
+        let body = (
+            proptest::option::of(arb_id()),
+            content,
+            vec(any::<u8>(), 0..24),
+        );
         // Arbitrary bytes, so names include non-UTF-8 ones; the map keeps them unique.
         btree_map(vec(any::<u8>(), 1..12), body, 0..10).prop_map(|m| {
             m.into_iter()

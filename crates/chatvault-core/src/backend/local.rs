@@ -146,7 +146,8 @@ impl Backend for LocalBackend {
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::backend(name, e))?;
         let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| Error::backend(name, e))?;
+        f.read_exact(&mut buf)
+            .map_err(|e| Error::backend(name, e))?;
         Ok(buf)
     }
 

@@ -62,16 +62,21 @@ impl Backend for MemoryBackend {
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         check_name(name)?;
         let v = self.map().get(name).cloned();
-        v.map(|v| v.as_ref().clone()).ok_or_else(|| Error::NotFound {
-            object: name.into(),
-        })
+        v.map(|v| v.as_ref().clone())
+            .ok_or_else(|| Error::NotFound {
+                object: name.into(),
+            })
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         check_name(name)?;
-        let v = self.map().get(name).cloned().ok_or_else(|| Error::NotFound {
-            object: name.into(),
-        })?;
+        let v = self
+            .map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                object: name.into(),
+            })?;
         range_in(name, v.len() as u64, offset, len)?;
         Ok(v[offset as usize..(offset + len) as usize].to_vec())
     }

@@ -112,8 +112,14 @@ pub(crate) mod contract_tests {
         assert_eq!(
             l,
             vec![
-                ObjectInfo { name: "index/01".into(), size: 1 },
-                ObjectInfo { name: "index/02".into(), size: 2 },
+                ObjectInfo {
+                    name: "index/01".into(),
+                    size: 1
+                },
+                ObjectInfo {
+                    name: "index/02".into(),
+                    size: 2
+                },
             ]
         );
         assert_eq!(b.list("data/").unwrap().len(), 1);
@@ -127,7 +133,16 @@ pub(crate) mod contract_tests {
         b.delete("index/01").unwrap();
         assert_eq!(b.list("index/").unwrap().len(), 1);
 
-        for bad in ["", "/abs", "a/../b", "a//b", "A", "a/./b", "x\0y", "data/ab/c d"] {
+        for bad in [
+            "",
+            "/abs",
+            "a/../b",
+            "a//b",
+            "A",
+            "a/./b",
+            "x\0y",
+            "data/ab/c d",
+        ] {
             assert!(b.put(bad, b"x").is_err(), "{bad:?} accepted");
             assert!(b.get(bad).is_err(), "{bad:?} accepted");
         }

@@ -36,7 +36,13 @@ pub(crate) fn seal_with_nonce(
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     #[allow(clippy::expect_used)]
     let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         // The only failure is a plaintext over 256 GiB, which no caller can produce.
         .expect("XChaCha20-Poly1305 plaintext length limit");
     out.reserve(NONCE_LEN + ct.len());

@@ -22,8 +22,6 @@ pub(crate) mod context {
     pub const GEAR_TABLE: &str = "chatvault 2026-11 fastcdc-gear-table v1";
     /// A raw key file's key-encryption key for a key slot.
     pub const KEYFILE_KEK: &str = "chatvault 2026-11 keyfile-kek v1";
-    /// Index segment sealing key from `index_key` and the segment's nonce.
-    pub const INDEX_SEAL: &str = "chatvault 2026-11 index-segment-seal v1";
     /// Prefix of every signed message (config, snapshot, index segment, hold).
     pub const OBJECT_SIGNATURE: &str = "chatvault 2026-11 object-signature v1";
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 use super::{context, random_array};
 use crate::error::{Error, Result};
@@ -30,7 +30,7 @@ impl PublicKey {
     }
 
     /// Hex form.
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 }

@@ -53,7 +53,10 @@ impl IndexEntry {
     /// The value-only encoding (everything but the blob id), for stores keyed by blob id.
     pub(crate) fn encode_value(&self) -> [u8; VALUE_LEN] {
         let mut v = [0u8; VALUE_LEN];
-        let mut w = Writer { buf: &mut v, pos: 0 };
+        let mut w = Writer {
+            buf: &mut v,
+            pos: 0,
+        };
         w.put(self.pack.as_bytes());
         w.put(&self.offset.to_le_bytes());
         w.put(&self.length.to_le_bytes());
@@ -81,7 +84,8 @@ impl IndexEntry {
             .try_into()
             .map_err(|_| Error::corrupt(object, "index entry value has the wrong length"))?;
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        let pack = PackId::from_slice(&b[..32]).ok_or_else(|| Error::corrupt(object, "truncated"))?;
+        let pack =
+            PackId::from_slice(&b[..32]).ok_or_else(|| Error::corrupt(object, "truncated"))?;
         let entry = IndexEntry {
             blob,
             pack,
@@ -95,7 +99,9 @@ impl IndexEntry {
             domain: u32_at(46),
             generation: u32_at(50),
         };
-        entry.check().map_err(|reason| Error::corrupt(object, reason))?;
+        entry
+            .check()
+            .map_err(|reason| Error::corrupt(object, reason))?;
         Ok(entry)
     }
 
@@ -144,20 +150,22 @@ pub(crate) mod tests {
             any::<u32>(),
             any::<u32>(),
         )
-            .prop_map(|(blob, pack, offset, len, raw_len, blob_type, codec, domain, generation)| {
-                IndexEntry {
-                    blob: BlobId::from_bytes(blob),
-                    pack: PackId::from_bytes(pack),
-                    offset,
-                    // Keeps offset + length within u32, as a real pack would.
-                    length: len.min(u32::MAX - offset),
-                    raw_len,
-                    blob_type,
-                    codec,
-                    domain,
-                    generation,
-                }
-            })
+            .prop_map(
+                |(blob, pack, offset, len, raw_len, blob_type, codec, domain, generation)| {
+                    IndexEntry {
+                        blob: BlobId::from_bytes(blob),
+                        pack: PackId::from_bytes(pack),
+                        offset,
+                        // Keeps offset + length within u32, as a real pack would.
+                        length: len.min(u32::MAX - offset),
+                        raw_len,
+                        blob_type,
+                        codec,
+                        domain,
+                        generation,
+                    }
+                },
+            )
     }
 
     pub(crate) fn sample(n: u8) -> IndexEntry {
@@ -199,7 +207,13 @@ pub(crate) mod tests {
             hex::encode(sample(1).encode_value()),
             concat!(
                 "8181818181818181818181818181818181818181818181818181818181818181",
-                "04030201", "00100000", "00200000", "01", "01", "07000000", "02000000",
+                "04030201",
+                "00100000",
+                "00200000",
+                "01",
+                "01",
+                "07000000",
+                "02000000",
             )
         );
     }

@@ -18,9 +18,9 @@
 //! - Hostile bytes (a segment body, a damaged cache value) decode to a `Corrupt` or
 //!   `UnsupportedFormat` error naming the object, never a panic.
 
-pub(crate) mod cache;
-pub(crate) mod entry;
-pub(crate) mod segment;
+mod cache;
+mod entry;
+mod segment;
 
 pub(crate) use cache::IndexCache;
 pub(crate) use entry::IndexEntry;

@@ -22,7 +22,8 @@
 //!   count costs nothing. Memory for one segment is bounded by
 //!   [`MAX_ENTRIES_PER_SEGMENT`] entries.
 
-use super::entry::{ENCODED_LEN, IndexEntry};
+use super::IndexEntry;
+use super::entry::ENCODED_LEN;
 use crate::error::{Error, Result};
 use crate::id::SegmentId;
 
@@ -63,7 +64,7 @@ impl SegmentBody {
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let mut entries = self.entries.clone();
         // Stable sort, so dedup keeps the first occurrence of each id.
-        entries.sort_by(|a, b| a.blob.cmp(&b.blob));
+        entries.sort_by_key(|e| e.blob);
         entries.dedup_by(|later, earlier| later.blob == earlier.blob);
         let mut supersedes = self.supersedes.clone();
         supersedes.sort_unstable();
@@ -79,7 +80,10 @@ impl SegmentBody {
             ));
         }
         if let Some((e, reason)) = entries.iter().find_map(|e| e.check().err().map(|r| (e, r))) {
-            return Err(Error::invalid("index entry", format!("{}: {reason}", e.blob)));
+            return Err(Error::invalid(
+                "index entry",
+                format!("{}: {reason}", e.blob),
+            ));
         }
         let n_supersedes = u32::try_from(supersedes.len())
             .map_err(|_| Error::invalid("index segment", "too many superseded segments"))?;
@@ -159,7 +163,10 @@ fn split(b: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
 
 fn read_u32(b: &[u8]) -> Option<(u32, &[u8])> {
     let (head, rest) = split(b, 4)?;
-    Some((u32::from_le_bytes([head[0], head[1], head[2], head[3]]), rest))
+    Some((
+        u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+        rest,
+    ))
 }
 
 /// `list` is a whole number of 32-byte ids (the caller sized it).
@@ -237,10 +244,11 @@ mod tests {
     }
 
     const GOLDEN_HEX: &str = concat!(
-        "435649445853454701000100000",
-        "0",
+        "4356494458534547", // b"CVIDXSEG"
+        "0100",             // version 1
+        "01000000",         // one superseded segment
         "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e",
-        "02000000",
+        "02000000", // two entries
         // entry a
         "1111111111111111111111111111111111111111111111111111111111111111",
         "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1",
@@ -275,7 +283,10 @@ mod tests {
 
     fn encoded_sample(n: u8) -> Vec<u8> {
         SegmentBody {
-            supersedes: vec![SegmentId::from_bytes([0x01; 32]), SegmentId::from_bytes([0x02; 32])],
+            supersedes: vec![
+                SegmentId::from_bytes([0x01; 32]),
+                SegmentId::from_bytes([0x02; 32]),
+            ],
             entries: (1..=n).map(sample).collect(),
         }
         .encode()
@@ -286,7 +297,10 @@ mod tests {
         match SegmentBody::decode(bytes, OBJ) {
             Err(Error::Corrupt { object, reason }) => {
                 assert_eq!(object.as_str(), OBJ);
-                assert!(reason.contains(reason_part), "{reason:?} lacks {reason_part:?}");
+                assert!(
+                    reason.contains(reason_part),
+                    "{reason:?} lacks {reason_part:?}"
+                );
             }
             other => panic!("expected Corrupt({reason_part}), got {other:?}"),
         }
@@ -300,7 +314,10 @@ mod tests {
         let bytes = encoded_sample(3);
         for n in 0..bytes.len() {
             assert!(
-                matches!(SegmentBody::decode(&bytes[..n], OBJ), Err(Error::Corrupt { .. })),
+                matches!(
+                    SegmentBody::decode(&bytes[..n], OBJ),
+                    Err(Error::Corrupt { .. })
+                ),
                 "prefix of {n} bytes"
             );
         }
@@ -414,7 +431,10 @@ mod tests {
         let mut second = sample(5);
         second.offset = 99;
         let body = SegmentBody {
-            supersedes: vec![SegmentId::from_bytes([9; 32]), SegmentId::from_bytes([9; 32])],
+            supersedes: vec![
+                SegmentId::from_bytes([9; 32]),
+                SegmentId::from_bytes([9; 32]),
+            ],
             entries: vec![sample(7), first, sample(2), second],
         };
         let back = SegmentBody::decode(&body.encode().unwrap(), OBJ).unwrap();
@@ -473,7 +493,7 @@ mod tests {
 
     /// What `decode(encode(body))` must give: the canonical form of `body`.
     fn canonical(mut body: SegmentBody) -> SegmentBody {
-        body.entries.sort_by(|a, b| a.blob.cmp(&b.blob));
+        body.entries.sort_by_key(|e| e.blob);
         body.entries.dedup_by(|l, e| l.blob == e.blob);
         body.supersedes.sort_unstable();
         body.supersedes.dedup();

@@ -9,7 +9,7 @@
 mod secrets;
 mod slot;
 
-pub(crate) use secrets::{DataKeyPair, Secrets};
+pub(crate) use secrets::Secrets;
 pub(crate) use slot::{SlotHeader, open_slot, seal_slot};
 
 use std::fmt;
@@ -84,7 +84,10 @@ impl std::str::FromStr for Role {
             "backup" => Ok(Role::Backup),
             "full" => Ok(Role::Full),
             "admin" => Ok(Role::Admin),
-            _ => Err(Error::invalid("role", format!("{s:?} (expected backup, full or admin)"))),
+            _ => Err(Error::invalid(
+                "role",
+                format!("{s:?} (expected backup, full or admin)"),
+            )),
         }
     }
 }
@@ -142,7 +145,10 @@ impl KdfParams {
     /// Refuses weak (unless explicitly allowed) or absurd parameters.
     pub fn check(&self, weak_allowed: bool) -> Result<()> {
         if self.m_kib > Self::MAX_M_KIB || self.t_cost > Self::MAX_T_COST || self.p_cost > 16 {
-            return Err(Error::invalid("KDF parameters", "above the limits this build accepts"));
+            return Err(Error::invalid(
+                "KDF parameters",
+                "above the limits this build accepts",
+            ));
         }
         if self.p_cost == 0 || self.t_cost == 0 || self.m_kib < 8 * self.p_cost {
             return Err(Error::invalid("KDF parameters", "out of Argon2's range"));
@@ -293,7 +299,10 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        assert!(KeySource::generate_key_file(&p).is_err(), "must not overwrite");
+        assert!(
+            KeySource::generate_key_file(&p).is_err(),
+            "must not overwrite"
+        );
     }
 
     #[test]

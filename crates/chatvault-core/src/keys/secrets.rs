@@ -40,7 +40,9 @@ impl DataKeyPair {
             generation: self.generation,
             public: self.public,
             secret: if with_secret {
-                self.secret.as_ref().map(|s| StaticSecret::from(s.to_bytes()))
+                self.secret
+                    .as_ref()
+                    .map(|s| StaticSecret::from(s.to_bytes()))
             } else {
                 None
             },
@@ -133,7 +135,12 @@ impl Secrets {
         out.extend_from_slice(&SECRETS_VERSION.to_le_bytes());
         out.push(self.role.to_u8());
         out.extend_from_slice(self.repo_id.as_bytes());
-        for k in [&self.id_key, &self.chunker_key, &self.index_key, &self.auth_key] {
+        for k in [
+            &self.id_key,
+            &self.chunker_key,
+            &self.index_key,
+            &self.auth_key,
+        ] {
             out.extend_from_slice(k.expose());
         }
         out.extend_from_slice(self.signer.seed());
@@ -225,7 +232,10 @@ impl Secrets {
         if ok {
             Ok(())
         } else {
-            Err(crate::error::Error::corrupt(object, "secrets do not match the slot's role"))
+            Err(crate::error::Error::corrupt(
+                object,
+                "secrets do not match the slot's role",
+            ))
         }
     }
 }
@@ -243,7 +253,11 @@ mod tests {
             assert_eq!(back.role, role);
             assert_eq!(back.id_key.expose(), root.id_key.expose());
             assert_eq!(back.admin_pk, root.admin_pk);
-            assert_ne!(back.signer.public(), root.signer.public(), "fresh signing key");
+            assert_ne!(
+                back.signer.public(),
+                root.signer.public(),
+                "fresh signing key"
+            );
             assert_eq!(back.data_secret(0).is_some(), role.can_read());
             assert_eq!(back.admin.is_some(), role.is_admin());
         }
@@ -255,7 +269,12 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let s = Secrets::generate(RepoId::from_bytes([1; 32]));
-        let keys = [s.id_key.expose(), s.chunker_key.expose(), s.index_key.expose(), s.auth_key.expose()];
+        let keys = [
+            s.id_key.expose(),
+            s.chunker_key.expose(),
+            s.index_key.expose(),
+            s.auth_key.expose(),
+        ];
         for i in 0..keys.len() {
             for j in i + 1..keys.len() {
                 assert_ne!(keys[i], keys[j]);

@@ -112,8 +112,13 @@ fn kek(header: &SlotHeader, source: &KeySource, weak_allowed: bool) -> Result<Ke
     match (header.kdf_kind, source) {
         (KDF_ARGON2ID, KeySource::Passphrase(p)) => {
             header.kdf.check(weak_allowed)?;
-            let params = Params::new(header.kdf.m_kib, header.kdf.t_cost, header.kdf.p_cost, Some(32))
-                .map_err(|e| Error::invalid("KDF parameters", e.to_string()))?;
+            let params = Params::new(
+                header.kdf.m_kib,
+                header.kdf.t_cost,
+                header.kdf.p_cost,
+                Some(32),
+            )
+            .map_err(|e| Error::invalid("KDF parameters", e.to_string()))?;
             let mut out = Zeroizing::new([0u8; 32]);
             Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                 .hash_password_into(p.as_bytes(), &header.salt, &mut out[..])
@@ -135,7 +140,10 @@ pub(crate) fn seal_slot(
     label: &str,
 ) -> Result<(SlotId, Vec<u8>)> {
     if label.len() > MAX_LABEL {
-        return Err(Error::invalid("label", format!("longer than {MAX_LABEL} bytes")));
+        return Err(Error::invalid(
+            "label",
+            format!("longer than {MAX_LABEL} bytes"),
+        ));
     }
     let kdf_kind = match source {
         KeySource::Passphrase(p) => {
@@ -150,7 +158,11 @@ pub(crate) fn seal_slot(
     let header = SlotHeader {
         role: secrets.role,
         kdf_kind,
-        kdf: if kdf_kind == KDF_KEYFILE { KdfParams::new(0, 0, 0) } else { kdf },
+        kdf: if kdf_kind == KDF_KEYFILE {
+            KdfParams::new(0, 0, 0)
+        } else {
+            kdf
+        },
         salt: random_array(),
         repo_id: secrets.repo_id,
         created_unix_ms: crate::format::now_unix_ms(),
@@ -183,7 +195,10 @@ pub(crate) fn open_slot(
         || secrets.role != header.role
         || secrets.signer.public() != header.signing_key
     {
-        return Err(Error::corrupt(object, "slot header disagrees with its sealed secrets"));
+        return Err(Error::corrupt(
+            object,
+            "slot header disagrees with its sealed secrets",
+        ));
     }
     Ok((header, secrets))
 }
@@ -209,7 +224,12 @@ mod tests {
             Err(Error::WrongPassphrase)
         ));
         assert!(matches!(
-            open_slot(&bytes, "keys/x", &KeySource::KeyFile(Zeroizing::new([1; 32])), true),
+            open_slot(
+                &bytes,
+                "keys/x",
+                &KeySource::KeyFile(Zeroizing::new([1; 32])),
+                true
+            ),
             Err(Error::WrongPassphrase)
         ));
         // Weak parameters are refused when not explicitly allowed.
@@ -228,7 +248,12 @@ mod tests {
         assert_eq!(h.role, Role::Backup);
         assert!(back.data_secret(0).is_none());
         assert!(matches!(
-            open_slot(&bytes, "k", &KeySource::KeyFile(Zeroizing::new([4; 32])), false),
+            open_slot(
+                &bytes,
+                "k",
+                &KeySource::KeyFile(Zeroizing::new([4; 32])),
+                false
+            ),
             Err(Error::WrongPassphrase)
         ));
     }
@@ -250,7 +275,12 @@ mod tests {
     #[test]
     fn weak_kdf_refused_at_creation_unless_allowed() {
         let s = root();
-        let r = seal_slot(&s, &KeySource::passphrase("pw"), KdfParams::new(1024, 1, 1), "a");
+        let r = seal_slot(
+            &s,
+            &KeySource::passphrase("pw"),
+            KdfParams::new(1024, 1, 1),
+            "a",
+        );
         assert!(matches!(r, Err(Error::InvalidArgument { .. })));
     }
 }

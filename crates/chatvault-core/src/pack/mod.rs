@@ -14,7 +14,7 @@
 pub(crate) mod reader;
 mod writer;
 
-pub(crate) use reader::{PackHeader, open_header, read_trailer};
+pub(crate) use reader::{open_header, read_trailer};
 pub(crate) use writer::{FinishedPack, PackBuilder};
 
 use crate::blob::{BlobType, Codec};
@@ -101,13 +101,24 @@ mod tests {
         for data in blobs {
             let id = blob::blob_id(&k.id_key, BlobType::Data, data);
             let (codec, payload) = blob::compress(3, data);
-            b.add(&k.repo, id, BlobType::Data, codec, data.len() as u32, &payload);
+            b.add(
+                &k.repo,
+                id,
+                BlobType::Data,
+                codec,
+                data.len() as u32,
+                &payload,
+            );
         }
         b.finish(&k.repo, &k.pk(), &k.binding())
     }
 
     fn read_all(k: &Keys, bytes: &[u8]) -> crate::error::Result<Vec<Vec<u8>>> {
-        let t = read_trailer(&bytes[bytes.len().saturating_sub(TRAILER_LEN)..], bytes.len() as u64, "p")?;
+        let t = read_trailer(
+            &bytes[bytes.len().saturating_sub(TRAILER_LEN)..],
+            bytes.len() as u64,
+            "p",
+        )?;
         let key = t.unwrap_key(&k.sk, &k.binding(), "p")?;
         let hdr = &bytes[t.header_offset as usize..bytes.len() - TRAILER_LEN];
         let header = open_header(hdr, &key, &k.repo, t.header_offset, 0, "p")?;
@@ -152,7 +163,10 @@ mod tests {
             assert!(read_all(&k, &b).is_err(), "flip at {i} not detected");
         }
         for n in 0..p.bytes.len() {
-            assert!(read_all(&k, &p.bytes[..n]).is_err(), "truncation to {n} not detected");
+            assert!(
+                read_all(&k, &p.bytes[..n]).is_err(),
+                "truncation to {n} not detected"
+            );
         }
     }
 

@@ -5,7 +5,9 @@
 
 use x25519_dalek::StaticSecret;
 
-use super::{ENTRY_LEN, MAGIC, MAX_BLOBS_PER_PACK, MIN_HEADER_LEN, PackEntry, TRAILER_LEN, header_aad};
+use super::{
+    ENTRY_LEN, MAGIC, MAX_BLOBS_PER_PACK, MIN_HEADER_LEN, PackEntry, TRAILER_LEN, header_aad,
+};
 use crate::blob::{BlobType, Codec};
 use crate::crypto::wrap::{self, WRAP_LEN, WrapBinding};
 use crate::crypto::{Key32, aead};
@@ -28,7 +30,12 @@ impl Trailer {
     }
 
     /// Unwraps the pack's data key.
-    pub fn unwrap_key(&self, data_sk: &StaticSecret, binding: &WrapBinding<'_>, object: &str) -> Result<Key32> {
+    pub fn unwrap_key(
+        &self,
+        data_sk: &StaticSecret,
+        binding: &WrapBinding<'_>,
+        object: &str,
+    ) -> Result<Key32> {
         wrap::unwrap(&self.wrap, data_sk, binding)
             .map_err(|_| Error::corrupt(object, "pack key does not unwrap (forged or damaged)"))
     }
@@ -111,7 +118,10 @@ pub(crate) fn open_header(
         offset += u64::from(length);
     }
     if offset != header_offset {
-        return Err(Error::corrupt(object, "pack entries do not tile the blob area"));
+        return Err(Error::corrupt(
+            object,
+            "pack entries do not tile the blob area",
+        ));
     }
     Ok(PackHeader {
         entries,

@@ -79,7 +79,12 @@ impl PackBuilder {
     }
 
     /// Seals the header, wraps the data key to `data_pk` and returns the pack.
-    pub fn finish(self, repo_id: &RepoId, data_pk: &[u8; 32], binding: &WrapBinding<'_>) -> FinishedPack {
+    pub fn finish(
+        self,
+        repo_id: &RepoId,
+        data_pk: &[u8; 32],
+        binding: &WrapBinding<'_>,
+    ) -> FinishedPack {
         let Self {
             key,
             generation,

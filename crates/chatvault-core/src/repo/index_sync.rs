@@ -70,19 +70,27 @@ impl Repository {
         for seg in listed.into_iter().filter(|s| !applied.contains(s)) {
             match self.load_segment(&seg) {
                 Ok(body) => self.index.apply_segment(&seg, &body.entries)?,
-                Err(e @ (Error::Corrupt { .. } | Error::Untrusted { .. } | Error::UnsupportedFormat { .. })) => {
-                    problems.push(e.to_string())
-                }
+                Err(
+                    e @ (Error::Corrupt { .. }
+                    | Error::Untrusted { .. }
+                    | Error::UnsupportedFormat { .. }),
+                ) => problems.push(e.to_string()),
                 Err(e) => return Err(e),
             }
         }
-        *self.index_problems.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+        *self
+            .index_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = problems;
         Ok(())
     }
 
     /// Segments skipped by the last index sync because they failed verification.
     pub fn index_problems(&self) -> Vec<String> {
-        self.index_problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.index_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads and verifies one segment.
@@ -93,7 +101,8 @@ impl Repository {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }
         let env = envelope::open(&bytes, magic::INDEX, &name, &self.config.repo_id)?;
-        self.config.check_writer(&name, &env.signer, env.sequence, None)?;
+        self.config
+            .check_writer(&name, &env.signer, env.sequence, None)?;
         let plain = aead::open(&self.secrets.index_key, env.header, env.body)
             .map_err(|_| Error::corrupt(&*name, "segment failed authentication"))?;
         SegmentBody::decode(&plain, &name)
@@ -101,12 +110,20 @@ impl Repository {
 
     /// Writes `entries` as one or more signed, sealed segments and applies them to the
     /// cache. Returns the new segment ids.
-    pub(crate) fn write_segments(&self, entries: &[IndexEntry], supersedes: &[SegmentId]) -> Result<Vec<SegmentId>> {
+    pub(crate) fn write_segments(
+        &self,
+        entries: &[IndexEntry],
+        supersedes: &[SegmentId],
+    ) -> Result<Vec<SegmentId>> {
         let mut ids = Vec::new();
         for (i, part) in entries.chunks(MAX_ENTRIES_PER_SEGMENT).enumerate() {
             let body = SegmentBody {
                 // The superseded list rides on the first segment only.
-                supersedes: if i == 0 { supersedes.to_vec() } else { Vec::new() },
+                supersedes: if i == 0 {
+                    supersedes.to_vec()
+                } else {
+                    Vec::new()
+                },
                 entries: part.to_vec(),
             };
             ids.push(self.put_segment(&body)?);
@@ -115,10 +132,15 @@ impl Repository {
     }
 
     fn put_segment(&self, body: &SegmentBody) -> Result<SegmentId> {
-        let plain = body.encode();
+        let plain = body.encode()?;
         let signer = &self.secrets.signer;
         let seq = self.lock_pins().next_writer_seq(&signer.public())?;
-        let header = envelope::header(magic::INDEX, &signer.public(), seq, plain.len() + aead::OVERHEAD);
+        let header = envelope::header(
+            magic::INDEX,
+            &signer.public(),
+            seq,
+            plain.len() + aead::OVERHEAD,
+        );
         let sealed = aead::seal(&self.secrets.index_key, &header, &plain);
         let bytes = envelope::seal(magic::INDEX, signer, &self.config.repo_id, seq, &sealed);
         let id = SegmentId::from_bytes(content_hash(&bytes));
@@ -131,14 +153,21 @@ impl Repository {
     /// pack, then removes the segments that existed before. Needs a full or admin key.
     pub fn rebuild_index_from_packs(&self) -> Result<RebuildReport> {
         self.require_read("read pack headers")?;
-        let old: Vec<String> = self.backend.list("index/")?.into_iter().map(|o| o.name).collect();
+        let old: Vec<String> = self
+            .backend
+            .list("index/")?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         let mut report = RebuildReport::default();
         let mut batch = Vec::new();
         for obj in self.backend.list("data/")? {
             report.packs += 1;
             match self.read_pack_entries(&obj.name, obj.size) {
                 Ok(entries) => batch.extend(entries),
-                Err(e) => report.unreadable_packs.push((obj.name.clone(), e.to_string())),
+                Err(e) => report
+                    .unreadable_packs
+                    .push((obj.name.clone(), e.to_string())),
             }
             if batch.len() >= MAX_ENTRIES_PER_SEGMENT {
                 report.blobs += batch.len() as u64;
@@ -166,11 +195,22 @@ impl Repository {
         if size < TRAILER_LEN as u64 {
             return Err(Error::corrupt(name, "too short to be a pack"));
         }
-        let tail = self.backend.get_range(name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
+        let tail = self
+            .backend
+            .get_range(name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
         let trailer = pack::read_trailer(&tail, size, name)?;
         let key = self.unwrap_pack_key(&trailer, name)?;
-        let sealed = self.backend.get_range(name, trailer.header_offset, u64::from(trailer.header_len))?;
-        let header = pack::open_header(&sealed, &key, &self.config.repo_id, trailer.header_offset, trailer.generation(), name)?;
+        let sealed =
+            self.backend
+                .get_range(name, trailer.header_offset, u64::from(trailer.header_len))?;
+        let header = pack::open_header(
+            &sealed,
+            &key,
+            &self.config.repo_id,
+            trailer.header_offset,
+            trailer.generation(),
+            name,
+        )?;
         Ok(header
             .entries
             .iter()

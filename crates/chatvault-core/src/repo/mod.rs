@@ -88,6 +88,12 @@ pub struct RepoStats {
     pub pack_bytes: u64,
     /// Blobs in the local index.
     pub blobs: u64,
+    /// Tree blobs among them.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of all indexed blobs (each stored once).
+    pub raw_bytes: u64,
+    /// Their sealed size in packs.
+    pub stored_bytes: u64,
     /// Index segment objects.
     pub segments: u64,
     /// Snapshot objects.
@@ -104,7 +110,6 @@ pub struct Repository {
     gear: Arc<GearTable>,
     pins: Mutex<Pins>,
     pack_keys: PackKeyCache,
-    weak_kdf_allowed: bool,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
     // Last: dropped after the index cache, so a private cache directory can be removed.
@@ -214,7 +219,6 @@ impl Repository {
             gear,
             pins: Mutex::new(pins),
             pack_keys: PackKeyCache::default(),
-            weak_kdf_allowed: opts.allow_weak_kdf,
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
             _cache: cache,
@@ -264,23 +268,34 @@ impl Repository {
         }
     }
 
-    pub(crate) fn require_admin(&self, operation: &'static str) -> Result<&crate::crypto::sign::Signer> {
+    pub(crate) fn require_admin(
+        &self,
+        operation: &'static str,
+    ) -> Result<&crate::crypto::sign::Signer> {
         self.secrets.admin.as_ref().ok_or(Error::PermissionDenied {
             role: self.secrets.role.as_str(),
             operation,
         })
     }
 
-    /// Counts objects and index entries.
+    /// Counts objects, and streams the index once for exact blob figures.
     pub fn stats(&self) -> Result<RepoStats> {
         let packs = self.backend.list("data/")?;
-        Ok(RepoStats {
+        let mut s = RepoStats {
             packs: packs.len() as u64,
             pack_bytes: packs.iter().map(|p| p.size).sum(),
-            blobs: self.index.entry_count_estimate()?,
             segments: self.backend.list("index/")?.len() as u64,
             snapshots: self.backend.list("snapshots/")?.len() as u64,
-        })
+            ..RepoStats::default()
+        };
+        self.index.for_each_entry(|e| {
+            s.blobs += 1;
+            s.tree_blobs += u64::from(e.blob_type == crate::blob::BlobType::Tree);
+            s.raw_bytes += u64::from(e.raw_len);
+            s.stored_bytes += u64::from(e.length);
+            Ok(())
+        })?;
+        Ok(s)
     }
 }
 
@@ -290,10 +305,16 @@ fn check_init_options(o: &InitOptions) -> Result<()> {
         return Err(Error::invalid("compression level", "must be 0 (off) to 19"));
     }
     if !(1 << 20..=1 << 30).contains(&o.pack_size) {
-        return Err(Error::invalid("pack size", "must be between 1 MiB and 1 GiB"));
+        return Err(Error::invalid(
+            "pack size",
+            "must be between 1 MiB and 1 GiB",
+        ));
     }
     if (o.pack_size as usize) < o.chunker.max_size as usize {
-        return Err(Error::invalid("pack size", "must hold at least one maximum-size chunk"));
+        return Err(Error::invalid(
+            "pack size",
+            "must hold at least one maximum-size chunk",
+        ));
     }
     Ok(())
 }

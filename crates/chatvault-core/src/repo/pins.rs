@@ -39,26 +39,39 @@ impl Pins {
         let pins = Self { path, values };
         if let Some(r) = pins.values.get("repo_id") {
             if *r != repo.to_hex() {
-                return Err(Error::untrusted("config", "the cache belongs to another repository"));
+                return Err(Error::untrusted(
+                    "config",
+                    "the cache belongs to another repository",
+                ));
             }
         }
         Ok(pins)
     }
 
     fn number(&self, key: &str) -> u64 {
-        self.values.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.values
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Refuses a config older than the one seen before, then remembers this one.
     pub fn check_and_update(&mut self, c: &Config) -> Result<()> {
         if let Some(admin) = self.values.get("admin_key") {
             if *admin != c.admin_key.to_hex() {
-                return Err(Error::untrusted("config", "admin key differs from the pinned one"));
+                return Err(Error::untrusted(
+                    "config",
+                    "admin key differs from the pinned one",
+                ));
             }
         }
         for (what, key, found) in [
             ("config sequence", "config_sequence", c.sequence),
-            ("key generation", "key_generation", u64::from(c.key_generation)),
+            (
+                "key generation",
+                "key_generation",
+                u64::from(c.key_generation),
+            ),
         ] {
             let pinned = self.number(key);
             if found < pinned {
@@ -71,8 +84,10 @@ impl Pins {
         }
         self.values.insert("repo_id".into(), c.repo_id.to_hex());
         self.values.insert("admin_key".into(), c.admin_key.to_hex());
-        self.values.insert("config_sequence".into(), c.sequence.to_string());
-        self.values.insert("key_generation".into(), c.key_generation.to_string());
+        self.values
+            .insert("config_sequence".into(), c.sequence.to_string());
+        self.values
+            .insert("key_generation".into(), c.key_generation.to_string());
         self.save()
     }
 
@@ -102,7 +117,9 @@ impl Pins {
     }
 
     fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         let mut f = fs::File::create(&tmp)?;
         for (k, v) in &self.values {
             writeln!(f, "{k} {v}")?;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use super::Repository;
 use crate::blob::{self, BlobMeta, BlobType};
 use crate::crypto::Key32;
-use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::crypto::context;
+use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::pack::{self, TRAILER_LEN};
@@ -27,7 +27,11 @@ pub(crate) struct PackKeyCache {
 
 impl PackKeyCache {
     fn get(&self, id: &PackId) -> Option<Arc<Key32>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn insert(&self, id: PackId, key: Arc<Key32>) {
@@ -49,12 +53,21 @@ impl Repository {
         }
     }
 
-    pub(crate) fn unwrap_pack_key(&self, trailer: &pack::reader::Trailer, name: &str) -> Result<Key32> {
+    pub(crate) fn unwrap_pack_key(
+        &self,
+        trailer: &pack::reader::Trailer,
+        name: &str,
+    ) -> Result<Key32> {
         self.require_read("read blobs")?;
         let sk = self
             .secrets
             .data_secret(trailer.generation())
-            .ok_or_else(|| Error::corrupt(name, format!("unknown data key generation {}", trailer.generation())))?;
+            .ok_or_else(|| {
+                Error::corrupt(
+                    name,
+                    format!("unknown data key generation {}", trailer.generation()),
+                )
+            })?;
         trailer.unwrap_key(sk, &self.pack_binding(), name)
     }
 
@@ -67,7 +80,9 @@ impl Repository {
         if size < TRAILER_LEN as u64 {
             return Err(Error::corrupt(&*name, "too short to be a pack"));
         }
-        let tail = self.backend.get_range(&name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
+        let tail = self
+            .backend
+            .get_range(&name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
         let trailer = pack::read_trailer(&tail, size, &name)?;
         let key = Arc::new(self.unwrap_pack_key(&trailer, &name)?);
         self.pack_keys.insert(*pack, key.clone());
@@ -89,7 +104,10 @@ impl Repository {
         if entry.blob_type != expected {
             return Err(Error::corrupt(
                 format!("{name}#{id}"),
-                format!("expected a {expected:?} blob, the index says {:?}", entry.blob_type),
+                format!(
+                    "expected a {expected:?} blob, the index says {:?}",
+                    entry.blob_type
+                ),
             ));
         }
         if entry.domain != 0 {
@@ -99,7 +117,9 @@ impl Repository {
             ));
         }
         let key = self.pack_key(&entry.pack)?;
-        let sealed = self.backend.get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
+        let sealed =
+            self.backend
+                .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
         let meta = BlobMeta {
             id,
             blob_type: entry.blob_type,
@@ -108,7 +128,14 @@ impl Repository {
             domain: entry.domain,
             generation: entry.generation,
         };
-        blob::open(&key, &self.secrets.id_key, &self.config.repo_id, &meta, &sealed, &name)
+        blob::open(
+            &key,
+            &self.secrets.id_key,
+            &self.config.repo_id,
+            &meta,
+            &sealed,
+            &name,
+        )
     }
 
     /// Reads and decodes a tree.

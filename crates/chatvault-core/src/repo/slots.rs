@@ -16,7 +16,11 @@ use crate::id::SlotId;
 use crate::keys::{self, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo};
 
 /// Tries every slot (or the one asked for) with `key`.
-pub(super) fn unlock(backend: &dyn Backend, key: &KeySource, opts: &OpenOptions) -> Result<(SlotId, Secrets)> {
+pub(super) fn unlock(
+    backend: &dyn Backend,
+    key: &KeySource,
+    opts: &OpenOptions,
+) -> Result<(SlotId, Secrets)> {
     let ids: Vec<SlotId> = match opts.slot {
         Some(s) => vec![s],
         None => slot_ids(backend)?,
@@ -96,10 +100,13 @@ impl Repository {
     /// Adds a key slot and trusts its writer key in the config. Admin only.
     pub fn add_slot(&mut self, key: &KeySource, opts: &AddSlotOptions) -> Result<SlotId> {
         self.require_admin("add key slots")?;
-        let secrets = self.secrets.for_new_slot(opts.role).ok_or(Error::PermissionDenied {
-            role: self.secrets.role.as_str(),
-            operation: "create a slot with a higher role",
-        })?;
+        let secrets = self
+            .secrets
+            .for_new_slot(opts.role)
+            .ok_or(Error::PermissionDenied {
+                role: self.secrets.role.as_str(),
+                operation: "create a slot with a higher role",
+            })?;
         let (id, bytes) = keys::seal_slot(&secrets, key, opts.kdf, &opts.label)?;
         self.backend.put(&id.object_name(), &bytes)?;
         let mut config = self.config.clone();
@@ -120,12 +127,18 @@ impl Repository {
     pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
         self.require_admin("remove key slots")?;
         let slots = self.list_slots()?;
-        let target = slots.iter().find(|s| s.id == id).ok_or_else(|| Error::NotFound {
-            object: id.object_name().into(),
-        })?;
+        let target = slots
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::NotFound {
+                object: id.object_name().into(),
+            })?;
         let admins = slots.iter().filter(|s| s.role == Role::Admin).count();
         if target.role == Role::Admin && admins <= 1 {
-            return Err(Error::invalid("key slot", "refusing to remove the last admin slot"));
+            return Err(Error::invalid(
+                "key slot",
+                "refusing to remove the last admin slot",
+            ));
         }
         self.backend.delete(&id.object_name())
     }
@@ -153,7 +166,10 @@ impl Repository {
             });
         }
         if key == self.secrets.signer.public() {
-            return Err(Error::invalid("writer", "refusing to revoke the key in use"));
+            return Err(Error::invalid(
+                "writer",
+                "refusing to revoke the key in use",
+            ));
         }
         let mut config = self.config.clone();
         config.revocations.retain(|r| r.key != key);

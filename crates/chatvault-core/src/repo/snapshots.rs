@@ -35,14 +35,21 @@ impl Repository {
         let prev_key = format!("last_snapshot.{}", signer.public().to_hex());
         let seq = {
             let mut pins = self.lock_pins();
-            record.prev_writer_snapshot = pins.get(&prev_key).and_then(|h| SnapshotId::from_hex(h).ok());
+            record.prev_writer_snapshot = pins
+                .get(&prev_key)
+                .and_then(|h| SnapshotId::from_hex(h).ok());
             pins.next_writer_seq(&signer.public())?
         };
         record.writer_seq = seq;
         let plain = record.encode();
         let content_key = Key32::random();
         let data_pk = self.config.current_data_key()?;
-        let wrapped = wrap::wrap(&content_key, &data_pk, self.config.key_generation, &self.snapshot_binding());
+        let wrapped = wrap::wrap(
+            &content_key,
+            &data_pk,
+            self.config.key_generation,
+            &self.snapshot_binding(),
+        );
         let body_len = WRAP_LEN + plain.len() + aead::OVERHEAD;
         let mut aad = envelope::header(magic::SNAPSHOT, &signer.public(), seq, body_len);
         aad.extend_from_slice(&wrapped);
@@ -75,27 +82,35 @@ impl Repository {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }
         let env = envelope::open(&bytes, magic::SNAPSHOT, &name, &self.config.repo_id)?;
-        self.config.check_writer(&name, &env.signer, env.sequence, None)?;
+        self.config
+            .check_writer(&name, &env.signer, env.sequence, None)?;
         if env.body.len() < WRAP_LEN {
             return Err(Error::corrupt(&*name, "body too short"));
         }
         let (wrapped, sealed) = env.body.split_at(WRAP_LEN);
-        let wrapped: &[u8; WRAP_LEN] = wrapped.try_into().map_err(|_| Error::corrupt(&*name, "key wrap"))?;
+        let wrapped: &[u8; WRAP_LEN] = wrapped
+            .try_into()
+            .map_err(|_| Error::corrupt(&*name, "key wrap"))?;
         let generation = wrap::generation_of(wrapped);
-        let sk = self
-            .secrets
-            .data_secret(generation)
-            .ok_or_else(|| Error::corrupt(&*name, format!("unknown data key generation {generation}")))?;
-        let key = wrap::unwrap(wrapped, sk, &self.snapshot_binding())
-            .map_err(|_| Error::corrupt(&*name, "snapshot key does not unwrap (forged or damaged)"))?;
+        let sk = self.secrets.data_secret(generation).ok_or_else(|| {
+            Error::corrupt(&*name, format!("unknown data key generation {generation}"))
+        })?;
+        let key = wrap::unwrap(wrapped, sk, &self.snapshot_binding()).map_err(|_| {
+            Error::corrupt(&*name, "snapshot key does not unwrap (forged or damaged)")
+        })?;
         let mut aad = env.header.to_vec();
         aad.extend_from_slice(wrapped);
-        let plain = aead::open(&key, &aad, sealed).map_err(|_| Error::corrupt(&*name, "snapshot failed authentication"))?;
+        let plain = aead::open(&key, &aad, sealed)
+            .map_err(|_| Error::corrupt(&*name, "snapshot failed authentication"))?;
         let record = SnapshotRecord::decode(&plain, &name)?;
         if record.writer_seq != env.sequence {
-            return Err(Error::corrupt(&*name, "record sequence differs from the signed one"));
+            return Err(Error::corrupt(
+                &*name,
+                "record sequence differs from the signed one",
+            ));
         }
-        self.config.check_writer(&name, &env.signer, env.sequence, Some(&record.host))?;
+        self.config
+            .check_writer(&name, &env.signer, env.sequence, Some(&record.host))?;
         Ok(Snapshot {
             id,
             writer: env.signer,

@@ -13,8 +13,8 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -100,7 +100,6 @@ impl std::fmt::Debug for BlobWriter<'_> {
 
 /// What the packer thread needs, owned (the thread outlives no borrow).
 struct PackerContext {
-    backend: Arc<dyn Backend>,
     repo_id: RepoId,
     data_pk: [u8; 32],
     generation: u32,
@@ -112,7 +111,6 @@ impl Repository {
     /// Starts a writer session.
     pub fn writer(&self) -> Result<BlobWriter<'_>> {
         let ctx = PackerContext {
-            backend: self.backend.clone(),
             repo_id: self.config.repo_id,
             data_pk: self.config.current_data_key()?,
             generation: self.config.key_generation,
@@ -154,10 +152,20 @@ fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<FinishedPac
     };
     let mut pack = PackBuilder::new(ctx.generation);
     for item in items {
-        pack.add(&ctx.repo_id, item.id, item.blob_type, item.codec, item.raw_len, &item.payload);
+        pack.add(
+            &ctx.repo_id,
+            item.id,
+            item.blob_type,
+            item.codec,
+            item.raw_len,
+            &item.payload,
+        );
         if pack.len() >= ctx.pack_size {
             let full = std::mem::replace(&mut pack, PackBuilder::new(ctx.generation));
-            if out.send(full.finish(&ctx.repo_id, &ctx.data_pk, &binding)).is_err() {
+            if out
+                .send(full.finish(&ctx.repo_id, &ctx.data_pk, &binding))
+                .is_err()
+            {
                 return; // the uploader stopped on an error it already reported
             }
         }
@@ -270,9 +278,12 @@ impl<'r> BlobWriter<'r> {
         let repo = self.repo;
         let id = blob::blob_id(&repo.secrets.id_key, blob_type, data);
         let raw_len = data.len() as u32;
-        self.counters.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.counters.blobs_in.fetch_add(1, Ordering::Relaxed);
-        repo.progress.emit(ProgressEvent::BytesRead(data.len() as u64));
+        repo.progress
+            .emit(ProgressEvent::BytesRead(data.len() as u64));
         if self.is_pending(&id) || repo.index.contains(&id)? {
             return Ok(Prepared::Known(id, raw_len));
         }
@@ -287,13 +298,18 @@ impl<'r> BlobWriter<'r> {
     }
 
     fn is_pending(&self, id: &BlobId) -> bool {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
     }
 
     fn queue(&self, p: Prepared) -> Result<ContentRef> {
         let item = match p {
             Prepared::Known(id, len) => {
-                self.repo.progress.emit(ProgressEvent::ChunkDeduplicated { raw_len: u64::from(len) });
+                self.repo.progress.emit(ProgressEvent::ChunkDeduplicated {
+                    raw_len: u64::from(len),
+                });
                 return Ok(ContentRef { id, len });
             }
             Prepared::New(item) => item,
@@ -303,18 +319,28 @@ impl<'r> BlobWriter<'r> {
             len: item.raw_len,
         };
         // Two threads (or two chunks of one batch) may have prepared the same new blob.
-        if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(item.id) {
+        if !self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(item.id)
+        {
             return Ok(r);
         }
         let c = &self.counters;
         c.blobs_new.fetch_add(1, Ordering::Relaxed);
-        c.bytes_new.fetch_add(u64::from(item.raw_len), Ordering::Relaxed);
-        c.bytes_compressed.fetch_add(item.payload.len() as u64, Ordering::Relaxed);
+        c.bytes_new
+            .fetch_add(u64::from(item.raw_len), Ordering::Relaxed);
+        c.bytes_compressed
+            .fetch_add(item.payload.len() as u64, Ordering::Relaxed);
         self.repo.progress.emit(ProgressEvent::ChunkStored {
             raw_len: u64::from(item.raw_len),
             stored_len: item.payload.len() as u64,
         });
-        let sender = self.to_packer.as_ref().ok_or_else(|| Error::invalid("writer", "already finished"))?;
+        let sender = self
+            .to_packer
+            .as_ref()
+            .ok_or_else(|| Error::invalid("writer", "already finished"))?;
         if sender.send(item).is_err() {
             return Err(self.pipeline_error());
         }
@@ -356,7 +382,8 @@ impl<'r> BlobWriter<'r> {
             return Ok(());
         }
         let written = self.repo.write_segments(&unindexed, &[])?;
-        self.segments.fetch_add(written.len() as u64, Ordering::Relaxed);
+        self.segments
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
         // The cache has them now: they no longer need to be remembered as pending.
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for e in unindexed.drain(..) {
