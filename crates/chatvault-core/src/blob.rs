@@ -231,3 +231,34 @@ mod tests {
         assert!(err.to_string().contains("does not match its id"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// The 80-byte associated data of a blob, pinned.
+    #[test]
+    fn golden_blob_aad_and_id() {
+        let meta = BlobMeta {
+            id: BlobId::from_bytes([0xaa; 32]),
+            blob_type: BlobType::Tree,
+            codec: Codec::Zstd,
+            raw_len: 0x0102_0304,
+            domain: 5,
+            generation: 6,
+        };
+        let a = aad(&RepoId::from_bytes([0x11; 32]), &meta);
+        assert_eq!(
+            hex::encode(a),
+            format!(
+                "{}0100010500000006000000{}0403020101",
+                "11".repeat(32),
+                "aa".repeat(32)
+            )
+        );
+        let id = blob_id(&Key32::from_bytes([1; 32]), BlobType::Data, b"hello");
+        assert_eq!(id.to_hex(), GOLDEN_ID);
+    }
+
+    const GOLDEN_ID: &str = "f1fa5105208eaf7ea337ed2b8ac9b023194ff8ae17f110330224658e3e34e1ec";
+}

@@ -130,21 +130,22 @@ impl Config {
             self.writers.iter().find(|w| w.key == *key).ok_or_else(|| {
                 Error::untrusted(object, format!("signed by unknown writer {key}"))
             })?;
-        if let Some(r) = self.revocations.iter().find(|r| r.key == *key) {
-            if seq > r.trusted_until_seq {
-                return Err(Error::untrusted(
-                    object,
-                    format!("signed by revoked writer {key}"),
-                ));
-            }
+        if let Some(r) = self.revocations.iter().find(|r| r.key == *key)
+            && seq > r.trusted_until_seq
+        {
+            return Err(Error::untrusted(
+                object,
+                format!("signed by revoked writer {key}"),
+            ));
         }
-        if let Some(host) = host {
-            if w.scope != "*" && w.scope != host {
-                return Err(Error::untrusted(
-                    object,
-                    format!("writer {key} may write for {:?}, not {host:?}", w.scope),
-                ));
-            }
+        if let Some(host) = host
+            && w.scope != "*"
+            && w.scope != host
+        {
+            return Err(Error::untrusted(
+                object,
+                format!("writer {key} may write for {:?}, not {host:?}", w.scope),
+            ));
         }
         Ok(w)
     }

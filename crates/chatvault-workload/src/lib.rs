@@ -11,7 +11,7 @@
 //! use std::io::Read;
 //! use chatvault_workload::{ChatLog, ChatLogOptions, mixed_corpus};
 //!
-//! let line = ChatLog::new(ChatLogOptions::default()).next().unwrap();
+//! let line = ChatLog::new(ChatLogOptions::default()).next_record();
 //! assert!(line.starts_with(b"{\"seq\":1,"));
 //!
 //! let mut data = Vec::new();
@@ -37,6 +37,6 @@ mod media;
 mod rng;
 mod words;
 
-pub use chat_log::{ChatLog, ChatLogOptions, RecordMeta};
+pub use chat_log::{ChatLog, ChatLogOptions, RecordMeta, Records};
 pub use corpus::mixed_corpus;
 pub use media::{MediaReader, media_bytes};

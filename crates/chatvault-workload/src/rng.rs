@@ -59,16 +59,11 @@ impl Rng {
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
-
-    /// True with probability `threshold / 2^32` (see [`share_threshold`]).
-    #[inline]
-    pub(crate) fn chance(&mut self, threshold: u64) -> bool {
-        (self.next_u64() >> 32) < threshold
-    }
 }
 
-/// Converts a probability to a threshold for [`Rng::chance`], once, at construction:
-/// the one floating-point step is a multiply and a truncation, exact under IEEE 754 on
+/// Converts a probability to a threshold `t`, once, at construction: an event happens
+/// when 32 random bits are below `t`, with probability `t / 2^32`. The conversion is
+/// the one floating-point step, a multiply and a truncation, exact under IEEE 754 on
 /// every platform. Out-of-range and NaN shares clamp to 0 or 1.
 pub(crate) fn share_threshold(share: f64) -> u64 {
     if share.is_nan() {
@@ -151,16 +146,14 @@ mod tests {
     }
 
     #[test]
-    fn share_threshold_clamps_and_chance_follows_it() {
+    fn share_threshold_clamps_and_sets_the_frequency() {
         assert_eq!(share_threshold(f64::NAN), 0);
         assert_eq!(share_threshold(-1.0), 0);
         assert_eq!(share_threshold(2.0), 1 << 32);
+        assert_eq!(share_threshold(0.5), 1 << 31);
         let mut r = Rng::new(3);
-        assert!((0..1000).all(|_| r.chance(1 << 32)));
-        assert!((0..1000).all(|_| !r.chance(0)));
-        let hits = (0..100_000)
-            .filter(|_| r.chance(share_threshold(0.25)))
-            .count();
+        let t = share_threshold(0.25);
+        let hits = (0..100_000).filter(|_| (r.next_u64() >> 32) < t).count();
         assert!((24_000..26_000).contains(&hits), "{hits}");
     }
 

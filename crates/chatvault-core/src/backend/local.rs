@@ -71,12 +71,12 @@ impl LocalBackend {
     }
 
     fn ensure_parent(&self, name: &str, path: &Path) -> Result<()> {
-        if let Some(parent) = path.parent() {
-            if !parent.is_dir() {
-                fs::create_dir_all(parent).map_err(|e| Error::backend(name, e))?;
-                if let Some(grand) = parent.parent() {
-                    sync_dir(grand).map_err(|e| Error::backend(name, e))?;
-                }
+        if let Some(parent) = path.parent()
+            && !parent.is_dir()
+        {
+            fs::create_dir_all(parent).map_err(|e| Error::backend(name, e))?;
+            if let Some(grand) = parent.parent() {
+                sync_dir(grand).map_err(|e| Error::backend(name, e))?;
             }
         }
         Ok(())

@@ -37,13 +37,13 @@ impl Pins {
             Err(e) => return Err(e.into()),
         }
         let pins = Self { path, values };
-        if let Some(r) = pins.values.get("repo_id") {
-            if *r != repo.to_hex() {
-                return Err(Error::untrusted(
-                    "config",
-                    "the cache belongs to another repository",
-                ));
-            }
+        if let Some(r) = pins.values.get("repo_id")
+            && *r != repo.to_hex()
+        {
+            return Err(Error::untrusted(
+                "config",
+                "the cache belongs to another repository",
+            ));
         }
         Ok(pins)
     }
@@ -57,13 +57,13 @@ impl Pins {
 
     /// Refuses a config older than the one seen before, then remembers this one.
     pub fn check_and_update(&mut self, c: &Config) -> Result<()> {
-        if let Some(admin) = self.values.get("admin_key") {
-            if *admin != c.admin_key.to_hex() {
-                return Err(Error::untrusted(
-                    "config",
-                    "admin key differs from the pinned one",
-                ));
-            }
+        if let Some(admin) = self.values.get("admin_key")
+            && *admin != c.admin_key.to_hex()
+        {
+            return Err(Error::untrusted(
+                "config",
+                "admin key differs from the pinned one",
+            ));
         }
         for (what, key, found) in [
             ("config sequence", "config_sequence", c.sequence),
