@@ -45,6 +45,27 @@ pub(crate) struct PackEntry {
     pub length: u32,
 }
 
+impl PackEntry {
+    /// The index entry for this blob in pack `pack`, sealed to data key `generation`.
+    pub(crate) fn index_entry(
+        &self,
+        pack: crate::id::PackId,
+        generation: u32,
+    ) -> crate::index::IndexEntry {
+        crate::index::IndexEntry {
+            blob: self.id,
+            pack,
+            offset: self.offset,
+            length: self.length,
+            raw_len: self.raw_len,
+            blob_type: self.blob_type,
+            codec: self.codec,
+            domain: self.domain,
+            generation,
+        }
+    }
+}
+
 /// Associated data of a pack header.
 pub(crate) fn header_aad(repo_id: &RepoId) -> Vec<u8> {
     let mut a = Vec::with_capacity(8 + 32);

@@ -214,17 +214,7 @@ impl Repository {
         Ok(header
             .entries
             .iter()
-            .map(|e| IndexEntry {
-                blob: e.id,
-                pack: pack_id,
-                offset: e.offset,
-                length: e.length,
-                raw_len: e.raw_len,
-                blob_type: e.blob_type,
-                codec: e.codec,
-                domain: e.domain,
-                generation: header.generation,
-            })
+            .map(|e| e.index_entry(pack_id, header.generation))
             .collect())
     }
 }

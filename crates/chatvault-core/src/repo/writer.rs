@@ -366,17 +366,11 @@ impl<'r> BlobWriter<'r> {
             let pack = r?;
             self.packs.fetch_add(1, Ordering::Relaxed);
             self.pack_bytes.fetch_add(pack.size, Ordering::Relaxed);
-            unindexed.extend(pack.entries.iter().map(|e| IndexEntry {
-                blob: e.id,
-                pack: pack.id,
-                offset: e.offset,
-                length: e.length,
-                raw_len: e.raw_len,
-                blob_type: e.blob_type,
-                codec: e.codec,
-                domain: e.domain,
-                generation: pack.generation,
-            }));
+            unindexed.extend(
+                pack.entries
+                    .iter()
+                    .map(|e| e.index_entry(pack.id, pack.generation)),
+            );
         }
         if unindexed.is_empty() || (!all && unindexed.len() < SEGMENT_FLUSH) {
             return Ok(());
