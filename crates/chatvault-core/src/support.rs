@@ -5,6 +5,7 @@
 //! keys, and the decoders run exactly the code the repository runs on untrusted bytes.
 
 /// Per-stage operations for the benches in `benches/`.
+#[cfg(feature = "repository")]
 pub mod bench_support {
     use std::path::Path;
     use std::sync::Arc;

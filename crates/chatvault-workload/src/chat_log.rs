@@ -282,7 +282,11 @@ impl RecordWriter {
     /// members for most conversations (direct messages), 3–15 for every third (groups).
     fn sender(&mut self, conv: u32) -> u32 {
         let conv = u64::from(conv);
-        let members = if conv % 3 == 0 { 3 + conv % 13 } else { 2 };
+        let members = if conv.is_multiple_of(3) {
+            3 + conv % 13
+        } else {
+            2
+        };
         let base = conv.wrapping_mul(2_654_435_761) % self.users;
         ((base + self.rng.below(members)) % self.users) as u32
     }

@@ -109,7 +109,7 @@ impl Iterator for PiecePlan {
         }
         let len = (PIECE_MIN + self.rng.below(PIECE_MAX - PIECE_MIN + 1)).min(self.left);
         self.left -= len;
-        let piece = if self.index % 2 == 0 {
+        let piece = if self.index.is_multiple_of(2) {
             Piece::Text(len)
         } else {
             Piece::Media(MediaReader::new(

@@ -18,10 +18,12 @@
 //! - Hostile bytes (a segment body, a damaged cache value) decode to a `Corrupt` or
 //!   `UnsupportedFormat` error naming the object, never a panic.
 
+#[cfg(feature = "repository")]
 mod cache;
 mod entry;
 mod segment;
 
+#[cfg(feature = "repository")]
 pub(crate) use cache::IndexCache;
 pub(crate) use entry::IndexEntry;
 pub(crate) use segment::{MAX_ENTRIES_PER_SEGMENT, SegmentBody};
