@@ -249,8 +249,14 @@ impl Config {
             admin_key: PublicKey::from_bytes([0; 32]),
         };
         let mut seen = 0u32;
+        let mut last: Option<u32> = None;
         for _ in 0..map_len(&mut d)? {
             let key = d.u32().map_err(dec_err)?;
+            // Canonical like every other map: keys strictly ascending, none repeated.
+            if last.is_some_and(|l| key <= l) {
+                return Err(Error::corrupt(OBJECT, "map keys out of order or repeated"));
+            }
+            last = Some(key);
             if key < 32 {
                 seen |= 1 << key;
             }
@@ -290,7 +296,14 @@ impl Config {
                             return Err(Error::corrupt(OBJECT, "data key entry"));
                         }
                         let g = d.u32().map_err(dec_err)?;
-                        c.data_public_keys.push((g, bytes32(&mut d)?));
+                        let pk = bytes32(&mut d)?;
+                        if !crate::crypto::wrap::is_strong_public_key(&pk) {
+                            return Err(Error::corrupt(
+                                OBJECT,
+                                "a data public key is a low-order point",
+                            ));
+                        }
+                        c.data_public_keys.push((g, pk));
                     }
                 }
                 8 => {
@@ -491,4 +504,52 @@ mod tests {
         b.extend_from_slice(&e.into_writer());
         assert_eq!(Config::decode_body(&b).unwrap(), c);
     }
+
+    #[test]
+    fn repeated_keys_and_low_order_data_keys_are_corrupt() {
+        let admin = Signer::from_seed(&[1; 32]);
+        let c = sample(&admin);
+        let body = c.encode_body().unwrap();
+        // Duplicate the last entry (key 10, the admin key) and bump the map length.
+        let mut b = body.clone();
+        b[0] = 0xac;
+        b.extend_from_slice(&body[body.len() - 35..]);
+        assert!(matches!(
+            Config::decode_body(&b),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut weak = c.clone();
+        weak.data_public_keys = vec![(0, [0; 32])];
+        let e = Config::decode_body(&weak.encode_body().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("low-order"), "{e}");
+    }
+
+    /// Golden vector: the config body and its signed envelope are deterministic (Ed25519
+    /// signatures are), so the whole object is pinned.
+    #[test]
+    fn golden_config_object() {
+        let admin = Signer::from_seed(&[1; 32]);
+        let c = sample(&admin);
+        let obj = c.to_object(&admin).unwrap();
+        assert_eq!(hex::encode(&obj), GOLDEN_CONFIG);
+        assert_eq!(
+            Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap(),
+            c
+        );
+    }
+
+    const GOLDEN_CONFIG: &str = concat!(
+        "4356434f4e464947010000008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801",
+        "b40f6f5c030000000000000056010000ab0058200101010101010101010101010101010101010101",
+        "010101010101010101010101010302831a000400001a001000001a004000000303041a0100000005",
+        "877818666173746364632d76323032302d6b657965642d676561726c626c616b65332d6b65796564",
+        "647a73746471786368616368613230706f6c79313330356678323535313967656432353531396861",
+        "72676f6e326964060007818200582009090909090909090909090909090909090909090909090909",
+        "090909090909090881a5005820040404040404040404040404040404040404040404040404040404",
+        "0404040404010102666e6f64652d3103666e6f64652d31041b0000018bcfe568000981a300582005",
+        "05050505050505050505050505050505050505050505050505050505050505010a021b0000018bcf",
+        "e568010a58208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c8452",
+        "91fa30ee13cb65750d4d78f87a4432038273a2c944cfab8f9ec018303a79deea43d897900b5ebad1",
+        "a78003c212e9c31c663ed0818e07939e7200b08c170d",
+    );
 }

@@ -80,8 +80,8 @@ impl<'a, 'o> ByteReader<'a, 'o> {
     }
 }
 
-/// Checks an object's 8-byte magic and returns its version; a version newer than this
-/// build reads is `UnsupportedFormat`, readable without any key.
+/// Checks an object's 8-byte magic and returns its version; any version other than the
+/// one this build reads is `UnsupportedFormat`, which needs no key to find out.
 pub(crate) fn check_magic_version(r: &mut ByteReader<'_, '_>, magic: &[u8; 8]) -> Result<u16> {
     let m = r.take(8)?;
     if m != magic {

@@ -69,7 +69,9 @@ pub mod bench_support {
             kind: ObjectKind::Pack,
             auth_key: &auth,
         };
-        b.finish(&repo, &pk, &binding).bytes.len()
+        b.finish(&repo, &pk, &binding)
+            .map(|p| p.bytes.len())
+            .unwrap_or(0)
     }
 
     /// The local index cache with synthetic entries, for lookup benchmarks.
@@ -259,7 +261,10 @@ pub mod fuzzing {
             kind: ObjectKind::Pack,
             auth_key: &auth,
         };
-        let pack = b.finish(&repo, &pk, &binding).bytes;
+        let pack = b
+            .finish(&repo, &pk, &binding)
+            .map(|p| p.bytes)
+            .unwrap_or_default();
         let secrets = crate::keys::Secrets::generate(repo);
         let key = crate::keys::KeySource::KeyFile(zeroize::Zeroizing::new([0; 32]));
         let slot =

@@ -53,32 +53,38 @@ fn kek(
     )
 }
 
-/// Wraps `key` to `data_pk` of `generation`.
+/// A data public key that is a low-order point: every shared secret with it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WeakPublicKey;
+
+/// Whether `pk` yields contributory shared secrets (is not a low-order point).
+pub(crate) fn is_strong_public_key(pk: &[u8; 32]) -> bool {
+    StaticSecret::from([0x5a; 32])
+        .diffie_hellman(&PublicKey::from(*pk))
+        .was_contributory()
+}
+
+/// Wraps `key` to `data_pk` of `generation`. A low-order `data_pk` is refused.
 pub(crate) fn wrap(
     key: &Key32,
     data_pk: &[u8; 32],
     generation: u32,
     binding: &WrapBinding<'_>,
-) -> [u8; WRAP_LEN] {
-    loop {
-        let eph = StaticSecret::from(random_array::<32>());
-        let eph_pk = PublicKey::from(&eph).to_bytes();
-        let shared = eph.diffie_hellman(&PublicKey::from(*data_pk));
-        if !shared.was_contributory() {
-            // Only possible if data_pk is a low-order point; a fresh ephemeral key cannot
-            // help, but the config verification refuses such keys before we get here.
-            // Retrying with fresh randomness keeps this total without a panic path.
-            continue;
-        }
-        let kek = kek(binding, shared.as_bytes(), &eph_pk, data_pk, generation);
-        let mut out = Vec::with_capacity(WRAP_LEN);
-        out.extend_from_slice(&generation.to_le_bytes());
-        out.extend_from_slice(&eph_pk);
-        aead::seal_into(&kek, binding.context.as_bytes(), key.expose(), &mut out);
-        let mut arr = [0u8; WRAP_LEN];
-        arr.copy_from_slice(&out);
-        return arr;
+) -> Result<[u8; WRAP_LEN], WeakPublicKey> {
+    let eph = StaticSecret::from(random_array::<32>());
+    let eph_pk = PublicKey::from(&eph).to_bytes();
+    let shared = eph.diffie_hellman(&PublicKey::from(*data_pk));
+    if !shared.was_contributory() {
+        return Err(WeakPublicKey);
     }
+    let kek = kek(binding, shared.as_bytes(), &eph_pk, data_pk, generation);
+    let mut out = Vec::with_capacity(WRAP_LEN);
+    out.extend_from_slice(&generation.to_le_bytes());
+    out.extend_from_slice(&eph_pk);
+    aead::seal_into(&kek, binding.context.as_bytes(), key.expose(), &mut out);
+    let mut arr = [0u8; WRAP_LEN];
+    arr.copy_from_slice(&out);
+    Ok(arr)
 }
 
 /// The key generation a wrap was made for.
@@ -128,7 +134,7 @@ mod tests {
         let repo = RepoId::from_bytes([7; 32]);
         let auth = Key32::random();
         let key = Key32::random();
-        let w = wrap(&key, &pk, 3, &binding(&repo, &auth));
+        let w = wrap(&key, &pk, 3, &binding(&repo, &auth)).unwrap();
         assert_eq!(generation_of(&w), 3);
         let back = unwrap(&w, &sk, &binding(&repo, &auth)).unwrap();
         assert_eq!(back.expose(), key.expose());
@@ -145,6 +151,20 @@ mod tests {
         let mut w2 = w;
         w2[0] ^= 1;
         assert!(unwrap(&w2, &sk, &binding(&repo, &auth)).is_err());
+    }
+
+    #[test]
+    fn low_order_data_key_is_refused_not_looped_on() {
+        let repo = RepoId::from_bytes([7; 32]);
+        let auth = Key32::random();
+        assert!(!is_strong_public_key(&[0; 32]));
+        assert!(is_strong_public_key(
+            &PublicKey::from(&StaticSecret::from([3u8; 32])).to_bytes()
+        ));
+        assert_eq!(
+            wrap(&Key32::random(), &[0; 32], 0, &binding(&repo, &auth)),
+            Err(WeakPublicKey)
+        );
     }
 
     #[test]

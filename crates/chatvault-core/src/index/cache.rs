@@ -38,7 +38,8 @@ use crate::id::{BlobId, SegmentId};
 const CF_BLOBS: &str = "blobs";
 /// Column family: segment id (32 bytes) → empty; the segments already applied.
 const CF_SEGMENTS: &str = "segments";
-/// Column family: small key/value metadata for callers (repository id, pins, …).
+/// Column family: small key/value metadata (the cache's layout version). The rollback pins
+/// are not here: they live in the `pins` file beside the cache (`repo/pins.rs`).
 const CF_META: &str = "meta";
 
 /// Meta key holding the layout of this cache's values, as a u32 LE. A cache written with
@@ -299,8 +300,7 @@ impl IndexCache {
     }
 
     /// Drops every entry and every applied-segment marker, atomically, then compacts so
-    /// the space is returned. Meta values are kept: they hold pins (repository id, highest
-    /// config sequence) that must survive a rebuild.
+    /// the space is returned. Meta values (the layout version) are kept.
     pub(crate) fn clear(&self) -> Result<()> {
         let _guard = self
             .write_lock
@@ -345,8 +345,8 @@ impl IndexCache {
             .map_err(cache_err("cannot read index cache metadata"))
     }
 
-    /// Sets a metadata value. Synced to disk before returning, because callers keep
-    /// rollback pins here and a pin that a crash forgets protects nothing.
+    /// Sets a metadata value, synced to disk before returning (metadata is rare and must
+    /// not be lost to a crash the way an unsynced batch may be).
     pub(crate) fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);

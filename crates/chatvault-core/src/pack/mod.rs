@@ -131,7 +131,7 @@ mod tests {
                 &payload,
             );
         }
-        b.finish(&k.repo, &k.pk(), &k.binding())
+        b.finish(&k.repo, &k.pk(), &k.binding()).unwrap()
     }
 
     fn read_all(k: &Keys, bytes: &[u8]) -> crate::error::Result<Vec<Vec<u8>>> {

@@ -78,13 +78,14 @@ impl PackBuilder {
         self.entries.len()
     }
 
-    /// Seals the header, wraps the data key to `data_pk` and returns the pack.
+    /// Seals the header, wraps the data key to `data_pk` and returns the pack. Fails only
+    /// for a low-order `data_pk`, which a verified config never carries.
     pub fn finish(
         self,
         repo_id: &RepoId,
         data_pk: &[u8; 32],
         binding: &WrapBinding<'_>,
-    ) -> FinishedPack {
+    ) -> Result<FinishedPack, wrap::WeakPublicKey> {
         let Self {
             key,
             generation,
@@ -105,15 +106,15 @@ impl PackBuilder {
         aead::seal_into(&key, &header_aad(repo_id), &header, &mut bytes);
         let header_len = (bytes.len() - header_start) as u32;
         bytes.reserve(TRAILER_LEN);
-        bytes.extend_from_slice(&wrap::wrap(&key, data_pk, generation, binding));
+        bytes.extend_from_slice(&wrap::wrap(&key, data_pk, generation, binding)?);
         bytes.extend_from_slice(&header_len.to_le_bytes());
         bytes.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
         bytes.extend_from_slice(MAGIC);
-        FinishedPack {
+        Ok(FinishedPack {
             id: PackId::of_bytes(&bytes),
             bytes,
             entries,
             generation,
-        }
+        })
     }
 }

@@ -49,7 +49,8 @@ impl Repository {
             &data_pk,
             self.config.key_generation,
             &self.snapshot_binding(),
-        );
+        )
+        .map_err(|_| Error::corrupt("config", "the data public key is a low-order point"))?;
         let body_len = WRAP_LEN + plain.len() + aead::OVERHEAD;
         let mut aad = envelope::header(magic::SNAPSHOT, &signer.public(), seq, body_len);
         aad.extend_from_slice(&wrapped);

@@ -4,8 +4,12 @@
 //! Threads: the caller's stream is chunked on a scoped reader thread; batches of chunks are
 //! hashed, checked against the index and compressed on rayon's pool; a packer thread seals
 //! them into the current pack; an uploader thread stores finished packs. Every queue
-//! between them is bounded, so memory is flat whatever the input size (about
-//! `pack_size × 3 + batch × max chunk × 2`).
+//! between them is bounded, so memory is flat whatever the input size. Worst case, with
+//! `B` = [`BATCH`] and `M` = the maximum chunk size: `B × M` chunks queued from the
+//! reader, `2 × B × M` in the batch being compressed (plaintext and output), `B × M`
+//! queued for the packer, and three packs (being filled, queued, being uploaded):
+//! `4 × B × M + 3 × pack_size` (176 MiB with the defaults; typical chunks are 1 MiB, so
+//! about 80 MiB in practice).
 //! Invariants: a blob is queued at most once per writer (the `pending` set, then the
 //! index); index segments are written only for uploaded packs, and `finish` returns only
 //! after every pack and segment is stored, so a snapshot saved afterwards names only
@@ -117,8 +121,8 @@ impl Repository {
             auth_key: self.secrets.auth_key.duplicate(),
             pack_size: self.config.pack_size as usize,
         };
-        let (to_packer, from_main) = bounded::<Item>(2 * BATCH);
-        let (to_uploader, from_packer) = bounded::<FinishedPack>(1);
+        let (to_packer, from_main) = bounded::<Item>(BATCH);
+        let (to_uploader, from_packer) = bounded::<Result<FinishedPack>>(1);
         let (to_main, done) = unbounded::<Result<Uploaded>>();
         let backend = self.backend.clone();
         let progress = self.progress.clone();
@@ -143,7 +147,7 @@ impl Repository {
     }
 }
 
-fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<FinishedPack>) {
+fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<Result<FinishedPack>>) {
     let binding = WrapBinding {
         context: context::PACK_KEY_WRAP,
         repo_id: &ctx.repo_id,
@@ -162,26 +166,39 @@ fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<FinishedPac
         );
         if pack.len() >= ctx.pack_size {
             let full = std::mem::replace(&mut pack, PackBuilder::new(ctx.generation));
-            if out
-                .send(full.finish(&ctx.repo_id, &ctx.data_pk, &binding))
-                .is_err()
-            {
+            if out.send(seal_pack(full, &ctx, &binding)).is_err() {
                 return; // the uploader stopped on an error it already reported
             }
         }
     }
     if pack.count() > 0 {
-        let _ = out.send(pack.finish(&ctx.repo_id, &ctx.data_pk, &binding));
+        let _ = out.send(seal_pack(pack, &ctx, &binding));
     }
+}
+
+fn seal_pack(
+    pack: PackBuilder,
+    ctx: &PackerContext,
+    binding: &WrapBinding<'_>,
+) -> Result<FinishedPack> {
+    pack.finish(&ctx.repo_id, &ctx.data_pk, binding)
+        .map_err(|_| Error::corrupt("config", "the data public key is a low-order point"))
 }
 
 fn run_uploader(
     backend: &dyn Backend,
     progress: &Progress,
-    packs: Receiver<FinishedPack>,
+    packs: Receiver<Result<FinishedPack>>,
     out: Sender<Result<Uploaded>>,
 ) {
     for pack in packs {
+        let pack = match pack {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
         let name = pack.id.object_name();
         match backend.put(&name, &pack.bytes) {
             // Same bytes, same name: an identical pack is already stored.
@@ -225,7 +242,7 @@ impl<'r> BlobWriter<'r> {
     /// Chunks a stream and stores its new chunks; returns the chunk list in order.
     pub fn write_stream<R: Read + Send>(&self, reader: R) -> Result<Vec<ContentRef>> {
         let repo = self.repo;
-        let (tx, rx) = bounded::<Result<Chunk>>(2 * BATCH);
+        let (tx, rx) = bounded::<Result<Chunk>>(BATCH);
         std::thread::scope(|s| {
             s.spawn(move || {
                 for c in Chunker::new(reader, repo.config.chunker, repo.gear.clone()) {
