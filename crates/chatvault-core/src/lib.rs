@@ -25,6 +25,7 @@
 //!
 //! let mut opts = OpenOptions::default();
 //! opts.cache_dir = Some(cache.path().to_owned());
+//! opts.allow_weak_kdf = true; // only because the example used test parameters
 //! let repo = Repository::open(Box::new(backend), &key, opts)?;
 //! assert_eq!(repo.read_blob(refs[0].id, BlobType::Data)?, b"hello, chat");
 //! # Ok(()) }

@@ -504,3 +504,124 @@ fn one_gib_round_trip_through_a_fresh_handle() {
     assert_eq!(total, TOTAL);
     assert_eq!(expected.read(&mut [0u8; 1]).unwrap(), 0);
 }
+
+/// A backend that behaves like a disk that fills up: puts fail with ENOSPC once a byte
+/// budget is spent; everything else passes through.
+struct FullDisk {
+    inner: MemoryBackend,
+    budget: std::sync::atomic::AtomicI64,
+}
+
+impl Backend for FullDisk {
+    fn location(&self) -> String {
+        "full-disk".into()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.budget.fetch_sub(bytes.len() as i64, Ordering::SeqCst) < bytes.len() as i64 {
+            return Err(Error::Backend {
+                object: name.into(),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        self.inner.put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<chatvault_core::ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> chatvault_core::Result<chatvault_core::ObjectInfo> {
+        self.inner.stat(name)
+    }
+}
+
+#[test]
+fn full_disk_fails_the_backup_cleanly_and_loses_nothing() {
+    let (fx, repo) = Fixture::new();
+    let first = text(2 << 20);
+    let (refs, snap) = backup(&repo, &first, "h");
+    drop(repo);
+    // The disk has room for about one more pack of 1 MiB... of a 40 MiB backup.
+    let disk = FullDisk {
+        inner: fx.backend.clone(),
+        budget: std::sync::atomic::AtomicI64::new(1 << 20),
+    };
+    let repo = Repository::open(Box::new(disk), &pass(), open_opts(&fx.cache)).unwrap();
+    let w = repo.writer().unwrap();
+    // Incompressible, like the media a chat server stores.
+    let big = chatvault_workload::media_bytes(3, 40 << 20);
+    let result = w
+        .write_stream(&big[..])
+        .and_then(|_| w.finish().map(|_| ()));
+    match result {
+        Err(Error::Backend { source, .. }) => assert_eq!(source.raw_os_error(), Some(28)),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    drop(repo);
+    // Nothing earlier is lost: the repository opens, the old snapshot restores.
+    let repo = fx.open_fresh(&pass()).unwrap();
+    assert!(repo.index_problems().is_empty());
+    assert_eq!(repo.snapshot_ids().unwrap(), vec![snap]);
+    assert_eq!(restore(&repo, &refs), first);
+    // With space again, the same backup completes.
+    let (refs2, _) = backup(&repo, &big, "h");
+    assert_eq!(restore(&repo, &refs2), big);
+}
+
+#[test]
+fn interrupted_writer_leaves_a_consistent_repository() {
+    let (fx, repo) = Fixture::new();
+    let first = text(1 << 20);
+    let (refs, _) = backup(&repo, &first, "h");
+    // A second session is dropped without finish (the process "dies" mid-backup).
+    {
+        let w = repo.writer().unwrap();
+        w.write_stream(&text(20 << 20)[..]).unwrap();
+    }
+    drop(repo);
+    let repo = fx.open_fresh(&pass()).unwrap();
+    assert!(repo.index_problems().is_empty());
+    assert_eq!(repo.list_snapshots().unwrap().len(), 1);
+    assert_eq!(restore(&repo, &refs), first);
+    // Packs uploaded without a segment are unreferenced: a rebuild indexes them, and a
+    // re-run of the backup completes either way.
+    let (refs2, _) = backup(&repo, &text(20 << 20), "h");
+    assert_eq!(restore(&repo, &refs2), text(20 << 20));
+}
+
+/// Regression: an error while the chunker thread was blocked on a full queue used to hang
+/// `write_stream` forever (the queue's receiver outlived the error return).
+#[test]
+fn source_read_error_returns_an_error_without_hanging() {
+    struct Failing(u64);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 > 48 << 20 {
+                return Err(std::io::Error::other("disk read error"));
+            }
+            let n = buf.len().min(1 << 16);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = ((self.0 + i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D) >> 59) as u8;
+            }
+            self.0 += n as u64;
+            Ok(n)
+        }
+    }
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    assert!(matches!(w.write_stream(Failing(0)), Err(Error::Io(_))));
+    // The writer is still usable for what succeeded, and finishes.
+    w.write_stream(&text(1000)[..]).unwrap();
+    w.finish().unwrap();
+}

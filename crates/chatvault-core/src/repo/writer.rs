@@ -244,6 +244,9 @@ impl<'r> BlobWriter<'r> {
         let repo = self.repo;
         let (tx, rx) = bounded::<Result<Chunk>>(BATCH);
         std::thread::scope(|s| {
+            // Owned by this closure, so an early error return drops it before the scope
+            // joins the chunker thread, whose blocked `send` then fails instead of hanging.
+            let rx = rx;
             s.spawn(move || {
                 for c in Chunker::new(reader, repo.config.chunker, repo.gear.clone()) {
                     let stop = c.is_err();
