@@ -125,6 +125,12 @@ pub mod bench_support {
             }
         }
 
+        /// Compacts the cache, as a rebuild does after a bulk load.
+        pub fn compact(&self) {
+            #[allow(clippy::expect_used)]
+            self.cache.compact().expect("compact");
+        }
+
         /// Looks up id `i` of the inserted set (seed 0).
         pub fn lookup_present(&self, i: u64) -> bool {
             matches!(self.cache.contains(&synthetic_id(i, 0)), Ok(true))

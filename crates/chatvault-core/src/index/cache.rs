@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
+    DBCompressionType, DataBlockIndexType, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::{IndexEntry, MAX_ENTRIES_PER_SEGMENT};
@@ -95,9 +95,21 @@ fn cf_options(block_cache: &Cache, write_buffer: usize, bloom: bool) -> Options 
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     if bloom {
-        // Most lookups during a backup are for new chunks, i.e. absent ids: a full (not
-        // block-based) filter answers those with one probe per table, ~1% false positives.
+        // Most lookups during a backup are for new chunks, i.e. absent ids: a bloom filter
+        // answers those with one probe per table, ~1% false positives.
         table.set_bloom_filter(10.0, false);
+        // Partitioned: a table's filter and index are split into 4 KiB blocks behind a
+        // small pinned top level, so a lookup loads one partition, not the whole filter of
+        // a 64 MiB table (about 1 MB). With whole filters competing with data blocks for
+        // the bounded block cache, random lookups re-read a filter each time (measured:
+        // 138 µs per lookup at 1M entries, against ~µs with partitions).
+        table.set_partition_filters(true);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_metadata_block_size(4096);
+        // A hash index inside each data block: a point lookup finds its key without a
+        // binary search over the block's restart points.
+        table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
     }
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
@@ -122,6 +134,11 @@ impl IndexCache {
         // Bounds file descriptors (and the table readers they carry) on servers that run
         // the cache beside a chat server with its own descriptor needs.
         db_opts.set_max_open_files(256);
+        // Table files are read through mmap: a lookup that hits the page cache costs a
+        // memory access instead of a pread syscall and a copy (the dominant cost of a
+        // lookup otherwise). The mapping is file-backed, so the kernel reclaims it under
+        // pressure; it does not count against the bounded block cache.
+        db_opts.set_allow_mmap_reads(true);
         db_opts.set_db_write_buffer_size(TOTAL_WRITE_BUFFER);
         db_opts.set_max_total_wal_size(MAX_WAL_BYTES);
         // RocksDB's informational LOG files would otherwise accumulate in the directory.
@@ -297,6 +314,14 @@ impl IndexCache {
         }
         it.status()
             .map_err(cache_err("cannot iterate the index cache"))
+    }
+
+    /// Compacts the entries into as few levels as RocksDB will, so lookups probe fewer
+    /// tables. Worth it after a bulk load (a rebuild from segments or packs).
+    pub(crate) fn compact(&self) -> Result<()> {
+        self.db
+            .compact_range_cf(self.cf(CF_BLOBS)?, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
     }
 
     /// Drops every entry and every applied-segment marker, atomically, then compacts so
