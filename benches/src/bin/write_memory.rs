@@ -6,7 +6,8 @@
 //! Invariant: the corpus is generated while it is written (never held in memory), so the
 //! process's peak RSS is the engine's working set plus a constant.
 //!
-//! Usage: `cargo run --release -p chatvault-benches --bin write_memory -- [MiB]`
+//! Usage: `cargo run --release -p chatvault-benches --bin write_memory -- [MiB] [FILE]`
+//! (with FILE, back up that file instead of the generated corpus).
 #![allow(clippy::print_stdout, reason = "a report binary: printing is its job")]
 
 use std::error::Error;
@@ -24,7 +25,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             .parse::<u64>()
             .map_err(|e| format!("usage: write_memory [MiB], not {a:?}: {e}"))?,
     };
-    let total = mib * MIB as u64;
+    // An optional file to back up instead of the generated corpus (to compare with other
+    // tools on identical bytes): `write_memory MIB FILE` reads FILE and ignores MIB.
+    let file = std::env::args().nth(2);
+    let total = match &file {
+        Some(f) => std::fs::metadata(f)?.len(),
+        None => mib * MIB as u64,
+    };
     let dir = tempfile::tempdir()?;
     let backend = LocalBackend::create(dir.path().join("repo"))?;
     let repo = Repository::init(
@@ -36,15 +43,32 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let start = Instant::now();
     let writer = repo.writer()?;
-    let refs = writer.write_stream(chatvault_workload::mixed_corpus(SEED, total))?;
+    let source: Box<dyn std::io::Read + Send> = match &file {
+        Some(f) => Box::new(std::fs::File::open(f)?),
+        None => Box::new(chatvault_workload::mixed_corpus(SEED, total)),
+    };
+    let refs = writer.write_stream(source)?;
     let stats = writer.finish()?;
     let seconds = start.elapsed().as_secs_f64();
 
-    println!("wrote {mib} MiB of mixed corpus to a LocalBackend in a temporary directory");
+    match &file {
+        Some(f) => println!(
+            "wrote {f} ({} MiB) to a LocalBackend in a temporary directory",
+            total >> 20
+        ),
+        None => {
+            println!("wrote {mib} MiB of mixed corpus to a LocalBackend in a temporary directory")
+        }
+    }
     println!("time            {seconds:.2} s");
     println!(
-        "throughput      {:.1} MB/s (corpus generation included)",
-        mb_per_s(total, seconds)
+        "throughput      {:.1} MB/s {}",
+        mb_per_s(total, seconds),
+        if file.is_some() {
+            "(read from the file)"
+        } else {
+            "(corpus generation included)"
+        }
     );
     println!("chunks          {}", refs.len());
     println!("{stats:#?}");

@@ -100,18 +100,25 @@ pub(crate) fn blob_id(id_key: &Key32, blob_type: BlobType, plaintext: &[u8]) -> 
 
 /// Chunks at least this long are probed before being compressed whole.
 const PROBE_MIN_LEN: usize = 128 << 10;
-/// The probe: the first 32 KiB, at zstd level 1.
-const PROBE_LEN: usize = 32 << 10;
+/// The probe: this many windows, spread evenly over the chunk, at zstd level 1.
+const PROBE_WINDOWS: usize = 4;
+/// Length of one probe window.
+const PROBE_WINDOW_LEN: usize = 8 << 10;
 
-/// Whether a sample of `plaintext` shrinks by at least 3 % at zstd level 1. Photos, video
-/// and archives (half of a chat server's bytes) do not, and compressing them whole at the
-/// repository's level costs most of the write path's time for nothing.
+/// Whether any of a few windows of `plaintext` shrinks by at least 3 % at zstd level 1.
+/// Photos, video and archives (half of a chat server's bytes) do not, and compressing them
+/// whole at the repository's level costs most of the write path's time for nothing.
+/// Windows are spread over the chunk so that one that starts in media and ends in text
+/// (a dump or archive stream) is still compressed.
 fn looks_compressible(plaintext: &[u8]) -> bool {
-    let sample = &plaintext[..PROBE_LEN.min(plaintext.len())];
-    match zstd::bulk::compress(sample, 1) {
-        Ok(z) => z.len() * 100 < sample.len() * 97,
-        Err(_) => true,
-    }
+    let step = (plaintext.len() - PROBE_WINDOW_LEN) / (PROBE_WINDOWS - 1);
+    (0..PROBE_WINDOWS).any(|i| {
+        let window = &plaintext[i * step..i * step + PROBE_WINDOW_LEN];
+        match zstd::bulk::compress(window, 1) {
+            Ok(z) => z.len() * 100 < window.len() * 97,
+            Err(_) => true,
+        }
+    })
 }
 
 /// Compresses with zstd at `level` (0 = never compress); keeps the raw bytes when the
@@ -219,10 +226,12 @@ mod tests {
     fn incompressible_chunks_are_stored_raw_after_a_probe() {
         let media = chatvault_workload::media_bytes(1, 1 << 20);
         assert_eq!(compress(3, &media).0, Codec::Raw);
-        // Text behind a random-looking first 32 KiB is still judged by the probe: raw.
-        let mut mixed = chatvault_workload::media_bytes(2, PROBE_LEN);
-        mixed.extend(b"chat line\n".repeat(100_000));
-        assert_eq!(compress(3, &mixed).0, Codec::Raw);
+        // A chunk that starts in media and ends in text is compressed.
+        let mut mixed = chatvault_workload::media_bytes(2, 512 << 10);
+        mixed.extend(b"chat line\n".repeat(60_000));
+        let (codec, z) = compress(3, &mixed);
+        assert_eq!(codec, Codec::Zstd);
+        assert!(z.len() < (512 << 10) + 100_000, "{}", z.len());
         // Large compressible chunks are compressed.
         let text = b"{\"seq\":1,\"text\":\"hello there\"}\n".repeat(40_000);
         let (codec, z) = compress(3, &text);

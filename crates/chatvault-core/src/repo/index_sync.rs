@@ -35,6 +35,9 @@ pub(super) fn open_cache(dir: &Path) -> Result<(IndexCache, Option<std::path::Pa
     }
 }
 
+/// More segments than this applied in one sync count as a bulk load.
+const BULK_SEGMENTS: usize = 8;
+
 /// What a rebuild from pack headers found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -67,9 +70,13 @@ impl Repository {
             applied.clear();
         }
         let mut problems = Vec::new();
+        let mut newly_applied = 0usize;
         for seg in listed.into_iter().filter(|s| !applied.contains(s)) {
             match self.load_segment(&seg) {
-                Ok(body) => self.index.apply_segment(&seg, &body.entries)?,
+                Ok(body) => {
+                    self.index.apply_segment(&seg, &body.entries)?;
+                    newly_applied += 1;
+                }
                 Err(
                     e @ (Error::Corrupt { .. }
                     | Error::Untrusted { .. }
@@ -77,6 +84,11 @@ impl Repository {
                 ) => problems.push(e.to_string()),
                 Err(e) => return Err(e),
             }
+        }
+        // A bulk load (a fresh cache, a rebuild) leaves many overlapping tables; one
+        // compaction brings lookups back to a few probes (see index/cache.rs).
+        if newly_applied > BULK_SEGMENTS {
+            self.index.compact()?;
         }
         *self
             .index_problems
