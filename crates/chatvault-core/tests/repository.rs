@@ -625,3 +625,35 @@ fn source_read_error_returns_an_error_without_hanging() {
     w.write_stream(&text(1000)[..]).unwrap();
     w.finish().unwrap();
 }
+
+#[test]
+fn several_threads_write_through_one_writer() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Repository>();
+    assert_send_sync::<chatvault_core::BlobWriter<'static>>();
+    let (fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let streams: Vec<Vec<u8>> = (0..4)
+        .map(|i| chatvault_workload::media_bytes(10 + i, 3 << 20))
+        .collect();
+    // Thread 3 writes the same bytes as thread 0: dedup across threads of one writer.
+    let inputs = [&streams[0], &streams[1], &streams[2], &streams[0]];
+    let refs: Vec<Vec<ContentRef>> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|d| s.spawn(|| w.write_stream(&d[..]).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.bytes_in, 12 << 20);
+    assert!(
+        stats.bytes_new <= 9 << 20,
+        "the repeated stream was stored again: {stats:?}"
+    );
+    drop(repo);
+    let repo = fx.open_fresh(&pass()).unwrap();
+    for (r, d) in refs.iter().zip(inputs) {
+        assert_eq!(&restore(&repo, r), d);
+    }
+}
