@@ -4,6 +4,41 @@
 //! Invariant: nothing here weakens the library: every function builds its own throw-away
 //! keys, and the decoders run exactly the code the repository runs on untrusted bytes.
 
+/// A complete pack of raw `blobs`, built with fixed throw-away keys (repository `[4; 32]`,
+/// id key `[2; 32]`, auth key `[5; 32]`, data key from secret `[6; 32]`).
+fn pack_with_fixed_keys<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    use crate::blob::{self, BlobType, Codec};
+    use crate::crypto::wrap::{ObjectKind, WrapBinding};
+    use crate::crypto::{Key32, context};
+    use crate::id::RepoId;
+
+    let repo = RepoId::from_bytes([4; 32]);
+    let id_key = Key32::from_bytes([2; 32]);
+    let auth = Key32::from_bytes([5; 32]);
+    let pk = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([6u8; 32])).to_bytes();
+    let mut b = crate::pack::PackBuilder::new(0);
+    for data in blobs {
+        let id = blob::blob_id(&id_key, BlobType::Data, data);
+        b.add(
+            &repo,
+            id,
+            BlobType::Data,
+            Codec::Raw,
+            data.len() as u32,
+            data,
+        );
+    }
+    let binding = WrapBinding {
+        context: context::PACK_KEY_WRAP,
+        repo_id: &repo,
+        kind: ObjectKind::Pack,
+        auth_key: &auth,
+    };
+    b.finish(&repo, &pk, &binding)
+        .map(|p| p.bytes)
+        .unwrap_or_default()
+}
+
 /// Per-stage operations for the benches in `benches/`.
 #[cfg(feature = "repository")]
 pub mod bench_support {
@@ -12,11 +47,9 @@ pub mod bench_support {
 
     use crate::blob::{self, BlobType};
     use crate::chunker::{Chunker, ChunkerParams, GearTable};
-    use crate::crypto::wrap::{ObjectKind, WrapBinding};
-    use crate::crypto::{Key32, aead, context};
-    use crate::id::{BlobId, PackId, RepoId, SegmentId};
+    use crate::crypto::{Key32, aead};
+    use crate::id::{BlobId, PackId, SegmentId};
     use crate::index::{IndexCache, IndexEntry};
-    use crate::pack::PackBuilder;
 
     fn fixed_key(b: u8) -> Key32 {
         Key32::from_bytes([b; 32])
@@ -47,31 +80,7 @@ pub mod bench_support {
 
     /// Builds a complete pack of `blobs` (stored raw); returns its length.
     pub fn build_pack(blobs: &[Vec<u8>]) -> usize {
-        let repo = RepoId::from_bytes([4; 32]);
-        let auth = fixed_key(5);
-        let sk = x25519_dalek::StaticSecret::from([6u8; 32]);
-        let pk = x25519_dalek::PublicKey::from(&sk).to_bytes();
-        let mut b = PackBuilder::new(0);
-        for data in blobs {
-            let id = blob::blob_id(&fixed_key(2), BlobType::Data, data);
-            b.add(
-                &repo,
-                id,
-                BlobType::Data,
-                crate::blob::Codec::Raw,
-                data.len() as u32,
-                data,
-            );
-        }
-        let binding = WrapBinding {
-            context: context::PACK_KEY_WRAP,
-            repo_id: &repo,
-            kind: ObjectKind::Pack,
-            auth_key: &auth,
-        };
-        b.finish(&repo, &pk, &binding)
-            .map(|p| p.bytes.len())
-            .unwrap_or(0)
+        super::pack_with_fixed_keys(blobs.iter().map(Vec::as_slice)).len()
     }
 
     /// The local index cache with synthetic entries, for lookup benchmarks.
@@ -197,9 +206,8 @@ pub mod fuzzing {
     /// One well-formed sample of every object the targets decode, keyed by target name:
     /// the seed corpus (`cargo run -p chatvault-core --example fuzz_seeds`).
     pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-        use crate::blob::{self, BlobType, Codec};
-        use crate::crypto::wrap::{ObjectKind, WrapBinding};
-        use crate::crypto::{context, sign::Signer};
+        use crate::blob::{BlobType, Codec};
+        use crate::crypto::sign::Signer;
         use crate::id::{BlobId, PackId, SegmentId};
         use crate::index::{IndexEntry, SegmentBody};
         use crate::tree::{ContentRef, Node, Tree};
@@ -245,32 +253,11 @@ pub mod fuzzing {
         }
         .encode()
         .unwrap_or_default();
-        // A pack whose data key is wrapped to the all-zero secret key's public key, so the
-        // target's fixed key cannot open the header: the seed still covers the trailer.
-        let auth = Key32::from_bytes([0; 32]);
-        let sk = x25519_dalek::StaticSecret::from([9u8; 32]);
-        let pk = x25519_dalek::PublicKey::from(&sk).to_bytes();
-        let mut b = crate::pack::PackBuilder::new(0);
-        let data = b"hello hello hello hello";
-        let bid = blob::blob_id(&auth, BlobType::Data, data);
-        b.add(
-            &repo,
-            bid,
-            BlobType::Data,
-            Codec::Raw,
-            data.len() as u32,
-            data,
-        );
-        let binding = WrapBinding {
-            context: context::PACK_KEY_WRAP,
-            repo_id: &repo,
-            kind: ObjectKind::Pack,
-            auth_key: &auth,
-        };
-        let pack = b
-            .finish(&repo, &pk, &binding)
-            .map(|p| p.bytes)
-            .unwrap_or_default();
+        // The target opens headers with an all-zero key, not this pack's: the seed covers
+        // the trailer and the rejection of a header that does not authenticate.
+        let pack = super::pack_with_fixed_keys([&b"hello hello hello hello"[..]]);
+        let pk =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([6u8; 32])).to_bytes();
         let secrets = crate::keys::Secrets::generate(repo);
         let key = crate::keys::KeySource::KeyFile(zeroize::Zeroizing::new([0; 32]));
         let slot =
