@@ -43,6 +43,20 @@ pub struct WriterEntry {
     pub scope: String,
     /// When it was added.
     pub added_unix_ms: i64,
+    /// The slot's X25519 grant key, for roles that read: rotated data keys are wrapped to
+    /// it. Listed here, in the admin-signed config, so that storage cannot substitute one.
+    pub grant_key: Option<[u8; 32]>,
+}
+
+/// A rotated data secret key, wrapped to one reading slot's grant key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyGrant {
+    /// The data key generation.
+    pub generation: u32,
+    /// The grant public key it is wrapped to.
+    pub recipient: [u8; 32],
+    /// The key wrap (docs/FORMAT.md, "Key wrap"), context `data-key-grant`.
+    pub wrapped: Vec<u8>,
 }
 
 /// A revoked writer: its objects with a sequence above `trusted_until_seq` are refused.
@@ -79,6 +93,8 @@ pub struct Config {
     pub revocations: Vec<Revocation>,
     /// The admin public key that signs configs.
     pub admin_key: PublicKey,
+    /// Data secret keys of rotated generations, wrapped to reading slots.
+    pub grants: Vec<DataKeyGrant>,
 }
 
 const OBJECT: &str = "config";
@@ -161,7 +177,8 @@ impl Config {
 
     pub(crate) fn encode_body(&self) -> Result<Vec<u8>> {
         let mut e = Encoder::new(Vec::new());
-        e.map(11).map_err(enc_err)?;
+        e.map(if self.grants.is_empty() { 11 } else { 12 })
+            .map_err(enc_err)?;
         e.u8(0)
             .and_then(|e| e.bytes(self.repo_id.as_bytes()))
             .map_err(enc_err)?;
@@ -202,7 +219,7 @@ impl Config {
             .and_then(|e| e.array(self.writers.len() as u64))
             .map_err(enc_err)?;
         for w in &self.writers {
-            e.map(5)
+            e.map(if w.grant_key.is_some() { 6 } else { 5 })
                 .and_then(|e| e.u8(0))
                 .and_then(|e| e.bytes(w.key.as_bytes()))
                 .and_then(|e| e.u8(1))
@@ -214,6 +231,9 @@ impl Config {
                 .and_then(|e| e.u8(4))
                 .and_then(|e| e.i64(w.added_unix_ms))
                 .map_err(enc_err)?;
+            if let Some(g) = &w.grant_key {
+                e.u8(5).and_then(|e| e.bytes(g)).map_err(enc_err)?;
+            }
         }
         e.u8(9)
             .and_then(|e| e.array(self.revocations.len() as u64))
@@ -231,6 +251,21 @@ impl Config {
         e.u8(10)
             .and_then(|e| e.bytes(self.admin_key.as_bytes()))
             .map_err(enc_err)?;
+        if !self.grants.is_empty() {
+            e.u8(11)
+                .and_then(|e| e.array(self.grants.len() as u64))
+                .map_err(enc_err)?;
+            for g in &self.grants {
+                e.map(3)
+                    .and_then(|e| e.u8(0))
+                    .and_then(|e| e.u32(g.generation))
+                    .and_then(|e| e.u8(1))
+                    .and_then(|e| e.bytes(&g.recipient))
+                    .and_then(|e| e.u8(2))
+                    .and_then(|e| e.bytes(&g.wrapped))
+                    .map_err(enc_err)?;
+            }
+        }
         Ok(e.into_writer())
     }
 
@@ -247,6 +282,7 @@ impl Config {
             writers: Vec::new(),
             revocations: Vec::new(),
             admin_key: PublicKey::from_bytes([0; 32]),
+            grants: Vec::new(),
         };
         let mut seen = 0u32;
         let mut last: Option<u32> = None;
@@ -317,6 +353,11 @@ impl Config {
                     }
                 }
                 10 => c.admin_key = PublicKey::from_bytes(bytes32(&mut d)?),
+                11 => {
+                    for _ in 0..array_len(&mut d)? {
+                        c.grants.push(decode_grant(&mut d)?);
+                    }
+                }
                 _ => d.skip().map_err(dec_err)?,
             }
         }
@@ -375,6 +416,7 @@ fn decode_writer(d: &mut Decoder<'_>) -> Result<WriterEntry> {
         label: String::new(),
         scope: "*".into(),
         added_unix_ms: 0,
+        grant_key: None,
     };
     for _ in 0..map_len(d)? {
         match d.u32().map_err(dec_err)? {
@@ -386,10 +428,31 @@ fn decode_writer(d: &mut Decoder<'_>) -> Result<WriterEntry> {
             2 => w.label = d.str().map_err(dec_err)?.to_owned(),
             3 => w.scope = d.str().map_err(dec_err)?.to_owned(),
             4 => w.added_unix_ms = d.i64().map_err(dec_err)?,
+            5 => w.grant_key = Some(bytes32(d)?),
             _ => d.skip().map_err(dec_err)?,
         }
     }
     Ok(w)
+}
+
+fn decode_grant(d: &mut Decoder<'_>) -> Result<DataKeyGrant> {
+    let mut g = DataKeyGrant {
+        generation: 0,
+        recipient: [0; 32],
+        wrapped: Vec::new(),
+    };
+    for _ in 0..map_len(d)? {
+        match d.u32().map_err(dec_err)? {
+            0 => g.generation = d.u32().map_err(dec_err)?,
+            1 => g.recipient = bytes32(d)?,
+            2 => g.wrapped = d.bytes().map_err(dec_err)?.to_vec(),
+            _ => d.skip().map_err(dec_err)?,
+        }
+    }
+    if g.wrapped.len() != crate::crypto::wrap::WRAP_LEN {
+        return Err(Error::corrupt(OBJECT, "data key grant of the wrong length"));
+    }
+    Ok(g)
 }
 
 fn decode_revocation(d: &mut Decoder<'_>) -> Result<Revocation> {
@@ -428,6 +491,7 @@ mod tests {
                 label: "node-1".into(),
                 scope: "node-1".into(),
                 added_unix_ms: 1_700_000_000_000,
+                grant_key: None,
             }],
             revocations: vec![Revocation {
                 key: PublicKey::from_bytes([5; 32]),
@@ -435,6 +499,7 @@ mod tests {
                 revoked_unix_ms: 1_700_000_000_001,
             }],
             admin_key: admin.public(),
+            grants: Vec::new(),
         }
     }
 
@@ -481,6 +546,7 @@ mod tests {
             label: "old".into(),
             scope: "*".into(),
             added_unix_ms: 0,
+            grant_key: None,
         });
         let revoked = PublicKey::from_bytes([5; 32]);
         c.check_writer("o", &revoked, 10, None).unwrap();
@@ -522,6 +588,26 @@ mod tests {
         weak.data_public_keys = vec![(0, [0; 32])];
         let e = Config::decode_body(&weak.encode_body().unwrap()).unwrap_err();
         assert!(e.to_string().contains("low-order"), "{e}");
+    }
+
+    #[test]
+    fn grants_and_grant_keys_round_trip_and_bad_grants_are_corrupt() {
+        let admin = Signer::from_seed(&[1; 32]);
+        let mut c = sample(&admin);
+        c.writers[0].grant_key = Some([7; 32]);
+        c.grants.push(DataKeyGrant {
+            generation: 1,
+            recipient: [7; 32],
+            wrapped: vec![3; crate::crypto::wrap::WRAP_LEN],
+        });
+        let obj = c.to_object(&admin).unwrap();
+        assert_eq!(
+            Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap(),
+            c
+        );
+        c.grants[0].wrapped.pop();
+        let e = Config::decode_body(&c.encode_body().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("grant"), "{e}");
     }
 
     /// Golden vector: the config body and its signed envelope are deterministic (Ed25519

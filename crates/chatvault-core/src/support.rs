@@ -276,6 +276,7 @@ pub mod fuzzing {
             writers: Vec::new(),
             revocations: Vec::new(),
             admin_key: admin.public(),
+            grants: Vec::new(),
         }
         .to_object(&admin)
         .unwrap_or_default();

@@ -16,6 +16,8 @@ use chatvault_core::{
 
 const PASSPHRASE: &str = "chatvault fixture v1";
 const KEY_FILE: [u8; 32] = [7; 32];
+/// A full (reading) slot's key file: it receives the rotated generation through a grant.
+const AUDITOR_KEY_FILE: [u8; 32] = [8; 32];
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1")
@@ -113,6 +115,12 @@ fn write_fixture(dir: &Path, cache: &Path) {
         SnapshotKind::Incremental,
     );
     drop(node);
+    let auditor = KeySource::key_file_bytes(&AUDITOR_KEY_FILE).unwrap();
+    repo.add_slot(&auditor, &AddSlotOptions::new(Role::Full, "auditor"))
+        .unwrap();
+    // Data key generation 1: the third snapshot is sealed to it.
+    assert_eq!(repo.rotate_data_key().unwrap(), 1);
+    write_snapshot(&repo, &content(30_000, 2), "node-3", SnapshotKind::Full);
     drop(repo);
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
 }
@@ -165,21 +173,20 @@ fn reads_the_format_v1_fixture() {
             max_size: 4096
         }
     );
-    assert_eq!(repo.config().writers.len(), 2);
+    assert_eq!(repo.config().writers.len(), 3);
+    assert_eq!(repo.config().key_generation, 1);
+    assert_eq!(repo.config().grants.len(), 2, "admin and auditor");
     let snapshots = repo.list_snapshots().unwrap();
-    assert_eq!(snapshots.len(), 2);
+    assert_eq!(snapshots.len(), 3);
     let mut hosts: Vec<_> = snapshots.iter().map(|s| s.record.host.as_str()).collect();
     hosts.sort();
-    assert_eq!(hosts, ["node-1", "node-2"]);
+    assert_eq!(hosts, ["node-1", "node-2", "node-3"]);
     for s in &snapshots {
-        let expected = content(
-            if s.record.host == "node-1" {
-                20_000
-            } else {
-                25_000
-            },
-            1,
-        );
+        let expected = match s.record.host.as_str() {
+            "node-1" => content(20_000, 1),
+            "node-2" => content(25_000, 1),
+            _ => content(30_000, 2),
+        };
         assert_eq!(s.record.cursors["c1"], vec![1, 2, 3]);
         let tree = repo.read_tree(s.record.root).unwrap();
         let node = &tree.nodes()[0];
@@ -197,6 +204,18 @@ fn reads_the_format_v1_fixture() {
     // The key-file slot opens as a backup key; the index can be rebuilt from pack headers.
     let node = open(&KeySource::key_file_bytes(&KEY_FILE).unwrap(), "node-cache").unwrap();
     assert_eq!(node.role(), Role::Backup);
+    // The auditor's slot predates the rotation: it reads generation 1 through its grant.
+    let auditor = open(
+        &KeySource::key_file_bytes(&AUDITOR_KEY_FILE).unwrap(),
+        "auditor-cache",
+    )
+    .unwrap();
+    for s in auditor.list_snapshots().unwrap() {
+        let tree = auditor.read_tree(s.record.root).unwrap();
+        for r in &tree.nodes()[0].content {
+            auditor.read_blob(r.id, BlobType::Data).unwrap();
+        }
+    }
     let report = repo.rebuild_index_from_packs().unwrap();
     assert!(report.unreadable_packs.is_empty() && report.blobs > 0);
 }

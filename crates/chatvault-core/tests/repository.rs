@@ -657,3 +657,78 @@ fn several_threads_write_through_one_writer() {
         assert_eq!(&restore(&repo, r), d);
     }
 }
+
+#[test]
+fn data_key_rotation_reaches_live_readers_only() {
+    let (fx, mut admin) = Fixture::new();
+    let weak = |role, label: &str| {
+        let mut o = AddSlotOptions::new(role, label);
+        o.kdf = KdfParams::insecure_for_tests();
+        o
+    };
+    admin
+        .add_slot(&KeySource::passphrase("ops"), &weak(Role::Full, "ops"))
+        .unwrap();
+    let gone = admin
+        .add_slot(&KeySource::passphrase("gone"), &weak(Role::Full, "gone"))
+        .unwrap();
+    admin
+        .add_slot(
+            &KeySource::passphrase("node"),
+            &weak(Role::Backup, "node-1"),
+        )
+        .unwrap();
+    let old = text(300_000);
+    let (old_refs, _) = backup(&admin, &old, "node-1");
+
+    // The "gone" slot is removed, but a copy of it was stolen before.
+    let stolen = fx.backend.get(&gone.object_name()).unwrap();
+    admin.remove_slot(gone).unwrap();
+    assert_eq!(admin.rotate_data_key().unwrap(), 1);
+    assert_eq!(admin.config().key_generation, 1);
+
+    // A backup node seals new data to generation 1 (read from the signed config).
+    let node = fx.open_fresh(&KeySource::passphrase("node")).unwrap();
+    let before: std::collections::HashSet<_> = fx
+        .backend
+        .list("data/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let new = chatvault_workload::media_bytes(9, 600_000);
+    let (new_refs, _) = backup(&node, &new, "node-1");
+    for p in fx
+        .backend
+        .list("data/")
+        .unwrap()
+        .into_iter()
+        .filter(|o| !before.contains(&o.name))
+    {
+        let bytes = fx.backend.get(&p.name).unwrap();
+        let g = &bytes[bytes.len() - 122..bytes.len() - 118];
+        assert_eq!(
+            u32::from_le_bytes(g.try_into().unwrap()),
+            1,
+            "{} not sealed to generation 1",
+            p.name
+        );
+    }
+
+    // A reading slot that existed at the rotation reads both generations.
+    let ops = fx.open_fresh(&KeySource::passphrase("ops")).unwrap();
+    assert_eq!(restore(&ops, &old_refs), old);
+    assert_eq!(restore(&ops, &new_refs), new);
+
+    // The stolen copy of the removed slot reads the old data but not the new.
+    fx.backend.put(&gone.object_name(), &stolen).unwrap();
+    let thief = fx.open_fresh(&KeySource::passphrase("gone")).unwrap();
+    assert_eq!(restore(&thief, &old_refs), old);
+    let e = thief.read_blob(new_refs[0].id, BlobType::Data).unwrap_err();
+    assert!(e.to_string().contains("generation 1"), "{e}");
+
+    // A config from before the rotation is now a rollback for clients that saw it.
+    drop(admin);
+    let reopened = fx.open(&pass()).unwrap();
+    assert_eq!(restore(&reopened, &new_refs), new);
+}

@@ -16,6 +16,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub(crate) mod context {
     /// KEK wrapping a pack's data key to the repository's X25519 data key.
     pub const PACK_KEY_WRAP: &str = "chatvault 2026-11 pack-key-wrap v1";
+    /// KEK wrapping a rotated data secret key to a reading slot's grant key.
+    pub const DATA_KEY_GRANT: &str = "chatvault 2026-11 data-key-grant v1";
     /// KEK wrapping a snapshot record's content key to the data key.
     pub const SNAPSHOT_KEY_WRAP: &str = "chatvault 2026-11 snapshot-key-wrap v1";
     /// The chunker's 256-entry gear table from `chunker_key`.

@@ -22,6 +22,7 @@ pub(crate) const WRAP_LEN: usize = 4 + 32 + aead::NONCE_LEN + 32 + aead::TAG_LEN
 pub(crate) enum ObjectKind {
     Pack = 1,
     Snapshot = 2,
+    Grant = 3,
 }
 
 /// Everything besides the keys that a wrap is bound to.

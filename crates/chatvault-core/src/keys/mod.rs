@@ -9,7 +9,7 @@
 mod secrets;
 mod slot;
 
-pub(crate) use secrets::Secrets;
+pub(crate) use secrets::{DataKeyPair, Secrets};
 pub(crate) use slot::{SlotHeader, open_slot, seal_slot};
 
 use std::fmt;

@@ -3,7 +3,9 @@
 //! Layout (inside the slot's AEAD, little-endian): `version u16 ‖ role u8 ‖ repo_id (32) ‖
 //! id_key (32) ‖ chunker_key (32) ‖ index_key (32) ‖ auth_key (32) ‖ signing seed (32) ‖
 //! admin public key (32) ‖ has_admin u8 ‖ [admin seed (32)] ‖ generations u32 ‖
-//! generations × (generation u32 ‖ data public key (32) ‖ has_secret u8 ‖ [secret (32)])`.
+//! generations × (generation u32 ‖ data public key (32) ‖ has_secret u8 ‖ [secret (32)]) ‖
+//! grant secret (32)`. The grant key is the slot's own X25519 key: an admin who rotates
+//! the data key wraps the new generation's secret to it (config key 11).
 //! Invariant: decoding refuses a secret set that does not match its role (a backup slot
 //! with a data secret key, an admin slot without the admin key).
 
@@ -62,6 +64,8 @@ pub(crate) struct Secrets {
     pub admin_pk: PublicKey,
     pub admin: Option<Signer>,
     pub data_keys: Vec<DataKeyPair>,
+    /// This slot's X25519 key for receiving rotated data keys.
+    pub grant: StaticSecret,
 }
 
 const SECRETS_VERSION: u16 = 1;
@@ -81,6 +85,7 @@ impl Secrets {
             admin_pk: admin.public(),
             admin: Some(admin),
             data_keys: vec![DataKeyPair::generate(0)],
+            grant: StaticSecret::from(crate::crypto::random_array::<32>()),
         }
     }
 
@@ -110,7 +115,13 @@ impl Secrets {
                 .iter()
                 .map(|d| d.duplicate(role.can_read()))
                 .collect(),
+            grant: StaticSecret::from(crate::crypto::random_array::<32>()),
         })
+    }
+
+    /// The public half of this slot's grant key.
+    pub fn grant_public(&self) -> [u8; 32] {
+        XPublicKey::from(&self.grant).to_bytes()
     }
 
     /// The newest data key generation.
@@ -164,6 +175,7 @@ impl Secrets {
                 None => out.push(0),
             }
         }
+        out.extend_from_slice(&self.grant.to_bytes());
         out
     }
 
@@ -184,7 +196,7 @@ impl Secrets {
             _ => return Err(r.corrupt("bad admin flag")),
         };
         let n = r.u32()? as usize;
-        if n == 0 || n > r.remaining() / 37 {
+        if n == 0 || n > r.remaining().saturating_sub(32) / 37 {
             return Err(r.corrupt("bad data key count"));
         }
         let mut data_keys = Vec::with_capacity(n);
@@ -202,6 +214,7 @@ impl Secrets {
                 secret,
             });
         }
+        let grant = StaticSecret::from(*Zeroizing::new(r.array::<32>()?));
         r.finish()?;
         let s = Self {
             repo_id,
@@ -214,6 +227,7 @@ impl Secrets {
             admin_pk,
             admin,
             data_keys,
+            grant,
         };
         s.check_role(object)?;
         Ok(s)
@@ -260,6 +274,12 @@ mod tests {
             );
             assert_eq!(back.data_secret(0).is_some(), role.can_read());
             assert_eq!(back.admin.is_some(), role.is_admin());
+            assert_eq!(back.grant_public(), s.grant_public());
+            assert_ne!(
+                s.grant_public(),
+                root.grant_public(),
+                "fresh grant key per slot"
+            );
         }
         let full = root.for_new_slot(Role::Full).unwrap();
         assert!(full.for_new_slot(Role::Admin).is_none());

@@ -160,9 +160,11 @@ impl Repository {
                 label: opts.label.clone(),
                 scope: "*".into(),
                 added_unix_ms: now_unix_ms(),
+                grant_key: Some(secrets.grant_public()),
             }],
             revocations: Vec::new(),
             admin_key: secrets.admin_pk,
+            grants: Vec::new(),
         };
         let (slot, slot_bytes) = keys::seal_slot(&secrets, key, opts.kdf, &opts.label)?;
         backend.put(&slot.object_name(), &slot_bytes)?;
@@ -207,6 +209,8 @@ impl Repository {
         let mut cache = CacheDir::for_repo(opts.cache_dir.as_deref(), &config.repo_id)?;
         let mut pins = Pins::load(cache.path(), &config.repo_id)?;
         pins.check_and_update(&config)?;
+        let mut secrets = secrets;
+        slots::accept_grants(&mut secrets, &config)?;
         let (index, private_index) = index_sync::open_cache(cache.path())?;
         cache.private_index = private_index;
         let gear = Arc::new(GearTable::derive(&secrets.chunker_key));

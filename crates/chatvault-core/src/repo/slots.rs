@@ -6,14 +6,59 @@
 //! last admin slot cannot be removed; revocation keeps a writer's objects up to the
 //! sequence the admin still trusts.
 
+use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
+
 use super::{CONFIG, OpenOptions, Repository};
 use crate::backend::Backend;
-use crate::config::{Config, Revocation, WriterEntry};
+use crate::config::{Config, DataKeyGrant, Revocation, WriterEntry};
 use crate::crypto::sign::PublicKey;
+use crate::crypto::wrap::{self, ObjectKind, WrapBinding};
+use crate::crypto::{Key32, context};
 use crate::error::{Error, Result};
 use crate::format::now_unix_ms;
 use crate::id::SlotId;
-use crate::keys::{self, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo};
+use crate::keys::{self, DataKeyPair, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo};
+
+/// Adds the data keys of rotated generations that the config grants to this slot. Every
+/// unwrapped secret must match the config's public key of its generation.
+pub(super) fn accept_grants(secrets: &mut Secrets, config: &Config) -> Result<()> {
+    if !secrets.role.can_read() {
+        return Ok(());
+    }
+    let me = secrets.grant_public();
+    let auth = secrets.auth_key.duplicate();
+    let binding = WrapBinding {
+        context: context::DATA_KEY_GRANT,
+        repo_id: &config.repo_id,
+        kind: ObjectKind::Grant,
+        auth_key: &auth,
+    };
+    for g in config.grants.iter().filter(|g| g.recipient == me) {
+        if secrets.data_secret(g.generation).is_some() {
+            continue;
+        }
+        let bad = |why: &str| Error::corrupt("config", format!("data key grant: {why}"));
+        let wrapped: &[u8; wrap::WRAP_LEN] = g
+            .wrapped
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("wrong length"))?;
+        let key =
+            wrap::unwrap(wrapped, &secrets.grant, &binding).map_err(|_| bad("does not unwrap"))?;
+        let secret = StaticSecret::from(*key.expose());
+        let public = XPublicKey::from(&secret).to_bytes();
+        if !config.data_public_keys.contains(&(g.generation, public)) {
+            return Err(bad("does not match the generation's public key"));
+        }
+        secrets.data_keys.retain(|d| d.generation != g.generation);
+        secrets.data_keys.push(DataKeyPair {
+            generation: g.generation,
+            public,
+            secret: Some(secret),
+        });
+    }
+    Ok(())
+}
 
 /// Tries every slot (or the one asked for) with `key`.
 pub(super) fn unlock(
@@ -116,6 +161,7 @@ impl Repository {
             label: opts.label.clone(),
             scope: opts.scope.clone(),
             added_unix_ms: now_unix_ms(),
+            grant_key: opts.role.can_read().then(|| secrets.grant_public()),
         });
         self.write_config(config)?;
         Ok(id)
@@ -179,6 +225,56 @@ impl Repository {
             revoked_unix_ms: now_unix_ms(),
         });
         self.write_config(config)
+    }
+
+    /// Rotates the data key: a new X25519 generation seals everything written from now on.
+    /// Its secret key is wrapped, in the signed config, to the grant key of every reading
+    /// writer that still has a key slot and is not revoked; a reading slot removed or
+    /// revoked before the rotation cannot read data written after it. Packs sealed to
+    /// older generations stay readable with the older keys (each slot keeps them) until a
+    /// repack re-seals them. Admin only. Returns the new generation.
+    pub fn rotate_data_key(&mut self) -> Result<u32> {
+        self.require_admin("rotate the data key")?;
+        let generation = self
+            .config
+            .data_public_keys
+            .iter()
+            .map(|(g, _)| *g)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let pair = DataKeyPair::generate(generation);
+        let secret = pair
+            .secret
+            .as_ref()
+            .map(|s| Key32::from_bytes(s.to_bytes()))
+            .ok_or_else(|| Error::invalid("data key", "generated without a secret"))?;
+        let live: Vec<PublicKey> = self.list_slots()?.iter().map(|s| s.signing_key).collect();
+        let binding = WrapBinding {
+            context: context::DATA_KEY_GRANT,
+            repo_id: &self.config.repo_id,
+            kind: ObjectKind::Grant,
+            auth_key: &self.secrets.auth_key,
+        };
+        let mut config = self.config.clone();
+        for w in &self.config.writers {
+            let revoked = self.config.revocations.iter().any(|r| r.key == w.key);
+            let Some(recipient) = w.grant_key.filter(|_| live.contains(&w.key) && !revoked) else {
+                continue;
+            };
+            let wrapped = wrap::wrap(&secret, &recipient, generation, &binding)
+                .map_err(|_| Error::corrupt("config", "a grant key is a low-order point"))?;
+            config.grants.push(DataKeyGrant {
+                generation,
+                recipient,
+                wrapped: wrapped.to_vec(),
+            });
+        }
+        config.data_public_keys.push((generation, pair.public));
+        config.key_generation = generation;
+        self.write_config(config)?;
+        self.secrets.data_keys.push(pair);
+        Ok(generation)
     }
 
     /// Signs and stores a new config with the next sequence number.
