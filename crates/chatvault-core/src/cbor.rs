@@ -1,4 +1,5 @@
-//! CBOR helpers for trees and snapshot records.
+//! Canonical CBOR: the writer and strict reader behind trees, snapshot records and the
+//! config, public so frontends encode their node `meta` the same way.
 //!
 //! The CBOR subset every core object uses: definite lengths, shortest integer heads, maps
 //! with small integer keys in strictly ascending order.
@@ -21,15 +22,17 @@ const MAJOR_MAP: u8 = 5;
 
 /// An infallible, canonical CBOR writer into a `Vec`.
 #[derive(Debug, Default)]
-pub(crate) struct Writer {
+pub struct Writer {
     buf: Vec<u8>,
 }
 
 impl Writer {
+    /// An empty writer.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The bytes written so far.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
@@ -53,10 +56,12 @@ impl Writer {
         }
     }
 
+    /// An unsigned integer.
     pub fn uint(&mut self, n: u64) {
         self.head(MAJOR_UNSIGNED, n);
     }
 
+    /// A signed integer (major type 0 or 1).
     pub fn int(&mut self, n: i64) {
         match u64::try_from(n) {
             Ok(u) => self.head(MAJOR_UNSIGNED, u),
@@ -66,16 +71,19 @@ impl Writer {
         }
     }
 
+    /// A byte string.
     pub fn bytes(&mut self, b: &[u8]) {
         self.head(MAJOR_BYTES, b.len() as u64);
         self.buf.extend_from_slice(b);
     }
 
+    /// A UTF-8 text string.
     pub fn text(&mut self, s: &str) {
         self.head(MAJOR_TEXT, s.len() as u64);
         self.buf.extend_from_slice(s.as_bytes());
     }
 
+    /// The head of an array of `len` items, which the caller writes next.
     pub fn array_head(&mut self, len: usize) {
         self.head(MAJOR_ARRAY, len as u64);
     }
@@ -101,7 +109,7 @@ impl Writer {
 
 /// Collects the entries of a map written by [`Writer::fields`].
 #[derive(Debug)]
-pub(crate) struct FieldWriter {
+pub struct FieldWriter {
     body: Writer,
     count: u64,
     last: Option<u64>,
@@ -121,12 +129,13 @@ impl FieldWriter {
 
 /// A reader over one object's bytes whose errors are `Corrupt { object }`.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     d: Decoder<'a>,
     object: &'a str,
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over `bytes`; `object` names the object in errors.
     pub fn new(bytes: &'a [u8], object: &'a str) -> Self {
         Self {
             d: Decoder::new(bytes),
@@ -134,6 +143,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A `Corrupt` error naming this reader's object.
     pub fn corrupt(&self, reason: impl Into<String>) -> Error {
         Error::corrupt(self.object, reason)
     }
@@ -200,14 +210,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An unsigned integer.
     pub fn u64(&mut self, what: &str) -> Result<u64> {
         self.d.u64().map_err(|e| self.cbor(what, e))
     }
 
+    /// An unsigned integer that fits 32 bits.
     pub fn u32(&mut self, what: &str) -> Result<u32> {
         self.d.u32().map_err(|e| self.cbor(what, e))
     }
 
+    /// A signed integer.
     pub fn i64(&mut self, what: &str) -> Result<i64> {
         self.d.i64().map_err(|e| self.cbor(what, e))
     }
@@ -246,7 +259,7 @@ impl<'a> Reader<'a> {
 
 /// The keys of a map being read: integers, strictly ascending (no key twice).
 #[derive(Debug)]
-pub(crate) struct Fields {
+pub struct Fields {
     left: u64,
     last: Option<u64>,
 }

@@ -37,7 +37,7 @@
 
 mod backend;
 mod blob;
-mod cbor;
+pub mod cbor;
 mod chunker;
 mod config;
 mod crypto;

@@ -168,6 +168,23 @@ fn second_backup_of_same_data_adds_no_blobs() {
 }
 
 #[test]
+fn write_bytes_gives_the_chunks_write_stream_gives() {
+    let (_fx, repo) = Fixture::new();
+    let data = text(9 << 20);
+    let min = repo.config().chunker.min_size as usize;
+    let w = repo.writer().unwrap();
+    for len in [0, 1, min - 1, min, min + 1, 3 << 20, data.len()] {
+        let slice = &data[..len];
+        let streamed = w.write_stream(slice).unwrap();
+        let buffered = w.write_bytes(slice).unwrap();
+        assert_eq!(buffered, streamed, "length {len}");
+        let total: u64 = buffered.iter().map(|r| u64::from(r.len)).sum();
+        assert_eq!(total, len as u64);
+    }
+    w.finish().unwrap();
+}
+
+#[test]
 fn wrong_passphrase_and_missing_repository() {
     let (fx, _repo) = Fixture::new();
     assert!(matches!(

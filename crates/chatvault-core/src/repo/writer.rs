@@ -271,6 +271,34 @@ impl<'r> BlobWriter<'r> {
         })
     }
 
+    /// Chunks an in-memory buffer on the calling thread and stores its new chunks.
+    ///
+    /// Gives exactly the chunk list [`write_stream`](Self::write_stream) gives for the same
+    /// bytes, without its reader thread: for the many small files of a media store, where
+    /// a thread per file would cost more than the file.
+    pub fn write_bytes(&self, data: &[u8]) -> Result<Vec<ContentRef>> {
+        let repo = self.repo;
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Below the minimum chunk size the chunker makes one chunk of everything.
+        if data.len() < repo.config.chunker.min_size as usize {
+            return Ok(vec![self.write_blob(BlobType::Data, data)?]);
+        }
+        let mut refs = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        for c in Chunker::new(data, repo.config.chunker, repo.gear.clone()) {
+            batch.push(c?.data);
+            if batch.len() == BATCH {
+                refs.extend(self.store_batch(BlobType::Data, std::mem::take(&mut batch))?);
+            }
+        }
+        if !batch.is_empty() {
+            refs.extend(self.store_batch(BlobType::Data, batch)?);
+        }
+        Ok(refs)
+    }
+
     /// Stores one blob (a small file, a tree, a record batch); returns its reference.
     pub fn write_blob(&self, blob_type: BlobType, data: &[u8]) -> Result<ContentRef> {
         if data.len() > blob::MAX_BLOB_SIZE {
