@@ -9,25 +9,23 @@
 
 use std::io::{self, Read};
 
-use crate::rng::{EXPONENTIAL_1024, MESSAGE_CHARS, Rng, share_threshold};
-use crate::words::{
-    CJK_BYTES, CJK_PUNCTUATION, ENGLISH_PADDED, ENGLISH_PUNCTUATION, MESSAGE_ENDINGS, Padded,
-};
+use crate::rng::{EXPONENTIAL_1024, Rng, share_threshold};
+use crate::text::{PASTE_MAX_BYTES, TextWriter, push_decimal};
 
 /// 2026-01-05T08:00:00Z, a Monday morning, so a log starts in office hours.
 const START_UNIX_MS: u64 = 1_767_571_200_000 + 8 * HOUR_MS;
-const HOUR_MS: u64 = 3_600_000;
+pub(crate) const HOUR_MS: u64 = 3_600_000;
 /// 1970-01-01 was a Thursday: day 0 is weekday 3 when Monday is 0.
-const EPOCH_WEEKDAY: u64 = 3;
+pub(crate) const EPOCH_WEEKDAY: u64 = 3;
 
 /// Activity per hour of day (UTC), in per mille of the peak: quiet nights, a lunch dip,
 /// busy office hours.
-const WEEKDAY_ACTIVITY: [u64; 24] = [
+pub(crate) const WEEKDAY_ACTIVITY: [u64; 24] = [
     20, 20, 20, 20, 20, 20, 40, 150, 400, 1000, 1000, 1000, 600, 700, 1000, 1000, 1000, 1000, 500,
     300, 300, 300, 120, 50,
 ];
 /// Weekends run at this per mille of the weekday level.
-const WEEKEND_FACTOR: u64 = 150;
+pub(crate) const WEEKEND_FACTOR: u64 = 150;
 /// At peak, each user sends a message about every two minutes.
 const PEAK_MS_PER_USER_MESSAGE: u64 = 120_000;
 
@@ -36,10 +34,6 @@ const PEAK_MS_PER_USER_MESSAGE: u64 = 120_000;
 const RECENT: usize = 8;
 /// Chance (per 2^32) that a message continues a recent conversation rather than another.
 const CONTINUE_THRESHOLD: u64 = 3_006_477_107; // 0.7
-
-/// Pastes are 1–8 KiB of text.
-const PASTE_MIN_BYTES: u64 = 1024;
-const PASTE_MAX_BYTES: u64 = 8192;
 
 /// The `Read` side generates whole lines into a buffer of at least this many bytes.
 const READ_BUFFER: usize = 64 * 1024;
@@ -193,8 +187,7 @@ struct RecordWriter {
     conversations: u64,
     /// Mean gap between messages at peak activity.
     peak_gap_ms: u64,
-    cjk: u64,
-    paste: u64,
+    text: TextWriter,
     recent: [u32; RECENT],
     next_recent: usize,
 }
@@ -210,8 +203,10 @@ impl RecordWriter {
             // Many direct conversations and some groups: twice as many as users.
             conversations: (2 * users).min(u64::from(u32::MAX)),
             peak_gap_ms: (PEAK_MS_PER_USER_MESSAGE / users).max(1),
-            cjk: share_threshold(opts.cjk_share),
-            paste: share_threshold(opts.long_paste_share),
+            text: TextWriter {
+                cjk: share_threshold(opts.cjk_share),
+                paste: share_threshold(opts.long_paste_share),
+            },
             recent: [0; RECENT],
             next_recent: 0,
         };
@@ -241,7 +236,7 @@ impl RecordWriter {
         out.extend_from_slice(b"\",\"conv\":\"c");
         push_decimal(out, u64::from(conv));
         out.extend_from_slice(b"\",\"text\":\"");
-        self.write_text(out);
+        self.text.write(&mut self.rng, out);
         out.extend_from_slice(b"\"}");
         meta
     }
@@ -290,103 +285,6 @@ impl RecordWriter {
         let base = conv.wrapping_mul(2_654_435_761) % self.users;
         ((base + self.rng.below(members)) % self.users) as u32
     }
-
-    fn write_text(&mut self, out: &mut Vec<u8>) {
-        let r = self.rng.next_u64();
-        let cjk = (r >> 32) < self.cjk;
-        let paste = (r & 0xffff_ffff) < self.paste;
-        let target_chars = if paste {
-            let bytes = PASTE_MIN_BYTES + self.rng.below(PASTE_MAX_BYTES - PASTE_MIN_BYTES + 1);
-            // CJK characters take 3 bytes in UTF-8; the paste size is meant in bytes.
-            if cjk { bytes / 3 } else { bytes }
-        } else {
-            MESSAGE_CHARS.sample(self.rng.next_u64())
-        };
-        if cjk {
-            self.write_cjk(out, target_chars, paste);
-        } else {
-            self.write_english(out, target_chars, paste);
-        }
-        let ending = MESSAGE_ENDINGS[self.rng.below(MESSAGE_ENDINGS.len() as u64) as usize];
-        out.extend_from_slice(ending.as_bytes());
-    }
-
-    /// Words separated by spaces, sometimes punctuation, in pastes line breaks.
-    fn write_english(&mut self, out: &mut Vec<u8>, target_chars: u64, paste: bool) {
-        let mut chars = 0u64;
-        while chars < target_chars {
-            let r = self.rng.next_u64();
-            if chars > 0 {
-                let sep: &str = if paste && (r >> 40) & 15 == 0 {
-                    "\\n"
-                } else if (r >> 44) & 15 == 0 {
-                    ENGLISH_PUNCTUATION[((r >> 48) as usize) % ENGLISH_PUNCTUATION.len()]
-                } else {
-                    " "
-                };
-                out.extend_from_slice(sep.as_bytes());
-                chars += sep.len() as u64;
-            }
-            chars += push_english(out, r) as u64;
-        }
-    }
-
-    /// CJK characters, with full-width punctuation and the odd English word
-    /// (code-switching: "PDF", "ok", product names).
-    fn write_cjk(&mut self, out: &mut Vec<u8>, target_chars: u64, paste: bool) {
-        let mut chars = 0u64;
-        while chars < target_chars {
-            let r = self.rng.next_u64();
-            if paste && (r >> 40) & 31 == 0 {
-                out.extend_from_slice(b"\\n");
-                chars += 1;
-            } else if (r >> 45) & 15 == 0 {
-                out.push(b' ');
-                chars += push_english(out, r) as u64 + 2;
-                out.push(b' ');
-            } else if (r >> 49) & 15 == 0 {
-                let p = CJK_PUNCTUATION[((r >> 53) as usize) % CJK_PUNCTUATION.len()];
-                out.extend_from_slice(p.as_bytes());
-                chars += 1;
-            } else {
-                out.extend_from_slice(&CJK_BYTES[frequent_index(r, CJK_BYTES.len())]);
-                chars += 1;
-            }
-        }
-    }
-}
-
-/// An index into a frequency-ordered list of `len` entries, from the low 32 bits of `r`:
-/// the minimum of two 16-bit uniforms, so the first entries are about twice as common as
-/// the average and the last ones rare.
-#[inline]
-fn frequent_index(r: u64, len: usize) -> usize {
-    let skewed = (r & 0xffff).min((r >> 16) & 0xffff);
-    ((skewed * len as u64) >> 16) as usize
-}
-
-/// Appends an English word chosen by the low 32 bits of `r`; returns its length.
-#[inline]
-fn push_english(out: &mut Vec<u8>, r: u64) -> usize {
-    let Padded { bytes, len } = &ENGLISH_PADDED[frequent_index(r, ENGLISH_PADDED.len())];
-    out.extend_from_slice(bytes);
-    out.truncate(out.len() - bytes.len() + len);
-    *len
-}
-
-/// Appends `n` in decimal. `write!` would do, at several times the cost per record.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -610,15 +508,6 @@ mod tests {
         for r in records(opts, 50) {
             assert_eq!(r["from"], "user0");
             assert!(text_chars(&r) >= 1000, "all pastes: {}", text_chars(&r));
-        }
-    }
-
-    #[test]
-    fn push_decimal_writes_every_width() {
-        for n in [0, 7, 10, 99, 1_767_571_200_000, u64::MAX] {
-            let mut v = Vec::new();
-            push_decimal(&mut v, n);
-            assert_eq!(v, n.to_string().into_bytes());
         }
     }
 }

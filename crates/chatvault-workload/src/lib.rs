@@ -35,6 +35,7 @@ mod chat_log;
 mod corpus;
 mod media;
 mod rng;
+mod text;
 mod words;
 
 pub use chat_log::{ChatLog, ChatLogOptions, RecordMeta, Records};
