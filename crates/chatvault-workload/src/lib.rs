@@ -35,9 +35,14 @@ mod chat_log;
 mod corpus;
 mod media;
 mod rng;
+mod server;
 mod text;
 mod words;
 
 pub use chat_log::{ChatLog, ChatLogOptions, RecordMeta, Records};
 pub use corpus::mixed_corpus;
 pub use media::{MediaReader, media_bytes};
+pub use server::{
+    ConversationId, ConversationKind, Day, DayRecords, MediaFile, MediaId, Record, Server,
+    ServerOptions, TenantId, WriteStats, advance, generate,
+};

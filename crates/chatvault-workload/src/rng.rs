@@ -3,9 +3,11 @@
 //!
 //! Invariants:
 //! - Output depends only on the seed and this file's code: no floating-point
-//!   transcendental functions (whose last bits vary between libm builds), no `usize`
+//!   transcendental functions from libm (whose last bits vary between builds), no `usize`
 //!   widths, no external crate whose output might change in a minor release. Golden
-//!   chunk boundaries in other crates' tests rely on this.
+//!   chunk boundaries in other crates' tests rely on this. The one place that needs a
+//!   power, [`Zipf`], computes it here from `+ - * /` and `floor`, which IEEE 754 rounds
+//!   identically everywhere (Rust never fuses them into FMA on its own).
 //! - Sub-streams are derived from `(seed, label, index)` by BLAKE3, so adding a new
 //!   consumer of randomness never shifts the bytes an existing consumer produces.
 
@@ -122,6 +124,88 @@ pub(crate) const EXPONENTIAL_1024: Quantiles = Quantiles([
     2009, 2129, 2266, 2424, 2611, 2839, 3134, 3549, 4259, 7074,
 ]);
 
+/// Media size spread: log-normal with median 1024 and sigma 0.6, clipped to its 0.2 % and
+/// 99.8 % quantiles, as a multiplier in 1024ths of a kind's median size. Computed with
+/// Python's `1024 * exp(0.6 * NormalDist().inv_cdf(clamp(i / 64, 0.002, 0.998)))`, rounded.
+pub(crate) const MEDIA_SPREAD_1024: Quantiles = Quantiles([
+    182, 281, 335, 375, 408, 437, 464, 490, 514, 536, 559, 580, 601, 622, 643, 663, 683, 703, 723,
+    744, 764, 784, 804, 825, 846, 867, 888, 910, 932, 954, 977, 1000, 1024, 1048, 1073, 1099, 1125,
+    1153, 1181, 1210, 1240, 1271, 1304, 1337, 1373, 1410, 1449, 1491, 1535, 1582, 1632, 1685, 1744,
+    1807, 1877, 1955, 2042, 2142, 2258, 2397, 2571, 2799, 3131, 3729, 5758,
+]);
+
+/// The Zipf distribution over ranks `0..n`: rank `k` has weight `(k + 1)^-s`. Sampled by
+/// binary search in a table of cumulative probabilities in units of 2^-32.
+#[derive(Debug, Clone)]
+pub(crate) struct Zipf {
+    /// `cdf[k]` is P(rank <= k) × 2^32; the last entry is exactly 2^32.
+    cdf: Vec<u64>,
+}
+
+impl Zipf {
+    /// Ranks `0..n` (`n` of 0 is treated as 1) with exponent `s`, clamped to 0–8 (NaN is 0,
+    /// the uniform distribution).
+    pub(crate) fn new(n: u32, s: f64) -> Self {
+        let n = n.max(1);
+        let s = if s.is_nan() { 0.0 } else { s.clamp(0.0, 8.0) };
+        let weights: Vec<f64> = (1..=u64::from(n)).map(|k| exp(-s * ln(k))).collect();
+        let total: f64 = weights.iter().sum();
+        let mut sum = 0.0;
+        let mut cdf: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                sum += w;
+                ((sum / total).min(1.0) * 4_294_967_296.0) as u64
+            })
+            .collect();
+        *cdf.last_mut().expect("n >= 1") = 1 << 32;
+        Self { cdf }
+    }
+
+    /// One rank, from the high 32 bits of `r`.
+    #[inline]
+    pub(crate) fn sample(&self, r: u64) -> u32 {
+        let x = r >> 32;
+        // The first rank whose cumulative probability exceeds x; below n as cdf ends at 2^32.
+        self.cdf.partition_point(|&c| c <= x) as u32
+    }
+}
+
+const LN_2: f64 = std::f64::consts::LN_2;
+
+/// `ln(k)` for `k >= 1`, from basic arithmetic only: `k = m × 2^e` with `m` in [1, 2),
+/// and `ln(m) = 2 atanh((m - 1) / (m + 1))` by its series, which converges fast for
+/// `m` < 2 (the ratio is at most 1/3).
+fn ln(k: u64) -> f64 {
+    let e = 63 - k.leading_zeros();
+    let m = k as f64 / (1u64 << e) as f64;
+    let z = (m - 1.0) / (m + 1.0);
+    let z2 = z * z;
+    let (mut term, mut sum) = (z, 0.0);
+    for i in 0..30 {
+        sum += term / f64::from(2 * i + 1);
+        term *= z2;
+    }
+    f64::from(e) * LN_2 + 2.0 * sum
+}
+
+/// `e^x` for `x <= 0`, from basic arithmetic only: `x = n ln 2 + r` with `r` in
+/// [0, ln 2), Taylor series for `e^r`, and `2^n` built exactly from its bits.
+fn exp(x: f64) -> f64 {
+    let n = (x / LN_2).floor();
+    if n < -1020.0 {
+        return 0.0;
+    }
+    let r = x - n * LN_2;
+    let (mut term, mut sum) = (1.0, 1.0);
+    for i in 1..25 {
+        term *= r / f64::from(i);
+        sum += term;
+    }
+    // `n` is in -1020..=0, so the biased exponent is a normal one.
+    sum * f64::from_bits(((1023 + n as i64) as u64) << 52)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +261,50 @@ mod tests {
 
     #[test]
     fn quantile_tables_are_sorted() {
-        for t in [&MESSAGE_CHARS, &EXPONENTIAL_1024] {
+        for t in [&MESSAGE_CHARS, &EXPONENTIAL_1024, &MEDIA_SPREAD_1024] {
             assert!(t.0.windows(2).all(|w| w[0] <= w[1]));
         }
+    }
+
+    #[test]
+    fn hand_written_ln_and_exp_match_libm_closely() {
+        for k in [1u64, 2, 3, 10, 1000, 123_457, u64::from(u32::MAX)] {
+            let want = (k as f64).ln();
+            assert!((ln(k) - want).abs() <= 1e-12 * want.max(1.0), "ln {k}");
+        }
+        for x in [0.0, -0.5, -1.0, -7.3, -30.0, -700.0] {
+            let want = f64::exp(x);
+            assert!((exp(x) - want).abs() <= 1e-12 * want, "exp {x}");
+        }
+    }
+
+    #[test]
+    fn zipf_ranks_follow_the_power_law() {
+        let z = Zipf::new(1000, 1.1);
+        let mut r = Rng::new(5);
+        let mut counts = vec![0u32; 1000];
+        for _ in 0..200_000 {
+            counts[z.sample(r.next_u64()) as usize] += 1;
+        }
+        // P(1) / P(2) = 2^1.1 ≈ 2.14; P(1) / P(10) = 10^1.1 ≈ 12.6.
+        let ratio2 = f64::from(counts[0]) / f64::from(counts[1]);
+        let ratio10 = f64::from(counts[0]) / f64::from(counts[9]);
+        assert!((1.95..2.35).contains(&ratio2), "{ratio2}");
+        assert!((10.5..15.0).contains(&ratio10), "{ratio10}");
+        assert!(counts[999] > 0 || counts[900..].iter().sum::<u32>() > 0);
+    }
+
+    #[test]
+    fn zipf_degenerate_inputs_stay_in_range() {
+        let one = Zipf::new(0, f64::NAN);
+        let uniform = Zipf::new(4, f64::NAN);
+        let mut r = Rng::new(1);
+        let mut seen = [0u32; 4];
+        for _ in 0..4000 {
+            assert_eq!(one.sample(r.next_u64()), 0);
+            seen[uniform.sample(r.next_u64()) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| (850..1150).contains(&c)), "{seen:?}");
+        assert_eq!(Zipf::new(3, 1.0).sample(u64::MAX), 2);
     }
 }
