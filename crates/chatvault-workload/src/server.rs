@@ -118,7 +118,14 @@ impl Server {
         let (mut events, mut attachments) = (Vec::new(), Vec::new());
         for (t, (layout, state)) in self.layouts.iter().zip(&mut self.states).enumerate() {
             let tenant = (t as u32, day);
-            plan_tenant_day(&self.params, layout, state, tenant, &mut events, &mut attachments);
+            plan_tenant_day(
+                &self.params,
+                layout,
+                state,
+                tenant,
+                &mut events,
+                &mut attachments,
+            );
         }
         // Stable: equal times keep tenant order, and each tenant's own plan order.
         events.sort_by_key(|e| e.ts_ms);
@@ -220,7 +227,10 @@ mod tests {
                 kind => {
                     let target = p.json["target"].as_u64().unwrap();
                     assert!(target < p.record.seq);
-                    assert!(msgs.contains(&target), "{kind} of a dead or non-message seq");
+                    assert!(
+                        msgs.contains(&target),
+                        "{kind} of a dead or non-message seq"
+                    );
                     if kind == "delete" {
                         msgs.remove(&target);
                         deletes += 1;
@@ -234,7 +244,10 @@ mod tests {
         let (e, d) = (f64::from(edits), f64::from(deletes));
         let t = f64::from(total);
         assert!((0.02..0.04).contains(&(e / t)), "edits {edits} of {total}");
-        assert!((0.005..0.016).contains(&(d / t)), "deletes {deletes} of {total}");
+        assert!(
+            (0.005..0.016).contains(&(d / t)),
+            "deletes {deletes} of {total}"
+        );
     }
 
     #[test]
@@ -252,7 +265,9 @@ mod tests {
         for _ in 0..5 {
             let day = server.next_day();
             for p in day.records().map(parse) {
-                let Some(m) = p.json.get("media") else { continue };
+                let Some(m) = p.json.get("media") else {
+                    continue;
+                };
                 let id = m["id"].as_str().unwrap().to_string();
                 let conv = format!("{}/{}", p.record.tenant, p.record.conversation);
                 attachments += 1;
@@ -302,9 +317,17 @@ mod tests {
         let per_day: Vec<Vec<Parsed>> = days(&ServerOptions::tiny(), 7);
         let counts: Vec<usize> = per_day.iter().map(Vec::len).collect();
         // Day 0 is a Monday: days 5 and 6 are the weekend.
-        assert!(counts[..5].iter().all(|&c| c > 4 * counts[5].max(counts[6])), "{counts:?}");
+        assert!(
+            counts[..5]
+                .iter()
+                .all(|&c| c > 4 * counts[5].max(counts[6])),
+            "{counts:?}"
+        );
         let hour = |p: &Parsed| (p.record.ts_ms / 3_600_000) % 24;
-        let office = per_day[..5].iter().flatten().filter(|p| (9..17).contains(&hour(p)));
+        let office = per_day[..5]
+            .iter()
+            .flatten()
+            .filter(|p| (9..17).contains(&hour(p)));
         let night = per_day[..5].iter().flatten().filter(|p| hour(p) < 6);
         let (office, night) = (office.count(), night.count());
         assert!(office > 10 * night, "office {office}, night {night}");

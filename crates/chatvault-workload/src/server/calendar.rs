@@ -72,6 +72,9 @@ mod tests {
         assert_eq!(weekday(20_458), 0, "2026-01-05 is a Monday");
         assert_eq!(weekday(20_463), 5, "2026-01-10 is a Saturday");
         assert_eq!(Month::of_day(20_485).to_string(), "2026-02");
-        assert_eq!(Month::of_timestamp_ms(20_458 * DAY_MS + 5).to_string(), "2026-01");
+        assert_eq!(
+            Month::of_timestamp_ms(20_458 * DAY_MS + 5).to_string(),
+            "2026-01"
+        );
     }
 }

@@ -10,10 +10,10 @@
 
 use std::path::PathBuf;
 
+use super::calendar::Month;
 use super::layout::{ConversationId, Naming, TenantId};
 use super::media::MediaFile;
 use super::plan::{Attachment, Event, Kind};
-use super::calendar::Month;
 use crate::rng::Rng;
 use crate::text::{TextWriter, push_decimal};
 

@@ -20,10 +20,10 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use super::Server;
 use super::day::{Day, Renderer, log_path};
 use super::layout::TenantId;
 use super::options::{ServerOptions, field};
-use super::Server;
 
 /// The state file's name under the root.
 pub(crate) const STATE_FILE: &str = ".workload-state.json";
@@ -146,7 +146,10 @@ fn write_day(root: &Path, day: &Day, stats: &mut WriteStats) -> io::Result<()> {
     for media in day.media() {
         let path = root.join(media.path());
         create_parent(&path)?;
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let mut reader = media.reader();
         loop {
             let n = reader.read(&mut chunk)?;
@@ -206,4 +209,217 @@ fn write_state(root: &Path, opts: &ServerOptions, days: u32, complete: bool) -> 
     let tmp = root.join(format!("{STATE_FILE}.tmp"));
     fs::write(&tmp, text)?;
     fs::rename(tmp, root.join(STATE_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Every file under `root` by relative path, with its bytes.
+    fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                    out.insert(rel, fs::read(&path).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// A scratch directory, removed on drop. (Not the `tempfile` crate: adding a
+    /// dependency would touch the workspace lock file, which this crate does not own.)
+    pub(crate) struct ScratchDir(PathBuf);
+
+    impl ScratchDir {
+        pub(crate) fn new() -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("chatvault-workload-test-{}-{n}", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for ScratchDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tiny_dir(days: u32) -> ScratchDir {
+        let dir = ScratchDir::new();
+        generate(dir.path(), ServerOptions::tiny(), days).unwrap();
+        dir
+    }
+
+    #[test]
+    fn generate_then_advance_equals_generating_at_once() {
+        let once = tiny_dir(6);
+        let steps = tiny_dir(2);
+        assert_eq!(advance(steps.path(), 3).unwrap().days, 3);
+        assert_eq!(advance(steps.path(), 0).unwrap(), WriteStats::default());
+        advance(steps.path(), 1).unwrap();
+        assert_eq!(files(once.path()), files(steps.path()));
+    }
+
+    #[test]
+    fn advance_only_appends_and_adds_files() {
+        let dir = tiny_dir(3);
+        let before = files(dir.path());
+        let stats = advance(dir.path(), 3).unwrap();
+        let after = files(dir.path());
+        let mut new_logs = 0;
+        for (path, bytes) in &before {
+            if path.as_os_str() != STATE_FILE {
+                assert!(
+                    after[path].starts_with(bytes),
+                    "{} rewritten",
+                    path.display()
+                );
+            }
+        }
+        for path in after.keys().filter(|p| !before.contains_key(*p)) {
+            new_logs += usize::from(path.starts_with("logs"));
+        }
+        assert!(new_logs > 0, "new conversations appear over time");
+        let grown: u64 = after.values().map(|b| b.len() as u64).sum::<u64>()
+            - before.values().map(|b| b.len() as u64).sum::<u64>();
+        let state_growth =
+            after[Path::new(STATE_FILE)].len() as u64 - before[Path::new(STATE_FILE)].len() as u64;
+        assert_eq!(grown - state_growth, stats.log_bytes + stats.media_bytes);
+    }
+
+    #[test]
+    fn disk_holds_exactly_the_records_and_media() {
+        let dir = tiny_dir(3);
+        let mut expected: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+        let mut server = Server::new(ServerOptions::tiny());
+        for _ in 0..3 {
+            let day = server.next_day();
+            for r in day.records() {
+                let log = expected.entry(r.log_path()).or_default();
+                log.extend_from_slice(&r.line);
+                log.push(b'\n');
+            }
+            for m in day.media() {
+                assert!(expected.insert(m.path(), m.bytes()).is_none());
+            }
+        }
+        let mut on_disk = files(dir.path());
+        let state = on_disk.remove(Path::new(STATE_FILE)).unwrap();
+        assert!(on_disk == expected, "disk differs from the records");
+        let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+        assert_eq!(state["days"], 3);
+        assert_eq!(state["options"]["users_per_tenant"], 16);
+    }
+
+    #[test]
+    fn logs_split_by_month_and_seq_continues() {
+        let opts = ServerOptions {
+            start_day: 20_482, // Thursday 2026-01-29
+            ..ServerOptions::tiny()
+        };
+        let dir = ScratchDir::new();
+        generate(dir.path(), opts, 6).unwrap();
+        let logs = files(&dir.path().join("logs"));
+        let mut split = 0;
+        for (path, jan) in logs.iter().filter(|(p, _)| p.ends_with("2026-01.jsonl")) {
+            let Some(feb) = logs.get(&path.with_file_name("2026-02.jsonl")) else {
+                continue;
+            };
+            split += 1;
+            let seqs = |bytes: &[u8]| -> Vec<u64> {
+                bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        serde_json::from_slice::<serde_json::Value>(l).unwrap()["seq"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect()
+            };
+            let (a, b) = (seqs(jan), seqs(feb));
+            assert_eq!(b[0], a.last().unwrap() + 1, "{}", path.display());
+        }
+        assert!(split > 0, "some conversation spans both months");
+        let names: Vec<&PathBuf> = logs.keys().collect();
+        assert!(
+            names
+                .iter()
+                .all(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        );
+    }
+
+    #[test]
+    fn same_seed_same_directory() {
+        let a = files(tiny_dir(2).path());
+        assert_eq!(a, files(tiny_dir(2).path()));
+        let other = ScratchDir::new();
+        let opts = ServerOptions {
+            seed: 9,
+            ..ServerOptions::tiny()
+        };
+        generate(other.path(), opts, 2).unwrap();
+        assert_ne!(a, files(other.path()));
+    }
+
+    #[test]
+    fn inconsistent_directories_are_refused() {
+        let dir = tiny_dir(1);
+        let kind = |r: io::Result<WriteStats>| r.unwrap_err().kind();
+        // Generating again, or with other options, or from another day count.
+        assert_eq!(
+            kind(generate(dir.path(), ServerOptions::tiny(), 1)),
+            io::ErrorKind::InvalidInput
+        );
+        let other = ServerOptions {
+            seed: 5,
+            ..ServerOptions::tiny()
+        };
+        assert_eq!(
+            kind(Server::resume(other, 1).write_days(dir.path(), 1)),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(Server::resume(ServerOptions::tiny(), 2).write_days(dir.path(), 1)),
+            io::ErrorKind::InvalidInput
+        );
+        // A write interrupted mid-day.
+        let state = dir.path().join(STATE_FILE);
+        let text = fs::read_to_string(&state).unwrap();
+        fs::write(
+            &state,
+            text.replace("\"complete\": true", "\"complete\": false"),
+        )
+        .unwrap();
+        assert_eq!(kind(advance(dir.path(), 1)), io::ErrorKind::InvalidInput);
+        fs::write(&state, "{}").unwrap();
+        assert_eq!(kind(advance(dir.path(), 1)), io::ErrorKind::InvalidData);
+        // Nothing generated yet, or foreign data without a state file.
+        let empty = ScratchDir::new();
+        assert_eq!(kind(advance(empty.path(), 1)), io::ErrorKind::NotFound);
+        fs::create_dir(empty.path().join("logs")).unwrap();
+        assert_eq!(
+            kind(generate(empty.path(), ServerOptions::tiny(), 1)),
+            io::ErrorKind::InvalidInput
+        );
+    }
 }

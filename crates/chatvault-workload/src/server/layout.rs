@@ -193,7 +193,9 @@ mod tests {
             channels: 2,
             ..ServerOptions::default()
         };
-        let names: Vec<String> = (0..7).map(|c| Naming::new(&opts).id(c).to_string()).collect();
+        let names: Vec<String> = (0..7)
+            .map(|c| Naming::new(&opts).id(c).to_string())
+            .collect();
         assert_eq!(names, ["dm0", "dm1", "dm2", "g0", "g1", "ch0", "ch1"]);
         assert_eq!(TenantId(4).to_string(), "t4");
     }

@@ -173,7 +173,10 @@ mod tests {
         assert_ne!(a.id, b.id);
         let hex = a.id.to_string();
         assert_eq!(hex.len(), 32);
-        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            hex.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(
             a.path(),
             PathBuf::from(format!("media/{}/{hex}", &hex[..2]))

@@ -145,7 +145,10 @@ impl ServerOptions {
             ("group_size_exponent", f(self.group_size_exponent)),
             ("channels", self.channels.to_string()),
             ("active_user_share", f(self.active_user_share)),
-            ("messages_per_active_user", self.messages_per_active_user.to_string()),
+            (
+                "messages_per_active_user",
+                self.messages_per_active_user.to_string(),
+            ),
             ("weekend_activity", f(self.weekend_activity)),
             ("popularity_exponent", f(self.popularity_exponent)),
             ("cjk_share", f(self.cjk_share)),

@@ -84,7 +84,7 @@ pub(crate) struct PlanParams {
 impl PlanParams {
     pub(crate) fn new(opts: &ServerOptions) -> Self {
         let users = u64::from(opts.users_per_tenant.max(1));
-        let active = users * share_threshold(opts.active_user_share) >> 32;
+        let active = (users * share_threshold(opts.active_user_share)) >> 32;
         Self {
             seed: opts.seed,
             weekday_records: active * u64::from(opts.messages_per_active_user),
@@ -194,7 +194,7 @@ pub(crate) fn plan_tenant_day(
 fn record_count(params: &PlanParams, rng: &mut Rng, day: u32) -> u64 {
     let mut n = params.weekday_records;
     if weekday(params.unix_day(day)) >= 5 {
-        n = n * params.weekend >> 32;
+        n = (n * params.weekend) >> 32;
     }
     n * (900 + rng.below(201)) / 1000
 }
