@@ -1,15 +1,20 @@
 //! Deterministic synthetic chat-server data for chatvault's tests, benches and demo.
 //!
-//! Three generators, each fully determined by a `u64` seed:
+//! Four generators, each fully determined by a `u64` seed:
 //!
 //! - [`ChatLog`]: an endless JSONL message log (office-hours timestamps, bursty
 //!   conversations, log-normal text lengths, English and CJK text, long pastes);
 //! - [`media_bytes`] / [`MediaReader`]: incompressible bytes, as photos and video are;
-//! - [`mixed_corpus`]: the two interleaved in pieces of a few MiB, exactly `total` bytes.
+//! - [`mixed_corpus`]: the two interleaved in pieces of a few MiB, exactly `total` bytes;
+//! - [`Server`]: a whole chat server's data directory, day by day: tenants, direct chats,
+//!   groups and channels, one JSONL log per conversation and month, edits and deletes as
+//!   later records, attachments (some forwarded) in a media store. [`generate`] writes
+//!   days `0..n` to disk, [`advance`] appends more days to such a directory, and
+//!   [`Server::next_day`] yields the same records and files in memory.
 //!
 //! ```
 //! use std::io::Read;
-//! use chatvault_workload::{ChatLog, ChatLogOptions, mixed_corpus};
+//! use chatvault_workload::{ChatLog, ChatLogOptions, Server, ServerOptions, mixed_corpus};
 //!
 //! let line = ChatLog::new(ChatLogOptions::default()).next_record();
 //! assert!(line.starts_with(b"{\"seq\":1,"));
@@ -17,6 +22,30 @@
 //! let mut data = Vec::new();
 //! mixed_corpus(42, 3 << 20).read_to_end(&mut data).unwrap();
 //! assert_eq!(data.len(), 3 << 20);
+//!
+//! // A day of a small server, without touching the disk: what a backup would ingest.
+//! let day = Server::new(ServerOptions::tiny()).next_day();
+//! for record in day.records().take(3) {
+//!     // e.g. logs/t1/dm15/2026-01.jsonl, seq 1, 2, 3 …
+//!     assert!(record.log_path().starts_with("logs"));
+//!     assert!(record.seq >= 1 && record.line.ends_with(b"}"));
+//! }
+//! let media_bytes: u64 = day.media().map(|file| file.len).sum();
+//! assert!(media_bytes > 0);
+//! ```
+//!
+//! On disk (see [`generate`]; `examples/write_server.rs` is the command-line front end):
+//!
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! use std::path::Path;
+//! use chatvault_workload::{ServerOptions, advance, generate};
+//!
+//! let root = Path::new("/tmp/chat-server");
+//! generate(root, ServerOptions::thirty_day_bench(), 10)?; // days 0..10
+//! advance(root, 5)?; // days 10..15: the same bytes as generating 15 days at once
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Invariants:
@@ -27,8 +56,8 @@
 //!   change to `tests/golden.rs`.
 //! - Generation is cheap next to what it feeds (hundreds of MB/s), so benches measure
 //!   the engine, not the generator.
-//! - Independent streams take seeds derived by label, so new generators (the planned
-//!   server-directory generator) can be added without shifting existing output.
+//! - Independent streams take seeds derived by label, so new generators can be added
+//!   without shifting existing output (the server generator uses its own labels).
 #![deny(missing_docs)]
 
 mod chat_log;

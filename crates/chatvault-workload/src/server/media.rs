@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - A file's id is derived from `(seed, tenant, day, index)` by BLAKE3, its bytes are
-//!   [`media_bytes`](crate::media_bytes) of a seed taken from the id, so the id names the
+//!   [`media_bytes`] of a seed taken from the id, so the id names the
 //!   content and the same id always means the same bytes (a forward re-uses the id).
 //! - A file is stored at `media/<first two hex digits of the id>/<id>`.
 
