@@ -144,7 +144,8 @@ impl MediaKinds {
             })
             .unwrap_or(&KINDS[0]);
         let spread = MEDIA_SPREAD_1024.sample(r);
-        let len = kind.median_bytes * self.size_percent / 100 * spread / 1024;
+        let len = kind.median_bytes.saturating_mul(self.size_percent) / 100;
+        let len = len.saturating_mul(spread) / 1024;
         MediaFile {
             id: MediaId::derive(seed, tenant, day, index),
             len: len.max(1),
