@@ -1,28 +1,88 @@
-//! The `chatvault` command-line tool.
+//! The `chatvault` command: back up a chat server's media store, configuration and
+//! database dumps into an encrypted, deduplicating repository, and get them back.
 //!
-//! Not implemented yet: the subcommands (init, backup, restore, key, …) arrive with the
-//! filesystem frontend and CLI issue. Until then the binary only reports its version, and
-//! exits with the usage code (2) for anything else rather than pretending to work.
+//! Thin by design: arguments become library options (`chatvault-core`, `chatvault-fs`),
+//! results become lines or one JSON document, errors become documented exit codes
+//! (`exit.rs`). Nothing here decides anything the libraries decide.
+
+mod args;
+mod commands;
+mod exit;
+mod output;
+mod progress;
+mod session;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+use args::{Cli, Command};
+use commands::{backup, browse, docs, init, key, restore, snapshots, stats};
+use exit::Outcome;
+use output::Output;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") => {
-            #[allow(clippy::print_stdout)]
-            {
-                println!("chatvault {}", env!("CARGO_PKG_VERSION"));
-            }
-            ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; everything else is a usage error (2).
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
-        _ => {
-            eprintln!(
-                "chatvault {}: no subcommands yet; the engine is the chatvault-core library \
-                 (see README.md)",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
+    };
+    init_tracing(&cli.global);
+    let out = Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    match run(&cli, out) {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            let (code, kind) = exit::classify(&e);
+            // One line: the error and its causes, as "a: b: c".
+            let message = e
+                .chain()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("chatvault: {message}");
+            out.json(&serde_json::json!({
+                "error": { "code": code, "kind": kind, "message": message }
+            }));
+            ExitCode::from(code)
         }
     }
+}
+
+fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => init::run(g, out, a),
+        Command::Backup(a) => backup::run(g, out, a),
+        Command::Snapshots(a) => snapshots::run(g, out, a),
+        Command::Ls(a) => browse::ls(g, out, a),
+        Command::Find(a) => browse::find(g, out, a),
+        Command::Diff(a) => browse::diff(g, out, a),
+        Command::Restore(a) => restore::run(g, out, a),
+        Command::Cat(a) => browse::cat(g, a),
+        Command::Key(a) => key::run(g, out, &a.command),
+        Command::Stats(a) => stats::run(g, out, a),
+        Command::Completions(a) => docs::completions(a.shell),
+        Command::Man(a) => docs::man(&a.out),
+    }
+}
+
+fn init_tracing(g: &args::Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, _) => tracing::Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
 }

@@ -1,0 +1,111 @@
+//! `chatvault backup`: paths, or standard input.
+
+use anyhow::Result;
+use chatvault_fs::{BackupOptions, BackupReport, ParentChoice, ProblemKind};
+use serde_json::json;
+
+use crate::args::{BackupArgs, Global};
+use crate::exit::Outcome;
+use crate::output::{self, Output};
+use crate::progress::{self, Progress};
+use crate::session;
+
+pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
+    let repo = session::open(g)?;
+    let progress = Progress::new(g, "backup", Some(0));
+    let parent = match (&a.parent, a.no_parent) {
+        (_, true) => ParentChoice::None,
+        (Some(spec), false) => ParentChoice::Snapshot(session::resolve(&repo, spec)?.id),
+        (None, false) => ParentChoice::Latest,
+    };
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        exclude: a.exclude.clone(),
+        exclude_files: a.exclude_file.clone(),
+        exclude_caches: a.exclude_caches,
+        one_file_system: a.one_file_system,
+        parent,
+        full: a.full,
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        fail_on_error: a.fail_on_error,
+        progress: progress.callback(),
+    };
+    if progress.visible() && !a.stdin {
+        let paths = a.paths.iter().map(|p| session::absolute(p)).collect();
+        progress::estimate(paths, progress.total_setter());
+    }
+    let report = if a.stdin {
+        chatvault_fs::backup_stream(&repo, &a.stdin_name, std::io::stdin(), &opts)
+    } else {
+        chatvault_fs::backup(&repo, &opts)
+    };
+    progress.finish();
+    let report = report?;
+    print(out, &report);
+    Ok(if report.unreadable() > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    })
+}
+
+fn print(out: Output, r: &BackupReport) {
+    let kind = match r.kind {
+        chatvault_core::SnapshotKind::Full => "full",
+        chatvault_core::SnapshotKind::Incremental => "incremental",
+    };
+    out.line(format!(
+        "snapshot {} saved ({kind}{})",
+        r.snapshot.short(),
+        r.parent
+            .map(|p| format!(", parent {}", p.short()))
+            .unwrap_or_default()
+    ));
+    out.line(format!(
+        "files: {} new, {} changed, {} unchanged; {} directories, {} links",
+        r.files_new, r.files_changed, r.files_unchanged, r.dirs, r.symlinks
+    ));
+    let secs = r.duration.as_secs_f64().max(1e-3);
+    out.line(format!(
+        "read {} of {} in {:.2} s ({}/s); added {} ({} stored) in {} packs",
+        output::bytes(r.bytes_read),
+        output::bytes(r.bytes_total),
+        secs,
+        output::bytes((r.bytes_read as f64 / secs) as u64),
+        output::bytes(r.bytes_added),
+        output::bytes(r.bytes_stored),
+        r.packs
+    ));
+    let unreadable = r.unreadable();
+    if unreadable > 0 {
+        out.line(format!(
+            "{unreadable} entries could not be read (recorded in the snapshot):"
+        ));
+        for p in r
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Unreadable)
+        {
+            out.line(format!("  {}: {}", p.path.display(), p.message));
+        }
+    }
+    out.json(&json!({
+        "snapshot": r.snapshot.to_hex(),
+        "kind": kind,
+        "parent": r.parent.map(|p| p.to_hex()),
+        "files_new": r.files_new,
+        "files_changed": r.files_changed,
+        "files_unchanged": r.files_unchanged,
+        "dirs": r.dirs,
+        "symlinks": r.symlinks,
+        "bytes_total": r.bytes_total,
+        "bytes_read": r.bytes_read,
+        "bytes_added": r.bytes_added,
+        "bytes_stored": r.bytes_stored,
+        "blobs_added": r.blobs_added,
+        "packs": r.packs,
+        "duration_ms": r.duration.as_millis() as u64,
+        "problems": super::problems_json(&r.problems),
+    }));
+}

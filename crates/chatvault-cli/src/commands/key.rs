@@ -1,0 +1,114 @@
+//! `chatvault key list|add|remove|passwd`.
+
+use anyhow::{Context, Result, bail};
+use chatvault_core::{AddSlotOptions, KdfParams, KeySource, Role, SlotId};
+use serde_json::{Value, json};
+
+use crate::args::{Global, KeyAddArgs, KeyCommand, NewSecret, RoleArg};
+use crate::exit::Outcome;
+use crate::output::{self, Output};
+use crate::session;
+
+pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
+    let mut repo = session::open(g)?;
+    match cmd {
+        KeyCommand::List => {
+            let slots = repo.list_slots()?;
+            out.line(format!(
+                "{:<8}  {:<6}  {:<19}  {:<24}  label",
+                "slot", "role", "created (UTC)", "kdf"
+            ));
+            for s in &slots {
+                let current = if s.id == repo.slot_id() {
+                    " (this key)"
+                } else {
+                    ""
+                };
+                out.line(format!(
+                    "{:<8}  {:<6}  {:<19}  {:<24}  {}{current}",
+                    s.id.short(),
+                    s.role.as_str(),
+                    output::time(s.created_unix_ms),
+                    s.kdf,
+                    s.label
+                ));
+            }
+            out.json(&Value::Array(
+                slots
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "id": s.id.to_hex(),
+                            "role": s.role.as_str(),
+                            "label": s.label,
+                            "created_unix_ms": s.created_unix_ms,
+                            "kdf": s.kdf,
+                            "writer_key": s.signing_key.to_hex(),
+                            "current": s.id == repo.slot_id(),
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        KeyCommand::Add(a) => add(&mut repo, out, a)?,
+        KeyCommand::Remove { slot } => {
+            let id = find_slot(&repo, slot)?;
+            repo.remove_slot(id)?;
+            out.line(format!("removed key slot {}", id.short()));
+            out.json(&json!({ "removed": id.to_hex() }));
+        }
+        KeyCommand::Passwd(secret) => {
+            let key = new_secret(secret)?;
+            let id = repo.change_passphrase(&key, KdfParams::default())?;
+            out.line(format!(
+                "passphrase changed: new slot {} replaces {}",
+                id.short(),
+                repo.slot_id().short()
+            ));
+            out.json(&json!({ "slot": id.to_hex() }));
+        }
+    }
+    Ok(Outcome::Complete)
+}
+
+fn add(repo: &mut chatvault_core::Repository, out: Output, a: &KeyAddArgs) -> Result<()> {
+    let role = match a.role {
+        RoleArg::Backup => Role::Backup,
+        RoleArg::Full => Role::Full,
+        RoleArg::Admin => Role::Admin,
+    };
+    let key = new_secret(&a.secret)?;
+    let mut opts = AddSlotOptions::new(role, &a.label);
+    opts.scope = a.scope.clone();
+    let id = repo.add_slot(&key, &opts)?;
+    out.line(format!("added {} key slot {}", role.as_str(), id.short()));
+    out.json(&json!({ "slot": id.to_hex(), "role": role.as_str() }));
+    Ok(())
+}
+
+/// The new secret of `key add` / `key passwd`.
+fn new_secret(s: &NewSecret) -> Result<KeySource> {
+    if let Some(path) = &s.new_key_file {
+        return KeySource::generate_key_file(path)
+            .with_context(|| format!("creating key file {}", path.display()));
+    }
+    if let Some(path) = &s.new_password_file {
+        return session::password_file(path);
+    }
+    session::prompt("New passphrase: ", true)
+}
+
+fn find_slot(repo: &chatvault_core::Repository, spec: &str) -> Result<SlotId> {
+    let spec = spec.to_ascii_lowercase();
+    let matches: Vec<SlotId> = repo
+        .list_slots()?
+        .into_iter()
+        .map(|s| s.id)
+        .filter(|id| id.to_hex().starts_with(&spec))
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(*id),
+        [] => bail!("no key slot {spec}"),
+        _ => bail!("key slot prefix {spec} is ambiguous"),
+    }
+}

@@ -1,0 +1,59 @@
+//! One module per subcommand: parse nothing, decide nothing the libraries decide; map
+//! arguments to options, call the library, print the result.
+
+pub mod backup;
+pub mod browse;
+pub mod docs;
+pub mod init;
+pub mod key;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;
+
+use serde_json::{Value, json};
+
+use chatvault_core::Snapshot;
+use chatvault_fs::Problem;
+
+/// A snapshot as JSON (the shape `snapshots --json` prints).
+pub fn snapshot_json(s: &Snapshot) -> Value {
+    let r = &s.record;
+    json!({
+        "id": s.id.to_hex(),
+        "short_id": s.id.short(),
+        "time_unix_ms": r.time_unix_ms,
+        "host": r.host,
+        "tags": r.tags,
+        "source_kind": r.source_kind,
+        "paths": r.paths,
+        "parent": r.parent.map(|p| p.to_hex()),
+        "kind": match r.kind {
+            chatvault_core::SnapshotKind::Full => "full",
+            chatvault_core::SnapshotKind::Incremental => "incremental",
+        },
+        "writer": s.writer.to_hex(),
+        "writer_seq": r.writer_seq,
+        "summary": {
+            "files": r.summary.files,
+            "bytes_read": r.summary.bytes_read,
+            "bytes_added": r.summary.bytes_added,
+            "blobs_added": r.summary.blobs_added,
+            "duration_ms": r.summary.duration_ms,
+            "errors": r.summary.errors,
+        },
+    })
+}
+
+/// Problems as JSON.
+pub fn problems_json(problems: &[Problem]) -> Value {
+    problems
+        .iter()
+        .map(|p| {
+            json!({
+                "path": p.path.to_string_lossy(),
+                "kind": format!("{:?}", p.kind).to_lowercase(),
+                "message": p.message,
+            })
+        })
+        .collect()
+}

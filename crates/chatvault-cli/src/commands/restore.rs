@@ -1,0 +1,68 @@
+//! `chatvault restore`.
+
+use anyhow::Result;
+use chatvault_fs::RestoreOptions;
+use serde_json::json;
+
+use crate::args::{Global, RestoreArgs};
+use crate::exit::Outcome;
+use crate::output::{self, Output};
+use crate::progress::Progress;
+use crate::session;
+
+pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
+    let repo = session::open(g)?;
+    let snap = session::resolve(&repo, &a.snapshot)?;
+    let progress = Progress::new(g, "restore", Some(0));
+    if progress.visible() {
+        // Sizing the tree first costs a walk of tree blobs only, no file data.
+        let size = chatvault_fs::tree_size(&repo, snap.record.root, &mut Default::default())?;
+        (progress.total_setter())(size.bytes);
+    }
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        sub_path: a.path.clone(),
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        overwrite: a.overwrite,
+        allow_outward_links: a.allow_outward_links,
+        owners: a.no_owners.then_some(false),
+        progress: progress.callback(),
+    };
+    let report = chatvault_fs::restore(&repo, snap.record.root, &opts);
+    progress.finish();
+    let r = report?;
+    let secs = r.duration.as_secs_f64().max(1e-3);
+    out.line(format!(
+        "restored snapshot {} to {}: {} files, {} directories, {} links, {} in {:.2} s ({}/s)",
+        snap.id.short(),
+        a.target.display(),
+        r.files,
+        r.dirs,
+        r.symlinks,
+        output::bytes(r.bytes),
+        secs,
+        output::bytes((r.bytes as f64 / secs) as u64)
+    ));
+    if !r.problems.is_empty() {
+        out.line(format!("{} entries were not restored:", r.problems.len()));
+        for p in &r.problems {
+            out.line(format!("  {}: {}", p.path.display(), p.message));
+        }
+    }
+    out.json(&json!({
+        "snapshot": snap.id.to_hex(),
+        "target": a.target.display().to_string(),
+        "files": r.files,
+        "dirs": r.dirs,
+        "symlinks": r.symlinks,
+        "bytes": r.bytes,
+        "duration_ms": r.duration.as_millis() as u64,
+        "problems": super::problems_json(&r.problems),
+    }));
+    Ok(if r.is_complete() {
+        Outcome::Complete
+    } else {
+        Outcome::Partial
+    })
+}

@@ -1,0 +1,94 @@
+//! Exit codes: what a script or a configuration-management task can act on.
+//!
+//! Invariant: the code depends only on the kind of failure, found by walking the error
+//! chain for the library error types, never on message text.
+
+use std::process::ExitCode;
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any other error.
+pub const ERROR: u8 = 1;
+/// The command finished, but some entries could not be read or restored.
+pub const PARTIAL: u8 = 3;
+/// No repository at the location.
+pub const REPO_MISSING: u8 = 10;
+/// No key slot opens with the passphrase or key file.
+pub const WRONG_PASSPHRASE: u8 = 11;
+/// Another process holds the repository's lock (reserved for prune, issue 5).
+#[allow(dead_code)]
+pub const LOCKED: u8 = 12;
+/// Repository objects are corrupt, missing or refused as untrusted.
+pub const CORRUPT: u8 = 13;
+/// The opened key's role does not allow the command.
+pub const PERMISSION: u8 = 14;
+
+/// How a command ended when it did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything done.
+    Complete,
+    /// Done, but some entries were left out (exit code 3).
+    Partial,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        ExitCode::from(match o {
+            Outcome::Complete => OK,
+            Outcome::Partial => PARTIAL,
+        })
+    }
+}
+
+/// The exit code for an error, and a short machine-readable kind for `--json`.
+pub fn classify(e: &anyhow::Error) -> (u8, &'static str) {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<chatvault_core::Error>() {
+            return core_code(c);
+        }
+        if let Some(f) = cause.downcast_ref::<chatvault_fs::Error>() {
+            match f {
+                chatvault_fs::Error::Core(c) => return core_code(c),
+                chatvault_fs::Error::DigestMismatch { .. }
+                | chatvault_fs::Error::BadMeta { .. } => {
+                    return (CORRUPT, "corrupt");
+                }
+                _ => {}
+            }
+        }
+    }
+    (ERROR, "error")
+}
+
+fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
+    use chatvault_core::Error as E;
+    match e {
+        E::RepositoryMissing { .. } => (REPO_MISSING, "repository_missing"),
+        E::WrongPassphrase => (WRONG_PASSPHRASE, "wrong_passphrase"),
+        E::Corrupt { .. } | E::NotFound { .. } | E::Untrusted { .. } | E::Rollback { .. } => {
+            (CORRUPT, "corrupt")
+        }
+        E::PermissionDenied { .. } => (PERMISSION, "permission_denied"),
+        E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
+        _ => (ERROR, "error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_error_kind_through_context() {
+        let e = anyhow::Error::from(chatvault_core::Error::WrongPassphrase).context("opening");
+        assert_eq!(classify(&e).0, WRONG_PASSPHRASE);
+        let e = anyhow::Error::from(chatvault_fs::Error::Core(
+            chatvault_core::Error::RepositoryMissing {
+                location: "x".into(),
+            },
+        ));
+        assert_eq!(classify(&e).0, REPO_MISSING);
+        assert_eq!(classify(&anyhow::anyhow!("other")).0, ERROR);
+    }
+}

@@ -1,0 +1,165 @@
+//! Turning the global options into a key source and an opened repository.
+//!
+//! Invariant: a passphrase is held in `KeySource` (zeroized on drop) and never logged,
+//! printed or put in an error message; a failing password command is reported by its exit
+//! status only.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use chatvault_core::{
+    InitOptions, KeySource, LocalBackend, OpenOptions, Repository, Snapshot, SnapshotId,
+};
+
+use zeroize::Zeroizing;
+
+use crate::args::Global;
+
+/// The repository location, from `--repo` or `CHATVAULT_REPO`.
+pub fn location(g: &Global) -> Result<&Path> {
+    g.repo
+        .as_deref()
+        .ok_or_else(|| anyhow!("no repository given: use --repo or CHATVAULT_REPO"))
+}
+
+/// The secret that opens the repository, from the first source given: `--key-file`,
+/// `--password-file`, `--password-command`, `CHATVAULT_PASSWORD`, or a prompt on a
+/// terminal (asked twice when `confirm`).
+pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
+    if let Some(f) = &g.key_file {
+        return KeySource::read_key_file(f)
+            .with_context(|| format!("reading key file {}", f.display()));
+    }
+    if let Some(f) = &g.password_file {
+        return password_file(f);
+    }
+    if let Some(cmd) = &g.password_command {
+        return password_command(cmd);
+    }
+    if let Ok(p) = std::env::var("CHATVAULT_PASSWORD") {
+        return Ok(KeySource::passphrase(&p));
+    }
+    prompt("Repository passphrase: ", confirm)
+}
+
+/// Reads a passphrase file's first line.
+pub fn password_file(f: &Path) -> Result<KeySource> {
+    let text = zeroizing(
+        std::fs::read_to_string(f)
+            .with_context(|| format!("reading password file {}", f.display()))?,
+    );
+    first_line(&text).ok_or_else(|| anyhow!("password file {} is empty", f.display()))
+}
+
+fn password_command(cmd: &str) -> Result<KeySource> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the password command")?;
+    if !out.status.success() {
+        bail!("the password command failed ({})", out.status);
+    }
+    let text = zeroizing(
+        String::from_utf8(out.stdout)
+            .map_err(|_| anyhow!("the password command printed something that is not UTF-8"))?,
+    );
+    first_line(&text).ok_or_else(|| anyhow!("the password command printed nothing"))
+}
+
+/// Asks on the terminal; refuses when there is none (a cron job must say where the
+/// passphrase comes from rather than hang).
+pub fn prompt(question: &str, confirm: bool) -> Result<KeySource> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no passphrase given: use --password-file, --password-command, --key-file or \
+             CHATVAULT_PASSWORD (there is no terminal to ask on)"
+        );
+    }
+    let first = zeroizing(rpassword::prompt_password(question)?);
+    if confirm {
+        let again = zeroizing(rpassword::prompt_password("Again: ")?);
+        if *first != *again {
+            bail!("the passphrases differ");
+        }
+    }
+    if first.is_empty() {
+        bail!("empty passphrase");
+    }
+    Ok(KeySource::passphrase(&first))
+}
+
+fn first_line(text: &str) -> Option<KeySource> {
+    let line = text.lines().next()?.trim_end_matches('\r');
+    (!line.is_empty()).then(|| KeySource::passphrase(line))
+}
+
+/// A string wiped when dropped.
+fn zeroizing(s: String) -> Zeroizing<String> {
+    Zeroizing::new(s)
+}
+
+/// Options to create a repository with, from the global options.
+pub fn init_options(g: &Global) -> InitOptions {
+    InitOptions {
+        cache_dir: g.cache_dir.clone(),
+        ..InitOptions::default()
+    }
+}
+
+/// Opens the repository the global options name.
+pub fn open(g: &Global) -> Result<Repository> {
+    let location = location(g)?;
+    let backend = LocalBackend::open(location)?;
+    let key = key_source(g, false)?;
+    let opts = OpenOptions {
+        cache_dir: g.cache_dir.clone(),
+        ..OpenOptions::default()
+    };
+    Ok(Repository::open(Box::new(backend), &key, opts)?)
+}
+
+/// Finds a snapshot by full id, unique hex prefix (at least 4 digits) or `latest`.
+pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
+    if spec == "latest" {
+        let mut best: Option<Snapshot> = None;
+        for id in repo.snapshot_ids()? {
+            let s = repo.load_snapshot(id)?;
+            if best
+                .as_ref()
+                .is_none_or(|b| (b.record.time_unix_ms, b.id) < (s.record.time_unix_ms, s.id))
+            {
+                best = Some(s);
+            }
+        }
+        return best.ok_or_else(|| anyhow!("the repository has no snapshots"));
+    }
+    if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{spec:?} is not a snapshot id: give at least 4 hex digits or `latest`");
+    }
+    let spec = spec.to_ascii_lowercase();
+    let matches: Vec<SnapshotId> = repo
+        .snapshot_ids()?
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(&spec))
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(repo.load_snapshot(*id)?),
+        [] => Err(anyhow::Error::from(chatvault_core::Error::NotFound {
+            object: format!("snapshot {spec}").into(),
+        })),
+        _ => bail!(
+            "snapshot prefix {spec} is ambiguous ({} matches)",
+            matches.len()
+        ),
+    }
+}
+
+/// Resolves a path argument the way the shell user meant it.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
