@@ -30,6 +30,9 @@ pub enum Outcome {
     Complete,
     /// Done, but some entries were left out (exit code 3).
     Partial,
+    /// Done as far as possible, but repository data was found corrupt or missing (exit
+    /// code 13): the entries it held were left out.
+    Corrupt,
 }
 
 impl From<Outcome> for ExitCode {
@@ -37,6 +40,7 @@ impl From<Outcome> for ExitCode {
         ExitCode::from(match o {
             Outcome::Complete => OK,
             Outcome::Partial => PARTIAL,
+            Outcome::Corrupt => CORRUPT,
         })
     }
 }

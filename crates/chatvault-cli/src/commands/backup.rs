@@ -44,6 +44,10 @@ pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
     let report = report?;
     print(out, &report);
     Ok(if report.unreadable() > 0 {
+        eprintln!(
+            "chatvault: backup incomplete: {} entries could not be read",
+            report.unreadable()
+        );
         Outcome::Partial
     } else {
         Outcome::Complete

@@ -60,9 +60,21 @@ pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
         "duration_ms": r.duration.as_millis() as u64,
         "problems": super::problems_json(&r.problems),
     }));
-    Ok(if r.is_complete() {
-        Outcome::Complete
-    } else {
-        Outcome::Partial
+    let corrupt = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == chatvault_fs::ProblemKind::Corrupt)
+        .count();
+    if !r.is_complete() {
+        eprintln!(
+            "chatvault: restore incomplete: {} entries not restored ({corrupt} with corrupt or \
+             missing data)",
+            r.problems.len()
+        );
+    }
+    Ok(match (r.is_complete(), corrupt) {
+        (true, _) => Outcome::Complete,
+        (false, 0) => Outcome::Partial,
+        (false, _) => Outcome::Corrupt,
     })
 }

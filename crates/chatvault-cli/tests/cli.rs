@@ -1,0 +1,562 @@
+//! End-to-end tests of the `chatvault` binary: real processes, a real repository on disk,
+//! the exit codes and the JSON reports scripts rely on.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A repository, a cache and a source tree in one temporary directory.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        env.ok(&["init"]);
+        env
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("chatvault").unwrap();
+        c.env_clear()
+            .env("CHATVAULT_REPO", self.path("repo"))
+            .env("CHATVAULT_CACHE_DIR", self.path("cache"))
+            .env("CHATVAULT_PASSWORD", PASSWORD)
+            .args(args);
+        c
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Runs a command with `--json` that must succeed; returns the document.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_slice(&self.ok(&args)).unwrap()
+    }
+
+    /// Runs a command expected to fail with `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.cmd(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        stderr
+    }
+}
+
+/// A source tree with what a media store and a config directory hold.
+fn make_tree(root: &Path) {
+    let write = |p: &str, data: &[u8]| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    for i in 0..120u64 {
+        let data = chatvault_workload::media_bytes(i, (i as usize * 997) % 20_000 + 1);
+        write(&format!("media/{:02x}/{i:04}.jpg", i % 7), &data);
+    }
+    write(
+        "media/large.mp4",
+        &chatvault_workload::media_bytes(99, 3 << 20),
+    );
+    write("config/chat.toml", b"[server]\nport = 5222\n");
+    write("config/empty", b"");
+    write("deep/a/b/c/d/e/leaf.txt", b"deep");
+    let odd = root.join(OsStr::from_bytes(b"config/caf\xe9 \n.txt"));
+    std::fs::write(odd, b"non-UTF-8 name").unwrap();
+    std::os::unix::fs::symlink("chat.toml", root.join("config/current")).unwrap();
+    std::os::unix::fs::symlink("../media/large.mp4", root.join("config/video")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::fs::set_permissions(
+        root.join("config/chat.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// Every entry below `root`: kind, permission bits, content or link target, mtime.
+fn snapshot_of(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let content = if md.is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
+            } else if md.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            let mtime = if md.is_dir() { 0 } else { md.mtime() };
+            out.insert(
+                p.strip_prefix(root).unwrap().to_owned(),
+                (md.mode(), content, mtime),
+            );
+        }
+    }
+    out
+}
+
+fn restored(env: &Env, target: &str, src: &Path) -> PathBuf {
+    env.path(target).join(src.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn backup_restore_round_trip_is_byte_identical() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let report = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(report["kind"], "full");
+    assert_eq!(report["files_new"], 125);
+    assert_eq!(report["symlinks"], 2);
+    let restore = env.json(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("out").to_str().unwrap(),
+    ]);
+    assert_eq!(restore["files"], 125);
+    assert_eq!(restore["problems"], Value::Array(vec![]));
+    assert_eq!(snapshot_of(&src), snapshot_of(&restored(&env, "out", &src)));
+    assert!(!env.path("out").join(".chatvault-restore.partial").exists());
+    // `cat` gives the same bytes as the file.
+    let cat = env.ok(&[
+        "cat",
+        "latest",
+        src.join("media/large.mp4").to_str().unwrap(),
+    ]);
+    assert_eq!(cat, std::fs::read(src.join("media/large.mp4")).unwrap());
+}
+
+#[test]
+fn incremental_backup_reads_only_changed_files_and_full_adds_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let s = src.to_str().unwrap();
+    let first = env.json(&["backup", s]);
+    // Change about 1 % of the files.
+    std::fs::write(src.join("media/00/0000.jpg"), b"edited").unwrap();
+    std::fs::write(src.join("config/new.txt"), b"new file").unwrap();
+    let second = env.json(&["backup", s]);
+    assert_eq!(second["kind"], "incremental");
+    assert_eq!(second["parent"], first["snapshot"]);
+    assert_eq!(second["files_changed"], 1);
+    assert_eq!(second["files_new"], 1);
+    assert_eq!(second["files_unchanged"], 124);
+    assert_eq!(second["bytes_read"], 6 + 8);
+    assert!(
+        second["bytes_added"].as_u64().unwrap() < 16 << 10,
+        "{second}"
+    );
+    // --full reads everything again and stores no data twice.
+    let full = env.json(&["backup", "--full", s]);
+    assert_eq!(full["kind"], "full");
+    assert_eq!(full["files_unchanged"], 0);
+    assert_eq!(full["bytes_read"], full["bytes_total"]);
+    assert_eq!(full["bytes_added"], 0, "{full}");
+    let diff = env.json(&[
+        "diff",
+        first["snapshot"].as_str().unwrap(),
+        second["snapshot"].as_str().unwrap(),
+    ]);
+    let changes: Vec<(String, String)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["change"] != "metadata")
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap().into(),
+                c["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("added".into(), format!("{s}/config/new.txt")),
+            ("modified".into(), format!("{s}/media/00/0000.jpg")),
+        ]
+    );
+}
+
+#[test]
+fn stdin_backup_and_cat() {
+    let env = Env::new();
+    let dump = chatvault_workload::media_bytes(5, 700_000);
+    let out = env
+        .cmd(&["backup", "--stdin", "--stdin-name", "chat.sql", "--json"])
+        .write_stdin(dump.clone())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bytes_read"], 700_000);
+    assert_eq!(env.ok(&["cat", "latest", "/chat.sql"]), dump);
+}
+
+#[test]
+fn ls_find_snapshots_stats_and_keys() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    env.ok(&["backup", "--tag", "daily", src.to_str().unwrap()]);
+    let ls = env.json(&["ls", "latest", src.join("config").to_str().unwrap()]);
+    let names: Vec<&str> = ls["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|p| p.ends_with("/config/caf\\xe9 \\n.txt")),
+        "{names:?}"
+    );
+    let found = env.json(&["find", "*.toml"]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let snaps = env.json(&["snapshots", "--tag", "daily"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["snapshots", "--tag", "other"]),
+        Value::Array(vec![])
+    );
+    let stats = env.json(&["stats", "--per-snapshot"]);
+    assert!(stats["logical_bytes"].as_u64().unwrap() > 3 << 20);
+    assert_eq!(stats["per_snapshot"].as_array().unwrap().len(), 1);
+    // A backup-only key writes but cannot read.
+    let pw = env.path("backup-pw");
+    std::fs::write(&pw, "backup passphrase\n").unwrap();
+    env.ok(&[
+        "key",
+        "add",
+        "--role",
+        "backup",
+        "--label",
+        "node1",
+        "--new-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let keys = env.json(&["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let mut c = env.cmd(&[
+        "--password-file",
+        pw.to_str().unwrap(),
+        "backup",
+        src.to_str().unwrap(),
+        "--json",
+    ]);
+    c.env_remove("CHATVAULT_PASSWORD");
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = env.cmd(&["--password-file", pw.to_str().unwrap(), "ls", "latest"]);
+    c.env_remove("CHATVAULT_PASSWORD");
+    assert_eq!(c.output().unwrap().status.code(), Some(14));
+}
+
+#[test]
+fn errors_have_their_exit_codes_and_one_line() {
+    let env = Env::new();
+    let mut c = env.cmd(&["snapshots"]);
+    c.env("CHATVAULT_PASSWORD", "wrong");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(11));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("wrong passphrase"));
+
+    let mut c = env.cmd(&["snapshots"]);
+    c.env("CHATVAULT_REPO", env.path("nowhere"));
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+
+    env.fails(&["restore"], 2);
+    env.fails(&["no-such-command"], 2);
+    let stderr = env.fails(&["ls", "ffff"], 13);
+    assert!(stderr.contains("not found"), "{stderr}");
+
+    // --json turns the error into a document too.
+    let mut c = env.cmd(&["snapshots", "--json"]);
+    c.env("CHATVAULT_PASSWORD", "wrong");
+    let out = c.output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], 11);
+    assert_eq!(doc["error"]["kind"], "wrong_passphrase");
+}
+
+#[test]
+fn corrupted_pack_gives_exit_13_and_restores_the_rest() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), chatvault_workload::media_bytes(1, 100_000)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::write(src.join("b"), chatvault_workload::media_bytes(2, 100_000)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // The first backup's pack holds `a`'s chunk: flip a byte in its first blob.
+    let mut packs: Vec<PathBuf> = walk_files(&env.path("repo/data"));
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    bytes[100] ^= 1;
+    let perms = std::fs::metadata(&packs[0]).unwrap().permissions();
+    let mut writable = perms.clone();
+    writable.set_mode(0o600);
+    std::fs::set_permissions(&packs[0], writable).unwrap();
+    std::fs::write(&packs[0], bytes).unwrap();
+    let stderr = env.fails(
+        &[
+            "restore",
+            "latest",
+            "--target",
+            env.path("out").to_str().unwrap(),
+        ],
+        13,
+    );
+    assert!(stderr.contains("1 entries not restored"), "{stderr}");
+    let out = restored(&env, "out", &src);
+    assert!(
+        !out.join("a").exists(),
+        "a corrupt file must not be put in place"
+    );
+    assert_eq!(
+        std::fs::read(out.join("b")).unwrap(),
+        std::fs::read(src.join("b")).unwrap()
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn restore_refuses_a_non_empty_target_unless_overwrite() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep"), b"x").unwrap();
+    env.fails(&["restore", "latest", "--target", out.to_str().unwrap()], 1);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&restored(&env, "out", &src)));
+    // A sub-path restore puts the directory's contents in the target; the link that
+    // points out of it (`video -> ../media/large.mp4`) is refused unless allowed.
+    let sub = env.path("sub");
+    let cfg = src.join("config");
+    let args = [
+        "restore",
+        "latest",
+        "--target",
+        sub.to_str().unwrap(),
+        "--path",
+        cfg.to_str().unwrap(),
+    ];
+    let out = env
+        .cmd(&[&args[..], &["--json"]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "refused");
+    assert!(
+        report["problems"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/config/video")
+    );
+    assert!(!sub.join("video").exists());
+    assert_eq!(
+        std::fs::read(sub.join("chat.toml")).unwrap(),
+        b"[server]\nport = 5222\n"
+    );
+    env.ok(&[&args[..], &["--overwrite", "--allow-outward-links"]].concat());
+    assert_eq!(
+        std::fs::read_link(sub.join("video")).unwrap(),
+        Path::new("../media/large.mp4")
+    );
+}
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let env = Env::new();
+    let bash = env.ok(&["completions", "bash"]);
+    assert!(String::from_utf8_lossy(&bash).contains("chatvault"));
+    let man = env.path("man");
+    env.ok(&["man", "--out", man.to_str().unwrap()]);
+    assert!(man.join("chatvault.1").exists());
+    assert!(man.join("chatvault-backup.1").exists());
+    let help = env.ok(&["--help"]);
+    assert!(String::from_utf8_lossy(&help).contains("11  wrong passphrase"));
+}
+
+/// Writes a snapshot whose root holds hostile entries next to one good file, the way a
+/// tampering writer (or a bug) could; returns nothing, the snapshot is the latest.
+fn write_hostile_snapshot(env: &Env) {
+    use chatvault_core::{
+        KeySource, LocalBackend, Node, OpenOptions, Repository, SnapshotKind, SnapshotRecord, Tree,
+    };
+    use chatvault_fs::{EntryKind, FsMeta};
+    let opts = OpenOptions {
+        cache_dir: Some(env.path("cache")),
+        ..OpenOptions::default()
+    };
+    let backend = LocalBackend::open(env.path("repo")).unwrap();
+    let repo = Repository::open(Box::new(backend), &KeySource::passphrase(PASSWORD), opts).unwrap();
+    let w = repo.writer().unwrap();
+    let file = |name: &[u8], data: &[u8]| {
+        let mut meta = FsMeta::empty(EntryKind::File);
+        meta.mode = 0o644;
+        meta.size = data.len() as u64;
+        meta.digest = Some(*blake3::hash(data).as_bytes());
+        Node {
+            name: name.to_vec(),
+            subtree: None,
+            content: w.write_bytes(data).unwrap(),
+            meta: meta.encode(),
+        }
+    };
+    let link = |name: &[u8], target: &[u8]| {
+        let mut meta = FsMeta::empty(EntryKind::Symlink);
+        meta.mode = 0o777;
+        meta.link_target = Some(target.to_vec());
+        Node {
+            name: name.to_vec(),
+            subtree: None,
+            content: Vec::new(),
+            meta: meta.encode(),
+        }
+    };
+    let tree = Tree::new(vec![
+        file(b"../escape", b"escaped"),
+        file(b"/tmp/chatvault-absolute", b"absolute"),
+        file(b"..", b"dotdot"),
+        file(b"nul\0name", b"nul"),
+        link(b"out", b"../../../../etc"),
+        link(b"abs", b"/etc/passwd"),
+        file(b"good", b"good"),
+    ])
+    .unwrap();
+    let root = w.write_tree(&tree).unwrap();
+    w.finish().unwrap();
+    repo.save_snapshot(SnapshotRecord {
+        time_unix_ms: i64::MAX / 2,
+        host: "evil".into(),
+        tags: Vec::new(),
+        source_kind: "fs".into(),
+        paths: vec!["/".into()],
+        parent: None,
+        kind: SnapshotKind::Full,
+        root,
+        summary: Default::default(),
+        cursors: Default::default(),
+        writer_seq: 0,
+        prev_writer_snapshot: None,
+    })
+    .unwrap();
+}
+
+#[test]
+fn restore_refuses_hostile_entries_and_writes_nothing_outside() {
+    let env = Env::new();
+    write_hostile_snapshot(&env);
+    let before = snapshot_of(env.dir.path());
+    let target = env.path("box/target");
+    let out = env
+        .cmd(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut refused: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|p| assert_eq!(p["kind"], "refused", "{p}"))
+        .map(|p| p["path"].as_str().unwrap().to_owned())
+        .collect();
+    refused.sort();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(refused.iter().any(|p| p.contains("escape")));
+    // Only the good file was written, and only inside the target.
+    assert_eq!(std::fs::read(target.join("good")).unwrap(), b"good");
+    let mut after = snapshot_of(env.dir.path());
+    after.retain(|p, _| !p.starts_with("box") && !p.starts_with("cache"));
+    let mut before = before;
+    before.retain(|p, _| !p.starts_with("box") && !p.starts_with("cache"));
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    let in_box: Vec<_> = snapshot_of(&env.path("box")).into_keys().collect();
+    assert_eq!(
+        in_box,
+        vec![PathBuf::from("target"), PathBuf::from("target/good")]
+    );
+    assert!(!Path::new("/tmp/chatvault-absolute").exists());
+}
