@@ -246,7 +246,7 @@ mod tests {
         let bytes = file().encode();
         assert_eq!(
             hex(&bytes),
-            "aa0001000201a4031903e80418640505061a695b5a000705081a695b5a010a182a0c5820\
+            "ab00010100021901a4031903e80418640505061a695aff000705081a695aff010a182a0c5820\
              ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f"
         );
         assert_eq!(FsMeta::decode(&bytes).unwrap(), file());

@@ -28,6 +28,11 @@ pub(crate) fn check_name(name: &[u8]) -> Option<&'static str> {
 /// Whether a symbolic link at snapshot path `link` (inside the restored part, given relative
 /// to the restore root as components) with this target stays inside the restore root when
 /// resolved lexically.
+///
+/// A `..` after a normal component is refused: that component may itself be a restored
+/// link (`sub/up/..` with `sub/up -> ..` resolves above the root although it lexically
+/// stays inside). Leading `..`s climb real directories restore created, and normal
+/// components only descend, so what is accepted stays inside.
 pub(crate) fn link_stays_inside(depth: usize, target: &[u8]) -> bool {
     let target = Path::new(OsStr::from_bytes(target));
     if target.as_os_str().is_empty() {
@@ -35,11 +40,16 @@ pub(crate) fn link_stays_inside(depth: usize, target: &[u8]) -> bool {
     }
     // The link lives in a directory `depth` levels below the root.
     let mut level = depth as i64;
+    let mut descended = false;
     for c in target.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => return false,
+            Component::ParentDir if descended => return false,
             Component::ParentDir => level -= 1,
-            Component::Normal(_) => level += 1,
+            Component::Normal(_) => {
+                level += 1;
+                descended = true;
+            }
             Component::CurDir => {}
         }
         if level < 0 {
@@ -142,6 +152,10 @@ mod tests {
         assert!(!link_stays_inside(3, b"/etc/passwd"));
         assert!(!link_stays_inside(1, b"a/../../../b"));
         assert!(!link_stays_inside(1, b""));
+        // Regression: `sub/up -> ..` makes `sub/up/../x` resolve outside.
+        assert!(!link_stays_inside(0, b"sub/up/../x"));
+        assert!(!link_stays_inside(3, b"a/../b"));
+        assert!(link_stays_inside(3, b"../../a/b/./c"));
     }
 
     #[test]

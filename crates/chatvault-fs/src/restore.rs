@@ -299,6 +299,15 @@ impl Restorer<'_> {
             self.problem(path, ProblemKind::Refused, why.into());
             return Ok(false);
         }
+        // Restoring into our own scratch folder would lose the entry when it is removed.
+        if dest == self.target && node.name == PARTIAL_DIR.as_bytes() {
+            self.problem(
+                path,
+                ProblemKind::Refused,
+                "name is reserved for restore".into(),
+            );
+            return Ok(false);
+        }
         let meta = match FsMeta::decode(&node.meta) {
             Ok(m) => m,
             Err(e) => {
@@ -468,6 +477,13 @@ impl Restorer<'_> {
                 format!("link was not readable at backup time: {why}"),
             ));
         };
+        // The OS cannot create these; refusing them keeps one bad entry from stopping all.
+        if target.is_empty() || target.contains(&0) {
+            return Err(Failure::Entry(
+                ProblemKind::Refused,
+                "link target is empty or contains NUL".into(),
+            ));
+        }
         if !self.allow_outward_links && !names::link_stays_inside(depth, target) {
             return Err(Failure::Entry(
                 ProblemKind::Refused,
