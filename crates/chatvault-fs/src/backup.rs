@@ -197,7 +197,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         problems: Mutex::new(Vec::new()),
     };
     let parent_root = match (&parent, reuse) {
-        (Some(p), true) => Some(repo.read_tree(p.record.root)?),
+        (Some(p), true) => Some(ParentTree {
+            id: p.record.root,
+            tree: repo.read_tree(p.record.root)?,
+        }),
         _ => None,
     };
     let root = walker.root(&sources, parent_root)?;
@@ -532,6 +535,12 @@ impl Trie {
     }
 }
 
+/// A directory's tree in the parent snapshot, with its id.
+struct ParentTree {
+    id: chatvault_core::BlobId,
+    tree: Tree,
+}
+
 struct Walker<'a> {
     repo: &'a Repository,
     writer: &'a BlobWriter<'a>,
@@ -560,7 +569,11 @@ impl Walker<'_> {
     }
 
     /// The root tree of the snapshot.
-    fn root(&self, sources: &[PathBuf], parent: Option<Tree>) -> Result<chatvault_core::BlobId> {
+    fn root(
+        &self,
+        sources: &[PathBuf],
+        parent: Option<ParentTree>,
+    ) -> Result<chatvault_core::BlobId> {
         let trie = Trie::new(sources);
         let root = Path::new("/");
         if trie.is_source {
@@ -572,12 +585,25 @@ impl Walker<'_> {
                 None => Ok(self.writer.write_tree(&Tree::default())?),
             };
         }
-        let tree = self.virtual_dir(root, &trie, parent)?;
-        Ok(self.writer.write_tree(&tree)?)
+        let tree = self.virtual_dir(root, &trie, parent.as_ref().map(|p| &p.tree))?;
+        self.store_tree(tree, parent.as_ref())
+    }
+
+    /// Writes a directory's tree; a tree equal to the parent's is the parent's blob, known
+    /// to be stored, so it is neither hashed nor looked up again.
+    fn store_tree(
+        &self,
+        tree: Tree,
+        parent: Option<&ParentTree>,
+    ) -> Result<chatvault_core::BlobId> {
+        match parent {
+            Some(p) if p.tree == tree => Ok(p.id),
+            _ => Ok(self.writer.write_tree(&tree)?),
+        }
     }
 
     /// A directory above the sources: holds only the way down to them.
-    fn virtual_dir(&self, path: &Path, trie: &Trie, parent: Option<Tree>) -> Result<Tree> {
+    fn virtual_dir(&self, path: &Path, trie: &Trie, parent: Option<&Tree>) -> Result<Tree> {
         let mut nodes = Vec::with_capacity(trie.children.len());
         for (name, sub) in &trie.children {
             let child = path.join(std::ffi::OsStr::from_bytes(name));
@@ -585,7 +611,7 @@ impl Walker<'_> {
                 path: child.clone(),
                 source,
             })?;
-            let parent_node = parent.as_ref().and_then(|t| t.get(name));
+            let parent_node = parent.and_then(|t| t.get(name));
             if sub.is_source {
                 if let Some(node) = self.entry(&child, name.clone(), &md, parent_node, md.dev())? {
                     nodes.push(node);
@@ -593,10 +619,10 @@ impl Walker<'_> {
                 continue;
             }
             let parent_tree = self.parent_tree(&child, parent_node);
-            let tree = self.virtual_dir(&child, sub, parent_tree)?;
+            let tree = self.virtual_dir(&child, sub, parent_tree.as_ref().map(|p| &p.tree))?;
             nodes.push(Node {
                 name: name.clone(),
-                subtree: Some(self.writer.write_tree(&tree)?),
+                subtree: Some(self.store_tree(tree, parent_tree.as_ref())?),
                 content: Vec::new(),
                 meta: meta_from(&md, EntryKind::Dir).encode(),
             });
@@ -606,10 +632,10 @@ impl Walker<'_> {
 
     /// The parent's tree for a directory, if the parent had it; a parent tree that does
     /// not load only costs reuse (a warning), never the backup.
-    fn parent_tree(&self, path: &Path, node: Option<&Node>) -> Option<Tree> {
+    fn parent_tree(&self, path: &Path, node: Option<&Node>) -> Option<ParentTree> {
         let id = node?.subtree?;
         match self.repo.read_tree(id) {
-            Ok(t) => Some(t),
+            Ok(tree) => Some(ParentTree { id, tree }),
             Err(e) => {
                 self.problem(
                     path,
@@ -676,7 +702,7 @@ impl Walker<'_> {
         path: &Path,
         name: Vec<u8>,
         md: &Metadata,
-        parent_tree: Option<Tree>,
+        parent_tree: Option<ParentTree>,
         dev: u64,
     ) -> Result<Option<Node>> {
         if self.exclude_caches && is_cache_dir(path) {
@@ -704,12 +730,12 @@ impl Walker<'_> {
         children.sort_unstable();
         let nodes = children
             .into_par_iter()
-            .map(|child| self.child(path, child, parent_tree.as_ref(), dev))
+            .map(|child| self.child(path, child, parent_tree.as_ref().map(|p| &p.tree), dev))
             .collect::<Result<Vec<Option<Node>>>>()?;
         let tree = Tree::new(nodes.into_iter().flatten().collect())?;
         Ok(Some(Node {
             name,
-            subtree: Some(self.writer.write_tree(&tree)?),
+            subtree: Some(self.store_tree(tree, parent_tree.as_ref())?),
             content: Vec::new(),
             meta: meta.encode(),
         }))
