@@ -7,6 +7,7 @@
 //! codec, so a sealed blob cannot be replayed under another identity.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use crate::FORMAT_VERSION;
 use crate::crypto::{Key32, aead};
@@ -114,10 +115,47 @@ fn looks_compressible(plaintext: &[u8]) -> bool {
     let step = (plaintext.len() - PROBE_WINDOW_LEN) / (PROBE_WINDOWS - 1);
     (0..PROBE_WINDOWS).any(|i| {
         let window = &plaintext[i * step..i * step + PROBE_WINDOW_LEN];
-        match zstd::bulk::compress(window, 1) {
+        match zstd_compress(window, 1) {
             Ok(z) => z.len() * 100 < window.len() * 97,
             Err(_) => true,
         }
+    })
+}
+
+thread_local! {
+    /// One zstd compression context per thread and level: creating a context costs more
+    /// than compressing a small file (it was 11 % of a backup of 400k small files).
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// `zstd::bulk::compress` through this thread's context for `level` (same bytes out).
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSORS.with(|c| {
+        let mut c = c.borrow_mut();
+        let i = match c.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                c.push((level, zstd::bulk::Compressor::new(level)?));
+                c.len() - 1
+            }
+        };
+        c[i].1.compress(data)
+    })
+}
+
+/// `zstd::bulk::decompress` through this thread's context.
+fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut()
+            .expect("just initialised")
+            .decompress(data, capacity)
     })
 }
 
@@ -130,7 +168,7 @@ pub(crate) fn compress(level: i32, plaintext: &[u8]) -> (Codec, Cow<'_, [u8]>) {
     if plaintext.len() >= PROBE_MIN_LEN && !looks_compressible(plaintext) {
         return (Codec::Raw, Cow::Borrowed(plaintext));
     }
-    match zstd::bulk::compress(plaintext, level) {
+    match zstd_compress(plaintext, level) {
         Ok(z) if z.len() < plaintext.len() => (Codec::Zstd, Cow::Owned(z)),
         _ => (Codec::Raw, Cow::Borrowed(plaintext)),
     }
@@ -165,7 +203,7 @@ pub(crate) fn open(
         .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
     let plain = match meta.codec {
         Codec::Raw => payload,
-        Codec::Zstd => zstd::bulk::decompress(&payload, meta.raw_len as usize)
+        Codec::Zstd => zstd_decompress(&payload, meta.raw_len as usize)
             .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?,
     };
     if plain.len() != meta.raw_len as usize {

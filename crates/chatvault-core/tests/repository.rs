@@ -185,6 +185,22 @@ fn write_bytes_gives_the_chunks_write_stream_gives() {
 }
 
 #[test]
+fn a_pack_holds_a_bounded_number_of_blobs() {
+    // 20k tiny files' chunks are 2 MB: one pack by size, but packs close at 16384 blobs
+    // so that what follows a pack (header, index batch) stays bounded.
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    for i in 0..20_000u32 {
+        w.write_blob(BlobType::Data, format!("small file {i}").as_bytes())
+            .unwrap();
+    }
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.blobs_new, 20_000);
+    assert_eq!(stats.packs, 2);
+    assert_eq!(repo.stats().unwrap().blobs, 20_000);
+}
+
+#[test]
 fn wrong_passphrase_and_missing_repository() {
     let (fx, _repo) = Fixture::new();
     assert!(matches!(

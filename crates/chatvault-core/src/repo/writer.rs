@@ -41,6 +41,10 @@ use crate::tree::{ContentRef, Tree};
 const BATCH: usize = 8;
 /// Index entries buffered before a segment is written mid-session.
 const SEGMENT_FLUSH: usize = 50_000;
+/// A pack is also closed at this many blobs: a 16 MiB pack of small files' chunks would
+/// otherwise hold ~150k of them, and every structure that follows a pack (its header, the
+/// pending set, the index batch) grows with its blob count, not its bytes.
+const PACK_MAX_BLOBS: usize = 16_384;
 
 /// Figures for one writer session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -164,7 +168,7 @@ fn run_packer(ctx: PackerContext, items: Receiver<Item>, out: Sender<Result<Fini
             item.raw_len,
             &item.payload,
         );
-        if pack.len() >= ctx.pack_size {
+        if pack.len() >= ctx.pack_size || pack.count() >= PACK_MAX_BLOBS {
             let full = std::mem::replace(&mut pack, PackBuilder::new(ctx.generation));
             if out.send(seal_pack(full, &ctx, &binding)).is_err() {
                 return; // the uploader stopped on an error it already reported
