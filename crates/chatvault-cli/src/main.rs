@@ -21,12 +21,6 @@ use commands::{backup, browse, docs, init, key, restore, snapshots, stats};
 use exit::Outcome;
 use output::Output;
 
-/// glibc's per-thread arenas kept freed memory of the worker threads: a backup of 400k
-/// small files peaked at 280 MiB resident with glibc and 150 MiB with one arena; mimalloc
-/// returns it without serialising the threads on one arena.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
