@@ -316,6 +316,21 @@ mod tests {
     }
 
     proptest! {
+        /// Hostile meta from a tampered or buggy tree: an error, never a panic.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = FsMeta::decode(&bytes);
+        }
+
+        /// Valid meta with one byte flipped: decodes to something or errs, never panics.
+        #[test]
+        fn decoding_mutated_meta_never_panics(i in 0usize..1000, bit in 0u8..8) {
+            let mut bytes = file().encode();
+            let i = i % bytes.len();
+            bytes[i] ^= 1 << bit;
+            let _ = FsMeta::decode(&bytes);
+        }
+
         #[test]
         fn round_trip(mode in 0u32..=0o7777, uid: u32, gid: u32, size: u64, secs: i64,
                       nanos in 0u32..1_000_000_000, inode: u64,
