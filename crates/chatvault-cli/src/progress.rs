@@ -26,16 +26,7 @@ impl Progress {
         let show = !g.json && !g.quiet && !g.no_progress;
         let bar = show.then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            let template = if total.is_some() {
-                "{prefix} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
-            } else {
-                "{prefix} {elapsed_precise} {spinner} {bytes} {bytes_per_sec} {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            bar.set_style(style(total.is_some()));
             bar.set_prefix(verb);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -72,12 +63,14 @@ impl Progress {
         self.callback.clone()
     }
 
-    /// A thread-safe handle that sets the total later.
+    /// A thread-safe handle that sets the total once it is known, turning the spinner
+    /// into a bar with an ETA.
     pub fn total_setter(&self) -> impl Fn(u64) + Send + Sync + 'static {
         let bar = self.bar.clone();
         move |n| {
             if let Some(b) = &bar {
                 b.set_length(n);
+                b.set_style(style(true));
             }
         }
     }
@@ -93,6 +86,19 @@ impl Progress {
     pub fn visible(&self) -> bool {
         self.bar.as_ref().is_some_and(|b| !b.is_hidden())
     }
+}
+
+/// The bar's look: with a known total, a bar with an ETA; before, a spinner (a bar at
+/// `0/0` would show as full).
+fn style(known_total: bool) -> ProgressStyle {
+    let template = if known_total {
+        "{prefix} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+    } else {
+        "{prefix} {elapsed_precise} {spinner} {bytes} {bytes_per_sec} {msg}"
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// Counts the bytes of regular files below `paths` (no exclusions: an estimate for the

@@ -12,7 +12,7 @@ use crate::session;
 
 pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
-    let progress = Progress::new(g, "backup", Some(0));
+    let progress = Progress::new(g, "backup", None);
     let parent = match (&a.parent, a.no_parent) {
         (_, true) => ParentChoice::None,
         (Some(spec), false) => ParentChoice::Snapshot(session::resolve(&repo, spec)?.id),

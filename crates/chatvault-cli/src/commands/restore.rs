@@ -13,7 +13,7 @@ use crate::session;
 pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
     let snap = session::resolve(&repo, &a.snapshot)?;
-    let progress = Progress::new(g, "restore", Some(0));
+    let progress = Progress::new(g, "restore", None);
     if progress.visible() {
         // Sizing the tree first costs a walk of tree blobs only, no file data.
         let size = chatvault_fs::tree_size(&repo, snap.record.root, &mut Default::default())?;
