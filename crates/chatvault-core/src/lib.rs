@@ -69,8 +69,8 @@ pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, InitOptions, OpenOptions, RebuildReport, RepoStats, Repository,
-    WriteStats,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, InitOptions, OpenOptions,
+    ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
 };
 pub use snapshot::{Snapshot, SnapshotKind, SnapshotRecord, Summary};
 pub use tree::{ContentRef, Node, Tree};

@@ -7,6 +7,7 @@
 //! before any snapshot that needs them; a reader trusts a segment or snapshot only if its
 //! signer is a writer the verified config trusts.
 
+mod check;
 mod index_sync;
 mod pins;
 mod reader;
@@ -14,6 +15,7 @@ mod slots;
 mod snapshots;
 mod writer;
 
+pub use check::{CheckOptions, CheckProblem, CheckReport, ProblemKind, ScrubReport, scrub};
 pub use index_sync::RebuildReport;
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};

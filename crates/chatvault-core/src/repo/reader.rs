@@ -71,7 +71,7 @@ impl Repository {
         trailer.unwrap_key(sk, &self.pack_binding(), name)
     }
 
-    fn pack_key(&self, pack: &PackId) -> Result<Arc<Key32>> {
+    pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<Key32>> {
         if let Some(k) = self.pack_keys.get(pack) {
             return Ok(k);
         }

@@ -1,0 +1,599 @@
+//! Verifying a repository: snapshots, the trees they reach, the index against pack
+//! headers, optionally every blob's bytes; and a keyless scrub of content-addressed names.
+//!
+//! Invariants: damage is reported as a [`CheckProblem`], never an abort; only local
+//! failures (the index cache, local I/O) and a key that may not read stop a check. Memory
+//! is bounded by the number of packs and trees and by the problems found, never by the
+//! number of blobs: blob lookups go through the RocksDB index cache and the index is
+//! streamed, never loaded.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::Repository;
+use crate::backend::Backend;
+use crate::blob::{self, BlobMeta, BlobType};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::index::IndexEntry;
+use crate::pack::TRAILER_LEN;
+
+/// Trees nested deeper than this are reported instead of walked (a guard for the stack).
+const MAX_TREE_DEPTH: usize = 1024;
+/// Bytes hashed per ranged read when scrubbing.
+const SCRUB_CHUNK: u64 = 4 << 20;
+
+/// Options for [`Repository::check`].
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Read every pack in full and authenticate every blob in it against its id. By
+    /// default disabled: only pack trailers and headers are read.
+    pub read_data: bool,
+}
+
+/// What a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A snapshot object does not load or verify.
+    SnapshotUnreadable,
+    /// A tree blob does not read or decode.
+    TreeUnreadable,
+    /// A blob a tree references is not in the index.
+    BlobMissing,
+    /// A referenced blob is indexed in a pack that is missing or unreadable.
+    BlobInBadPack,
+    /// A blob's bytes fail authentication or do not match its id.
+    BlobCorrupt,
+    /// A pack the index references is not in the backend.
+    PackMissing,
+    /// A pack's trailer or header does not read, open or parse.
+    PackUnreadable,
+    /// The index and a pack header disagree about a blob.
+    IndexMismatch,
+    /// An index segment failed verification and was not applied.
+    SegmentUnreadable,
+    /// An object's bytes do not hash to its name.
+    ContentMismatch,
+}
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckProblem {
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// The object concerned: an object name, or `<pack name>#<blob id>` for a blob.
+    pub object: String,
+    /// What is wrong.
+    pub message: String,
+    /// Snapshots that reach the object, where known (empty if none or unknown).
+    pub snapshots: Vec<SnapshotId>,
+}
+
+/// What [`Repository::check`] looked at and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Snapshot objects examined.
+    pub snapshots: u64,
+    /// Distinct trees walked.
+    pub trees: u64,
+    /// Pack objects examined.
+    pub packs: u64,
+    /// Blobs listed in pack headers and compared with the index.
+    pub blobs_checked: u64,
+    /// Blobs whose bytes were authenticated (with `read_data`).
+    pub blobs_read: u64,
+    /// Blobs in pack headers that the index does not list (left by an interrupted backup;
+    /// not a problem, a prune reclaims them).
+    pub unindexed_blobs: u64,
+    /// Bytes read from the backend for packs (trailers and headers, or whole packs).
+    pub bytes_read: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Everything found wrong; empty when the repository is sound.
+    pub problems: Vec<CheckProblem>,
+}
+
+/// What [`scrub`] looked at and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Content-addressed objects hashed.
+    pub objects: u64,
+    /// Bytes hashed.
+    pub bytes_read: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Objects whose bytes do not hash to their name, or that could not be read.
+    pub problems: Vec<CheckProblem>,
+}
+
+fn problem(
+    kind: ProblemKind,
+    object: impl Into<String>,
+    message: impl Into<String>,
+) -> CheckProblem {
+    CheckProblem {
+        kind,
+        object: object.into(),
+        message: message.into(),
+        snapshots: Vec::new(),
+    }
+}
+
+/// The message for an error that is a finding about `object`; errors that end a check (the
+/// local side or the key) are returned as errors instead.
+fn finding(e: Error, object: &str) -> Result<String> {
+    match e {
+        Error::PermissionDenied { .. } | Error::Cache(_) | Error::Io(_) => Err(e),
+        Error::Corrupt { object: o, reason } | Error::Untrusted { object: o, reason }
+            if o.as_str() == object =>
+        {
+            Ok(reason)
+        }
+        e => Ok(e.to_string()),
+    }
+}
+
+/// What checking one pack found.
+#[derive(Default)]
+struct PackOutcome {
+    /// Header entries whose index entry points at this pack and agrees with it.
+    confirmed: u64,
+    blobs: u64,
+    blobs_read: u64,
+    unindexed: u64,
+    bytes_read: u64,
+    unreadable: bool,
+    /// Blobs found corrupt, each with the index of its problem in `problems`.
+    bad_blobs: Vec<(BlobId, usize)>,
+    problems: Vec<CheckProblem>,
+}
+
+/// Mutable state of one check run.
+struct Run {
+    problems: Vec<CheckProblem>,
+    /// Blobs already found bad, to the index of their problem. Bounded by the problems.
+    bad_blobs: HashMap<BlobId, usize>,
+    /// Packs missing or unreadable. Bounded by the number of packs.
+    bad_packs: HashSet<PackId>,
+    /// Trees already walked and found clean. One id per distinct tree: bounded by the
+    /// number of trees, which is what "walk each tree once" costs.
+    clean_trees: HashSet<BlobId>,
+    /// Trees already walked with problems at or below them, to those problems (so a
+    /// snapshot that reaches them again is named too). Bounded by problems × depth.
+    tainted_trees: HashMap<BlobId, Vec<usize>>,
+}
+
+impl Run {
+    fn push(&mut self, p: CheckProblem) -> usize {
+        self.problems.push(p);
+        self.problems.len() - 1
+    }
+}
+
+impl Repository {
+    /// Verifies the repository: every snapshot loads, every tree it reaches decodes and
+    /// names only indexed blobs, the index agrees with every pack header, and with
+    /// [`CheckOptions::read_data`] every blob's bytes authenticate. Damage is reported in
+    /// [`CheckReport::problems`]. Needs a full or admin key.
+    pub fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        self.require_read("check trees and blobs")?;
+        let start = Instant::now();
+        self.sync_index()?;
+        let mut report = CheckReport::default();
+        let mut run = Run {
+            problems: self
+                .index_problems()
+                .into_iter()
+                .map(|m| problem(ProblemKind::SegmentUnreadable, "index/", m))
+                .collect(),
+            bad_blobs: HashMap::new(),
+            bad_packs: HashSet::new(),
+            clean_trees: HashSet::new(),
+            tainted_trees: HashMap::new(),
+        };
+        self.check_packs(opts, &mut run, &mut report)?;
+        self.check_snapshots(&mut run, &mut report)?;
+        report.problems = run.problems;
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    /// Compares every pack header with the index (in parallel), then streams the index
+    /// once for entries that point at missing packs or past their pack's header.
+    fn check_packs(
+        &self,
+        opts: &CheckOptions,
+        run: &mut Run,
+        report: &mut CheckReport,
+    ) -> Result<()> {
+        let listed = self.backend.list("data/")?;
+        let outcomes: Vec<(Option<PackId>, PackOutcome)> = listed
+            .par_iter()
+            .map(|o| self.check_pack(&o.name, o.size, opts.read_data))
+            .collect::<Result<_>>()?;
+        // One entry per pack: bounded by the number of packs.
+        let mut confirmed: HashMap<PackId, u64> = HashMap::new();
+        for (id, out) in outcomes {
+            report.packs += 1;
+            report.blobs_checked += out.blobs;
+            report.blobs_read += out.blobs_read;
+            report.unindexed_blobs += out.unindexed;
+            report.bytes_read += out.bytes_read;
+            let first = run.problems.len();
+            run.problems.extend(out.problems);
+            for (b, i) in out.bad_blobs {
+                run.bad_blobs.insert(b, first + i);
+            }
+            if let Some(id) = id {
+                if out.unreadable {
+                    run.bad_packs.insert(id);
+                }
+                confirmed.insert(id, out.confirmed);
+            }
+        }
+        let mut indexed: HashMap<PackId, u64> = HashMap::new();
+        self.index.for_each_entry(|e| {
+            *indexed.entry(e.pack).or_default() += 1;
+            Ok(())
+        })?;
+        let mut indexed: Vec<(PackId, u64)> = indexed.into_iter().collect();
+        indexed.sort();
+        for (pack, n) in indexed {
+            let name = pack.object_name();
+            match confirmed.get(&pack) {
+                None => {
+                    run.bad_packs.insert(pack);
+                    run.push(problem(
+                        ProblemKind::PackMissing,
+                        name,
+                        format!("{n} indexed blobs are stored in this pack, which is missing"),
+                    ));
+                }
+                Some(&c) if c < n && !run.bad_packs.contains(&pack) => {
+                    run.push(problem(
+                        ProblemKind::IndexMismatch,
+                        name,
+                        format!(
+                            "the index places {} blobs in this pack that its header does not list",
+                            n - c
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one pack's header against the index and, with `read_data`, every blob in it.
+    fn check_pack(
+        &self,
+        name: &str,
+        size: u64,
+        read_data: bool,
+    ) -> Result<(Option<PackId>, PackOutcome)> {
+        let mut out = PackOutcome::default();
+        let id = name
+            .rsplit('/')
+            .next()
+            .and_then(|h| PackId::from_hex(h).ok())
+            .filter(|id| id.object_name() == name);
+        let Some(id) = id else {
+            out.problems.push(problem(
+                ProblemKind::PackUnreadable,
+                name,
+                "not a pack name",
+            ));
+            return Ok((None, out));
+        };
+        let entries = match self.read_pack_entries(name, size) {
+            Ok(e) => e,
+            Err(e) => {
+                let message = finding(e, name)?;
+                out.unreadable = true;
+                out.bytes_read += size.min(TRAILER_LEN as u64);
+                out.problems
+                    .push(problem(ProblemKind::PackUnreadable, name, message));
+                return Ok((Some(id), out));
+            }
+        };
+        let blob_area: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
+        out.bytes_read += size - blob_area;
+        for e in &entries {
+            out.blobs += 1;
+            match self.index.get(&e.blob)? {
+                None => out.unindexed += 1,
+                Some(ix) if ix.pack != id => {} // also stored elsewhere; the index names that copy
+                Some(ix) if ix == *e => out.confirmed += 1,
+                Some(_) => out.problems.push(problem(
+                    ProblemKind::IndexMismatch,
+                    format!("{name}#{}", e.blob),
+                    "the index entry differs from the pack header",
+                )),
+            }
+        }
+        if read_data {
+            self.read_pack_blobs(id, name, &entries, &mut out)?;
+        }
+        Ok((Some(id), out))
+    }
+
+    /// Reads a whole pack once and authenticates every blob in it.
+    fn read_pack_blobs(
+        &self,
+        id: PackId,
+        name: &str,
+        entries: &[IndexEntry],
+        out: &mut PackOutcome,
+    ) -> Result<()> {
+        let bytes = match self.backend.get(name) {
+            Ok(b) => b,
+            Err(e) => {
+                out.problems.push(problem(
+                    ProblemKind::PackUnreadable,
+                    name,
+                    finding(e, name)?,
+                ));
+                return Ok(());
+            }
+        };
+        out.bytes_read += bytes.len() as u64;
+        if PackId::of_bytes(&bytes) != id {
+            out.problems.push(problem(
+                ProblemKind::ContentMismatch,
+                name,
+                "content does not match its name",
+            ));
+        }
+        let key = match self.pack_key(&id) {
+            Ok(k) => k,
+            Err(e) => {
+                out.problems.push(problem(
+                    ProblemKind::PackUnreadable,
+                    name,
+                    finding(e, name)?,
+                ));
+                return Ok(());
+            }
+        };
+        for e in entries {
+            let meta = BlobMeta {
+                id: e.blob,
+                blob_type: e.blob_type,
+                codec: e.codec,
+                raw_len: e.raw_len,
+                domain: e.domain,
+                generation: e.generation,
+            };
+            let start = e.offset as usize;
+            // The header was checked against the size listed; the object read may differ.
+            let Some(sealed) = bytes.get(start..start + e.length as usize) else {
+                out.problems.push(problem(
+                    ProblemKind::PackUnreadable,
+                    name,
+                    "shorter than its header says",
+                ));
+                return Ok(());
+            };
+            out.blobs_read += 1;
+            let res = blob::open(
+                &key,
+                &self.secrets.id_key,
+                &self.config.repo_id,
+                &meta,
+                sealed,
+                name,
+            );
+            if let Err(err) = res {
+                out.bad_blobs.push((e.blob, out.problems.len()));
+                out.problems.push(problem(
+                    ProblemKind::BlobCorrupt,
+                    format!("{name}#{}", e.blob),
+                    finding(err, &format!("{name}#{}", e.blob))?,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads every snapshot and walks the trees it reaches.
+    fn check_snapshots(&self, run: &mut Run, report: &mut CheckReport) -> Result<()> {
+        let mut ids = self.snapshot_ids()?;
+        ids.sort();
+        for id in ids {
+            report.snapshots += 1;
+            let snap = match self.load_snapshot(id) {
+                Ok(s) => s,
+                Err(e) => {
+                    let object = id.object_name();
+                    let message = finding(e, &object)?;
+                    run.push(CheckProblem {
+                        snapshots: vec![id],
+                        ..problem(ProblemKind::SnapshotUnreadable, object, message)
+                    });
+                    continue;
+                }
+            };
+            for p in self.walk_tree(snap.record.root, 0, run, report)? {
+                let affected = &mut run.problems[p].snapshots;
+                if !affected.contains(&id) {
+                    affected.push(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks a tree once; returns the problems at or below it (indices into the run's).
+    fn walk_tree(
+        &self,
+        id: BlobId,
+        depth: usize,
+        run: &mut Run,
+        report: &mut CheckReport,
+    ) -> Result<Vec<usize>> {
+        if run.clean_trees.contains(&id) {
+            return Ok(Vec::new());
+        }
+        if let Some(p) = run.tainted_trees.get(&id) {
+            return Ok(p.clone());
+        }
+        let mut found = Vec::new();
+        if let Some(p) = self.blob_problem(id, BlobType::Tree, run)? {
+            found.push(p);
+        } else if depth >= MAX_TREE_DEPTH {
+            found.push(run.push(problem(
+                ProblemKind::TreeUnreadable,
+                format!("tree {id}"),
+                format!("nested deeper than {MAX_TREE_DEPTH} trees"),
+            )));
+        } else {
+            report.trees += 1;
+            match self.read_tree(id) {
+                Err(e) => {
+                    let object = format!("tree {id}");
+                    let message = finding(e, &object)?;
+                    found.push(run.push(problem(ProblemKind::TreeUnreadable, object, message)));
+                }
+                Ok(tree) => {
+                    for r in tree.data_refs() {
+                        found.extend(self.blob_problem(r.id, BlobType::Data, run)?);
+                    }
+                    for sub in tree.subtrees() {
+                        found.extend(self.walk_tree(sub, depth + 1, run, report)?);
+                    }
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        if found.is_empty() {
+            run.clean_trees.insert(id);
+        } else {
+            run.tainted_trees.insert(id, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The problem with a referenced blob, if any: not indexed, of the wrong type, in a
+    /// missing or unreadable pack, or found corrupt by the data pass. Each is reported once.
+    fn blob_problem(&self, id: BlobId, expected: BlobType, run: &mut Run) -> Result<Option<usize>> {
+        if let Some(&p) = run.bad_blobs.get(&id) {
+            return Ok(Some(p));
+        }
+        let new = match self.index.get(&id)? {
+            None => problem(
+                ProblemKind::BlobMissing,
+                format!("blob {id}"),
+                "referenced but not in the index",
+            ),
+            Some(e) if e.blob_type != expected => problem(
+                ProblemKind::IndexMismatch,
+                format!("{}#{id}", e.pack.object_name()),
+                format!(
+                    "referenced as a {expected:?} blob, the index says {:?}",
+                    e.blob_type
+                ),
+            ),
+            Some(e) if run.bad_packs.contains(&e.pack) => problem(
+                ProblemKind::BlobInBadPack,
+                format!("{}#{id}", e.pack.object_name()),
+                "stored in a pack that is missing or unreadable",
+            ),
+            Some(_) => return Ok(None),
+        };
+        let p = run.push(new);
+        run.bad_blobs.insert(id, p);
+        Ok(Some(p))
+    }
+}
+
+/// Hashes every content-addressed object (packs, index segments, snapshots) and compares
+/// the hash with its name (docs/FORMAT.md, section 2). Needs no key: it checks storage, not
+/// meaning. Each object is streamed in ranged reads; objects are hashed in parallel.
+pub fn scrub(backend: &dyn Backend) -> Result<ScrubReport> {
+    let start = Instant::now();
+    match backend.stat(super::CONFIG) {
+        Err(e) if e.is_not_found() => {
+            return Err(Error::RepositoryMissing {
+                location: backend.location(),
+            });
+        }
+        r => r.map(|_| ())?,
+    }
+    let mut objects = Vec::new();
+    for prefix in ["data/", "index/", "snapshots/"] {
+        objects.extend(backend.list(prefix)?);
+    }
+    let results: Vec<(u64, Option<CheckProblem>)> = objects
+        .par_iter()
+        .map(|o| scrub_object(backend, &o.name, o.size))
+        .collect::<Result<_>>()?;
+    let mut report = ScrubReport::default();
+    for (bytes, p) in results {
+        report.objects += 1;
+        report.bytes_read += bytes;
+        report.problems.extend(p);
+    }
+    report.duration = start.elapsed();
+    Ok(report)
+}
+
+/// The hash a content-addressed object's name claims, if the name has the right shape.
+fn claimed_hash(name: &str) -> Option<[u8; 32]> {
+    let id = if name.starts_with("data/") {
+        PackId::from_hex(name.rsplit('/').next()?)
+            .ok()
+            .filter(|id| id.object_name() == name)?
+    } else {
+        let hex_id = name
+            .strip_prefix("index/")
+            .or_else(|| name.strip_prefix("snapshots/"))?;
+        PackId::from_hex(hex_id).ok()?
+    };
+    Some(*id.as_bytes())
+}
+
+fn scrub_object(
+    backend: &dyn Backend,
+    name: &str,
+    size: u64,
+) -> Result<(u64, Option<CheckProblem>)> {
+    let Some(claimed) = claimed_hash(name) else {
+        return Ok((
+            0,
+            Some(problem(
+                ProblemKind::ContentMismatch,
+                name,
+                "name is not a content hash",
+            )),
+        ));
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    while offset < size {
+        let len = SCRUB_CHUNK.min(size - offset);
+        match backend.get_range(name, offset, len) {
+            Ok(b) => hasher.update(&b),
+            Err(e) => {
+                let message = finding(e, name)?;
+                return Ok((
+                    offset,
+                    Some(problem(ProblemKind::ContentMismatch, name, message)),
+                ));
+            }
+        };
+        offset += len;
+    }
+    let p = (*hasher.finalize().as_bytes() != claimed).then(|| {
+        problem(
+            ProblemKind::ContentMismatch,
+            name,
+            "content does not match its name",
+        )
+    });
+    Ok((size, p))
+}

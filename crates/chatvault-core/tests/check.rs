@@ -1,0 +1,311 @@
+//! Integration tests of `Repository::check` and `scrub`: a sound repository checks clean,
+//! and each kind of damage done to the stored objects is found and attributed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chatvault_core::{
+    AddSlotOptions, Backend, BlobId, CheckOptions, CheckReport, ContentRef, Error, InitOptions,
+    KdfParams, KeySource, MemoryBackend, Node, OpenOptions, ProblemKind, Repository, Role,
+    SnapshotId, SnapshotKind, SnapshotRecord, Summary, Tree, scrub,
+};
+
+fn pass() -> KeySource {
+    KeySource::passphrase("correct horse battery staple")
+}
+
+struct Fixture {
+    backend: MemoryBackend,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> (Self, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = MemoryBackend::new();
+        let init = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            cache_dir: Some(dir.path().join("cache")),
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(Box::new(backend.clone()), &pass(), init).unwrap();
+        (Self { backend, dir }, repo)
+    }
+
+    fn open(&self, key: &KeySource, cache: &str) -> chatvault_core::Result<Repository> {
+        let opts = OpenOptions {
+            cache_dir: Some(self.dir.path().join(cache)),
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        };
+        Repository::open(Box::new(self.backend.clone()), key, opts)
+    }
+
+    fn packs(&self) -> BTreeSet<String> {
+        names(&self.backend, "data/")
+    }
+}
+
+fn names(b: &MemoryBackend, prefix: &str) -> BTreeSet<String> {
+    b.list(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+fn text(n: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = seed;
+    while out.len() < n {
+        i += 1;
+        out.extend_from_slice(
+            format!("{{\"seq\":{i},\"text\":\"msg {}\"}}\n", i * 7919 % 10007).as_bytes(),
+        );
+    }
+    out.truncate(n);
+    out
+}
+
+fn record(root: BlobId) -> SnapshotRecord {
+    SnapshotRecord {
+        time_unix_ms: 1_760_000_000_000,
+        host: "h".into(),
+        tags: Vec::new(),
+        source_kind: "test".into(),
+        paths: vec!["/srv/chat".into()],
+        parent: None,
+        kind: SnapshotKind::Full,
+        root,
+        summary: Summary::default(),
+        cursors: BTreeMap::new(),
+        writer_seq: 0,
+        prev_writer_snapshot: None,
+    }
+}
+
+/// Writes data in one writer session (its own packs), then a root tree naming it under
+/// `name` plus a subtree, in another; saves a snapshot.
+fn snapshot_of(repo: &Repository, refs: &[ContentRef], name: &str) -> SnapshotId {
+    let w = repo.writer().unwrap();
+    let file = |n: &str| Node {
+        name: n.as_bytes().to_vec(),
+        subtree: None,
+        content: refs.to_vec(),
+        meta: Vec::new(),
+    };
+    let sub = w
+        .write_tree(&Tree::new(vec![file("inner")]).unwrap())
+        .unwrap();
+    let dir = Node {
+        name: b"dir".to_vec(),
+        subtree: Some(sub),
+        content: Vec::new(),
+        meta: Vec::new(),
+    };
+    let root = w
+        .write_tree(&Tree::new(vec![dir, file(name)]).unwrap())
+        .unwrap();
+    w.finish().unwrap();
+    repo.save_snapshot(record(root)).unwrap()
+}
+
+fn write_data(repo: &Repository, data: &[u8]) -> Vec<ContentRef> {
+    let w = repo.writer().unwrap();
+    let refs = w.write_stream(data).unwrap();
+    w.finish().unwrap();
+    refs
+}
+
+fn full() -> CheckOptions {
+    CheckOptions { read_data: true }
+}
+
+fn kinds(r: &CheckReport) -> Vec<ProblemKind> {
+    r.problems.iter().map(|p| p.kind).collect()
+}
+
+#[test]
+fn a_sound_repository_checks_clean() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(3 << 20, 0));
+    snapshot_of(&repo, &refs, "a");
+    snapshot_of(&repo, &refs, "b");
+    for opts in [CheckOptions::default(), full()] {
+        let r = repo.check(&opts).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.snapshots, 2);
+        // Two roots; the shared subtree is walked once.
+        assert_eq!(r.trees, 3);
+        assert_eq!(r.packs, fx.packs().len() as u64);
+        assert_eq!(r.blobs_checked, refs.len() as u64 + 3);
+        assert_eq!(
+            r.blobs_read,
+            if opts.read_data { r.blobs_checked } else { 0 }
+        );
+    }
+    let s = scrub(&fx.backend).unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(
+        s.objects,
+        (fx.packs().len() + names(&fx.backend, "index/").len() + 2) as u64
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_data_pack_is_found_by_read_data_with_its_blob() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(1 << 20, 0));
+    let data_packs = fx.packs();
+    let snap = snapshot_of(&repo, &refs, "a");
+    drop(repo);
+    let pack = data_packs.iter().next().unwrap();
+    fx.backend.corrupt_object(pack, |b| b[100] ^= 1);
+    let repo = fx.open(&pass(), "cache2").unwrap();
+    let r = repo.check(&full()).unwrap();
+    let bad: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::BlobCorrupt)
+        .collect();
+    assert_eq!(bad.len(), 1, "{:?}", r.problems);
+    assert!(bad[0].object.starts_with(pack.as_str()), "{:?}", bad[0]);
+    assert!(
+        refs.iter().any(|c| bad[0].object.ends_with(&c.id.to_hex())),
+        "{:?}",
+        bad[0]
+    );
+    assert_eq!(bad[0].snapshots, vec![snap]);
+    let s = scrub(&fx.backend).unwrap();
+    assert_eq!(s.problems.len(), 1);
+    assert_eq!(&s.problems[0].object, pack);
+}
+
+#[test]
+fn a_deleted_pack_names_its_blobs_and_the_snapshots_that_need_them() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(1 << 20, 0));
+    let data_packs = fx.packs();
+    assert_eq!(data_packs.len(), 1);
+    let a = snapshot_of(&repo, &refs, "a");
+    let b = snapshot_of(&repo, &refs, "b");
+    let other = write_data(&repo, &text(1000, 99));
+    let c = snapshot_of(&repo, &other, "c");
+    let pack = data_packs.iter().next().unwrap();
+    fx.backend.delete(pack).unwrap();
+    let r = repo.check(&CheckOptions::default()).unwrap();
+    let missing: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::PackMissing)
+        .collect();
+    assert_eq!(missing.len(), 1, "{:?}", r.problems);
+    assert_eq!(&missing[0].object, pack);
+    let blobs: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::BlobInBadPack)
+        .collect();
+    assert_eq!(blobs.len(), refs.len(), "{:?}", r.problems);
+    for (p, c) in blobs.iter().zip(&refs) {
+        assert!(p.object.ends_with(&c.id.to_hex()), "{p:?}");
+        let mut snaps = p.snapshots.clone();
+        snaps.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(snaps, want);
+    }
+    assert!(r.problems.iter().all(|p| !p.snapshots.contains(&c)));
+}
+
+#[test]
+fn a_corrupted_snapshot_object_is_named_and_the_others_still_checked() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(1000, 0));
+    let a = snapshot_of(&repo, &refs, "a");
+    snapshot_of(&repo, &refs, "b");
+    drop(repo);
+    fx.backend.corrupt_object(&a.object_name(), |b| {
+        let n = b.len();
+        b[n - 10] ^= 4
+    });
+    let repo = fx.open(&pass(), "cache2").unwrap();
+    let r = repo.check(&CheckOptions::default()).unwrap();
+    assert_eq!(
+        kinds(&r),
+        vec![ProblemKind::SnapshotUnreadable],
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.problems[0].object, a.object_name());
+    assert_eq!(r.problems[0].snapshots, vec![a]);
+    assert_eq!(r.snapshots, 2);
+    assert_eq!(r.trees, 2);
+}
+
+#[test]
+fn a_corrupted_tree_blob_is_reported_with_its_snapshot() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(1000, 0));
+    let before = fx.packs();
+    let snap = snapshot_of(&repo, &refs, "a");
+    drop(repo);
+    let tree_pack = fx.packs().difference(&before).next().unwrap().clone();
+    // The pack holds the subtree then the root; damage the first blob, the subtree.
+    fx.backend.corrupt_object(&tree_pack, |b| b[30] ^= 1);
+    let repo = fx.open(&pass(), "cache2").unwrap();
+    let r = repo.check(&CheckOptions::default()).unwrap();
+    assert_eq!(
+        kinds(&r),
+        vec![ProblemKind::TreeUnreadable],
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.problems[0].snapshots, vec![snap]);
+    let r = repo.check(&full()).unwrap();
+    // Reading the whole pack also finds that it no longer hashes to its name.
+    assert_eq!(
+        kinds(&r),
+        vec![ProblemKind::ContentMismatch, ProblemKind::BlobCorrupt],
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.problems[1].message, "blob failed authentication");
+    assert!(r.problems[1].object.starts_with(tree_pack.as_str()));
+    assert_eq!(r.problems[1].snapshots, vec![snap]);
+}
+
+#[test]
+fn scrub_finds_a_flipped_byte_in_any_content_addressed_object_without_a_key() {
+    let (fx, repo) = Fixture::new();
+    let refs = write_data(&repo, &text(1000, 0));
+    snapshot_of(&repo, &refs, "a");
+    drop(repo);
+    for prefix in ["data/", "index/", "snapshots/"] {
+        let name = names(&fx.backend, prefix).into_iter().next().unwrap();
+        fx.backend.corrupt_object(&name, |b| b[7] ^= 0x80);
+        let s = scrub(&fx.backend).unwrap();
+        assert_eq!(s.problems.len(), 1, "{prefix}: {:?}", s.problems);
+        assert_eq!(s.problems[0].object, name);
+        assert_eq!(s.problems[0].kind, ProblemKind::ContentMismatch);
+        fx.backend.corrupt_object(&name, |b| b[7] ^= 0x80);
+        assert!(scrub(&fx.backend).unwrap().problems.is_empty());
+    }
+    assert!(matches!(
+        scrub(&MemoryBackend::new()),
+        Err(Error::RepositoryMissing { .. })
+    ));
+}
+
+#[test]
+fn a_backup_key_may_not_check() {
+    let (fx, mut admin) = Fixture::new();
+    let node_key = KeySource::passphrase("node secret");
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&node_key, &o).unwrap();
+    let node = fx.open(&node_key, "cache-node").unwrap();
+    assert!(matches!(
+        node.check(&CheckOptions::default()),
+        Err(Error::PermissionDenied { .. })
+    ));
+}
