@@ -83,6 +83,10 @@ pub enum Command {
     Key(KeyArgs),
     /// Repository size, deduplication, and what each snapshot added.
     Stats(StatsArgs),
+    /// Verify snapshots, trees, the index against pack headers, and (--read-data) every blob.
+    Check(CheckArgs),
+    /// Verify that every pack, index segment and snapshot hashes to its name (no key needed).
+    Scrub(ScrubArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write man pages.
@@ -279,6 +283,16 @@ pub enum RoleArg {
     Full,
     Admin,
 }
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every pack in full and authenticate every blob (reads the whole repository).
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScrubArgs {}
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {

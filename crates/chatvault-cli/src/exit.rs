@@ -35,6 +35,17 @@ pub enum Outcome {
     Corrupt,
 }
 
+impl Outcome {
+    /// `Corrupt` when a verification found problems, else `Complete`.
+    pub fn from_problems(problems: usize) -> Self {
+        if problems == 0 {
+            Outcome::Complete
+        } else {
+            Outcome::Corrupt
+        }
+    }
+}
+
 impl From<Outcome> for ExitCode {
     fn from(o: Outcome) -> Self {
         ExitCode::from(match o {

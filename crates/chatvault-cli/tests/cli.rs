@@ -560,3 +560,76 @@ fn restore_refuses_hostile_entries_and_writes_nothing_outside() {
     );
     assert!(!Path::new("/tmp/chatvault-absolute").exists());
 }
+
+/// Flips a byte in the blob area of the repository's largest pack; returns its file name.
+fn corrupt_largest_pack(env: &Env) -> String {
+    let pack = walk_files(&env.path("repo/data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[100] ^= 1;
+    let mut writable = std::fs::metadata(&pack).unwrap().permissions();
+    writable.set_mode(0o600);
+    std::fs::set_permissions(&pack, writable).unwrap();
+    std::fs::write(&pack, bytes).unwrap();
+    pack.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn backed_up_env() -> Env {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("media")).unwrap();
+    std::fs::write(
+        src.join("media/a"),
+        chatvault_workload::media_bytes(1, 200_000),
+    )
+    .unwrap();
+    std::fs::write(src.join("b"), b"config = 1\n").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env
+}
+
+#[test]
+fn check_and_scrub_of_a_sound_repository_exit_0() {
+    let env = backed_up_env();
+    let doc = env.json(&["check", "--read-data"]);
+    assert_eq!(doc["problems"], serde_json::json!([]), "{doc}");
+    assert_eq!(doc["snapshots"], 1);
+    assert!(doc["blobs_read"].as_u64().unwrap() >= 3, "{doc}");
+    let human = String::from_utf8(env.ok(&["check"])).unwrap();
+    assert!(human.contains("no problems found"), "{human}");
+    let out = env
+        .cmd(&["scrub", "--json"])
+        .env_remove("CHATVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["problems"], serde_json::json!([]), "{doc}");
+    assert!(doc["objects"].as_u64().unwrap() >= 3, "{doc}");
+}
+
+#[test]
+fn check_read_data_and_scrub_exit_13_on_a_corrupted_pack_and_name_it() {
+    let env = backed_up_env();
+    let pack = corrupt_largest_pack(&env);
+    let out = env.cmd(&["check", "--read-data"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(13), "{stdout}");
+    assert!(
+        stdout.contains("blob_corrupt") && stdout.contains(&pack),
+        "{stdout}"
+    );
+    let out = env
+        .cmd(&["scrub"])
+        .env_remove("CHATVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(13), "{stdout}");
+    assert!(
+        stdout.contains(&pack) && stdout.contains("1 problems"),
+        "{stdout}"
+    );
+}

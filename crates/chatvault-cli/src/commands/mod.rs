@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod browse;
+pub mod check;
 pub mod docs;
 pub mod init;
 pub mod key;
