@@ -302,9 +302,13 @@ impl Repository {
         };
         let blob_area: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
         out.bytes_read += size - blob_area;
+        // Whether the index reads each blob from this pack (and not from another copy).
+        let mut read_here = Vec::with_capacity(entries.len());
         for e in &entries {
             out.blobs += 1;
-            match self.index.get(&e.blob)? {
+            let ix = self.index.get(&e.blob)?;
+            read_here.push(ix.is_some_and(|ix| ix.pack == id));
+            match ix {
                 None => out.unindexed += 1,
                 Some(ix) if ix.pack != id => {} // also stored elsewhere; the index names that copy
                 Some(ix) if ix == *e => out.confirmed += 1,
@@ -316,7 +320,7 @@ impl Repository {
             }
         }
         if read_data {
-            self.read_pack_blobs(id, name, &entries, &mut out)?;
+            self.read_pack_blobs(id, name, &entries, &read_here, &mut out)?;
         }
         Ok((Some(id), out))
     }
@@ -327,6 +331,7 @@ impl Repository {
         id: PackId,
         name: &str,
         entries: &[IndexEntry],
+        read_here: &[bool],
         out: &mut PackOutcome,
     ) -> Result<()> {
         let bytes = match self.backend.get(name) {
@@ -359,7 +364,7 @@ impl Repository {
                 return Ok(());
             }
         };
-        for e in entries {
+        for (e, &read_here) in entries.iter().zip(read_here) {
             let meta = BlobMeta {
                 id: e.blob,
                 blob_type: e.blob_type,
@@ -388,7 +393,11 @@ impl Repository {
                 name,
             );
             if let Err(err) = res {
-                out.bad_blobs.push((e.blob, out.problems.len()));
+                // A damaged spare copy is reported, but does not taint the trees naming
+                // the blob: their reads go to the copy the index names.
+                if read_here {
+                    out.bad_blobs.push((e.blob, out.problems.len()));
+                }
                 out.problems.push(problem(
                     ProblemKind::BlobCorrupt,
                     format!("{name}#{}", e.blob),
