@@ -85,6 +85,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Verify snapshots, trees, the index against pack headers, and (--read-data) every blob.
     Check(CheckArgs),
+    /// Remove snapshots a retention policy does not keep (their data stays until a prune).
+    Forget(ForgetArgs),
     /// Verify that every pack, index segment and snapshot hashes to its name (no key needed).
     Scrub(ScrubArgs),
     /// Print a shell completion script.
@@ -313,4 +315,54 @@ pub struct ManArgs {
     /// Directory to write `chatvault.1` and one page per subcommand into.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Keep the newest N snapshots of each group.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the N most recent hours.
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// … days.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    /// … ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// … months.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// … years.
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep everything taken within this period before the group's newest snapshot
+    /// (`30d`, `1y6m`, `36h`).
+    #[arg(long)]
+    pub keep_within: Option<chatvault_core::Period>,
+    /// Keep the newest of each hour within this period.
+    #[arg(long)]
+    pub keep_within_hourly: Option<chatvault_core::Period>,
+    /// Keep the newest of each day within this period.
+    #[arg(long)]
+    pub keep_within_daily: Option<chatvault_core::Period>,
+    /// Keep the newest of each ISO week within this period.
+    #[arg(long)]
+    pub keep_within_weekly: Option<chatvault_core::Period>,
+    /// Keep the newest of each month within this period.
+    #[arg(long)]
+    pub keep_within_monthly: Option<chatvault_core::Period>,
+    /// Keep the newest of each year within this period.
+    #[arg(long)]
+    pub keep_within_yearly: Option<chatvault_core::Period>,
+    /// Keep every snapshot with this tag (repeatable).
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
+    /// IANA time zone for days, weeks, months and years (default UTC).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Show what would be kept and removed, and why, without removing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }

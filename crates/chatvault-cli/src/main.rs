@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
-use commands::{backup, browse, check, docs, init, key, restore, snapshots, stats};
+use commands::{backup, browse, check, docs, forget, init, key, restore, snapshots, stats};
 use exit::Outcome;
 use output::Output;
 
@@ -68,6 +68,7 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Key(a) => key::run(g, out, &a.command),
         Command::Stats(a) => stats::run(g, out, a),
         Command::Check(a) => check::check(g, out, a),
+        Command::Forget(a) => forget::run(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man(a) => docs::man(&a.out),

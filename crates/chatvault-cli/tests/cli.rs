@@ -633,3 +633,44 @@ fn check_read_data_and_scrub_exit_13_on_a_corrupted_pack_and_name_it() {
         "{stdout}"
     );
 }
+
+#[test]
+fn forget_dry_run_explains_and_forget_removes() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.join("f"), format!("version {i}")).unwrap();
+        env.ok(&[
+            "backup",
+            "--tag",
+            if i == 0 { "audit" } else { "daily" },
+            src.to_str().unwrap(),
+        ]);
+    }
+    env.fails(&["forget"], 1); // no rule: refused, nothing removed
+    let dry = env.json(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--keep-tag",
+        "audit",
+        "--dry-run",
+    ]);
+    let snaps = dry["groups"][0]["snapshots"].as_array().unwrap();
+    let reasons: Vec<&Value> = snaps.iter().map(|s| &s["reasons"]).collect();
+    assert_eq!(
+        reasons,
+        [
+            &serde_json::json!(["last"]),
+            &serde_json::json!([]),
+            &serde_json::json!(["tag audit"])
+        ]
+    );
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 3);
+    let done = env.json(&["forget", "--keep-last", "1", "--keep-tag", "audit"]);
+    assert_eq!(done["removed"].as_array().unwrap().len(), 1);
+    let left = env.json(&["snapshots"]);
+    assert_eq!(left.as_array().unwrap().len(), 2);
+    env.fails(&["forget", "--keep-within", "3x"], 2);
+}

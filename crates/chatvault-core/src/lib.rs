@@ -51,6 +51,8 @@ mod pack;
 mod progress;
 #[cfg(feature = "repository")]
 mod repo;
+#[cfg(feature = "repository")]
+mod retention;
 mod snapshot;
 mod support;
 mod tree;
@@ -71,6 +73,10 @@ pub use progress::{Progress, ProgressEvent};
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, InitOptions, OpenOptions,
     ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
+};
+#[cfg(feature = "repository")]
+pub use retention::{
+    Candidate, ForgetReport, GroupVerdicts, KeepReason, Period, RetentionPolicy, Verdict, group_key,
 };
 pub use snapshot::{Snapshot, SnapshotKind, SnapshotRecord, Summary};
 pub use tree::{ContentRef, Node, Tree};

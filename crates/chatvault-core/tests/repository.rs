@@ -201,6 +201,45 @@ fn a_pack_holds_a_bounded_number_of_blobs() {
 }
 
 #[test]
+fn forget_applies_the_policy_per_group_and_dry_run_removes_nothing() {
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    let day = 86_400_000;
+    let mut ids = Vec::new();
+    for (host, days) in [("node-1", 0..4), ("node-2", 0..2)] {
+        for d in days {
+            let mut r = record(root, host);
+            r.time_unix_ms += d * day;
+            ids.push((host, d, repo.save_snapshot(r).unwrap()));
+        }
+    }
+    let policy = chatvault_core::RetentionPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let dry = repo.forget(&policy, true).unwrap();
+    assert_eq!(dry.groups.len(), 2);
+    assert!(dry.removed.is_empty());
+    assert_eq!(repo.snapshot_ids().unwrap().len(), 6);
+    let done = repo.forget(&policy, false).unwrap();
+    assert_eq!(done.removed.len(), 4);
+    let mut left = repo.snapshot_ids().unwrap();
+    left.sort();
+    let mut newest: Vec<_> = ids
+        .iter()
+        .filter(|(h, d, _)| (*h, *d) == ("node-1", 3) || (*h, *d) == ("node-2", 1))
+        .map(|(_, _, id)| *id)
+        .collect();
+    newest.sort();
+    assert_eq!(left, newest);
+    // An empty policy is refused rather than forgetting everything.
+    assert!(repo.forget(&Default::default(), false).is_err());
+    assert_eq!(repo.snapshot_ids().unwrap().len(), 2);
+}
+
+#[test]
 fn wrong_passphrase_and_missing_repository() {
     let (fx, _repo) = Fixture::new();
     assert!(matches!(

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod browse;
 pub mod check;
 pub mod docs;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod restore;

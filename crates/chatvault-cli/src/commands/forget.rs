@@ -1,0 +1,85 @@
+//! `chatvault forget`: retention policies, applied per group of snapshots.
+
+use anyhow::Result;
+use chatvault_core::RetentionPolicy;
+use serde_json::{Value, json};
+
+use crate::args::{ForgetArgs, Global};
+use crate::exit::Outcome;
+use crate::output::{self, Output};
+use crate::session;
+
+fn policy(a: &ForgetArgs) -> RetentionPolicy {
+    RetentionPolicy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: a.keep_within,
+        within_hourly: a.keep_within_hourly,
+        within_daily: a.keep_within_daily,
+        within_weekly: a.keep_within_weekly,
+        within_monthly: a.keep_within_monthly,
+        within_yearly: a.keep_within_yearly,
+        tags: a.keep_tags.clone(),
+        time_zone: a.time_zone.clone(),
+    }
+}
+
+pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
+    let repo = session::open(g)?;
+    let report = repo.forget(&policy(a), a.dry_run)?;
+    let mut groups = Vec::new();
+    for group in &report.groups {
+        out.line(format!("group: {}", group.group));
+        let mut list = Vec::new();
+        for v in &group.verdicts {
+            let reasons: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
+            let action = match (v.keep(), a.dry_run) {
+                (true, _) => "keep",
+                (false, true) => "would remove",
+                (false, false) => "removed",
+            };
+            out.line(format!(
+                "  {}  {}  {action:<12}  {}",
+                v.id.short(),
+                output::time(v.time_unix_ms),
+                reasons.join(", ")
+            ));
+            list.push(json!({
+                "id": v.id.to_hex(),
+                "time_unix_ms": v.time_unix_ms,
+                "keep": v.keep(),
+                "reasons": reasons,
+            }));
+        }
+        groups.push(json!({ "group": group.group, "snapshots": list }));
+    }
+    for (id, e) in &report.unreadable {
+        out.warn(format!(
+            "snapshot {} does not load, left alone: {e}",
+            id.short()
+        ));
+    }
+    let removed = report.removed.len();
+    let would = report
+        .groups
+        .iter()
+        .flat_map(|g| &g.verdicts)
+        .filter(|v| !v.keep())
+        .count();
+    out.line(if a.dry_run {
+        format!("dry run: {would} snapshots would be removed")
+    } else {
+        format!("{removed} snapshots removed; their data stays until a prune")
+    });
+    out.json(&json!({
+        "dry_run": a.dry_run,
+        "groups": groups,
+        "removed": report.removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        "unreadable": report.unreadable.iter().map(|(id, e)| json!({"id": id.to_hex(), "error": e})).collect::<Value>(),
+    }));
+    Ok(Outcome::Complete)
+}
