@@ -291,6 +291,11 @@ pub struct CheckArgs {
     /// Also read every pack in full and authenticate every blob (reads the whole repository).
     #[arg(long)]
     pub read_data: bool,
+    /// Read only part of the packs: `n/m` (part n of m), `P%` or a size like `20G`. A
+    /// percentage or size continues where the previous partial run stopped, so a weekly
+    /// job reads everything over successive runs.
+    #[arg(long, conflicts_with = "read_data")]
+    pub read_data_subset: Option<chatvault_core::DataSubset>,
 }
 
 #[derive(Debug, Args)]

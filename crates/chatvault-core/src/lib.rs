@@ -71,8 +71,8 @@ pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, InitOptions, OpenOptions,
-    ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DataSubset, InitOptions,
+    OpenOptions, ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -14,12 +14,14 @@ pub fn check(g: &Global, out: Output, a: &CheckArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
     let r = repo.check(&CheckOptions {
         read_data: a.read_data,
+        read_data_subset: a.read_data_subset,
     })?;
     out.line(format!("snapshots:        {}", r.snapshots));
     out.line(format!("trees:            {}", r.trees));
     out.line(format!(
-        "packs:            {} ({} read)",
+        "packs:            {} ({} read whole; {} read)",
         r.packs,
+        r.packs_read,
         output::bytes(r.bytes_read)
     ));
     out.line(format!(
@@ -35,6 +37,7 @@ pub fn check(g: &Global, out: Output, a: &CheckArgs) -> Result<Outcome> {
         "snapshots": r.snapshots,
         "trees": r.trees,
         "packs": r.packs,
+        "packs_read": r.packs_read,
         "blobs_checked": r.blobs_checked,
         "blobs_read": r.blobs_read,
         "unindexed_blobs": r.unindexed_blobs,

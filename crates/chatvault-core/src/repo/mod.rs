@@ -15,7 +15,9 @@ mod slots;
 mod snapshots;
 mod writer;
 
-pub use check::{CheckOptions, CheckProblem, CheckReport, ProblemKind, ScrubReport, scrub};
+pub use check::{
+    CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
+};
 pub use index_sync::RebuildReport;
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
