@@ -1515,3 +1515,52 @@ proptest! {
         prop_assert_eq!(describe(&src), describe(&inside(&target, &src)));
     }
 }
+
+/// `/dev` holds other filesystems' mount points (`/dev/shm`, `/dev/pts`): with
+/// `one_file_system` they are stored as empty directories, without it they are descended.
+#[test]
+fn one_file_system_stores_other_filesystems_mount_points_empty() {
+    let fx = Fixture::memory();
+    let dev = Path::new("/dev");
+    let own = fs::metadata(dev).unwrap().dev();
+    let mut crossing = BTreeSet::new();
+    for e in fs::read_dir(dev).unwrap().flatten() {
+        let md = fs::symlink_metadata(e.path()).unwrap();
+        if md.is_dir() && md.dev() != own {
+            crossing.insert(e.file_name().as_bytes().to_vec());
+        }
+    }
+    assert!(
+        !crossing.is_empty(),
+        "needs a mount point below /dev, such as /dev/shm"
+    );
+    let stay = fx.backup(&[dev], |o| o.one_file_system = true);
+    let found = walk_paths(&fx.repo, fx.root(stay.snapshot), "/dev");
+    for name in &crossing {
+        let path = [b"/dev/".as_slice(), name].concat();
+        assert!(found.contains_key(&path), "{}", show(&path));
+        let below = [path.as_slice(), b"/"].concat();
+        assert!(
+            !found.keys().any(|k| k.starts_with(&below)),
+            "{} was descended",
+            show(&path)
+        );
+    }
+    // They are recorded without a subtree; without the option they get one (a tree of
+    // whatever they hold, possibly nothing but skipped device nodes).
+    let subtrees = |snap| {
+        let mut out = BTreeMap::new();
+        chatvault_fs::walk(&fx.repo, fx.root(snap), "/dev", false, &mut |e| {
+            out.insert(e.node.name.clone(), e.node.subtree.is_some());
+            Ok(())
+        })
+        .unwrap();
+        out
+    };
+    let all = fx.backup(&[dev], |o| o.parent = chatvault_fs::ParentChoice::None);
+    let (with, without) = (subtrees(stay.snapshot), subtrees(all.snapshot));
+    for name in &crossing {
+        assert_eq!(with.get(name), Some(&false), "{}", show(name));
+        assert_eq!(without.get(name), Some(&true), "{}", show(name));
+    }
+}
