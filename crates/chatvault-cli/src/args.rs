@@ -261,9 +261,9 @@ pub struct KeyAddArgs {
     /// A label for the slot (host or person).
     #[arg(long, default_value = "")]
     pub label: String,
-    /// Limit a backup key to snapshots of this host.
-    #[arg(long, default_value = "")]
-    pub scope: String,
+    /// Limit the key to snapshots of this host (default: any host).
+    #[arg(long)]
+    pub scope: Option<String>,
     #[command(flatten)]
     pub secret: NewSecret,
 }

@@ -290,6 +290,55 @@ fn ls_find_snapshots_stats_and_keys() {
     let mut c = env.cmd(&["--password-file", pw.to_str().unwrap(), "ls", "latest"]);
     c.env_remove("CHATVAULT_PASSWORD");
     assert_eq!(c.output().unwrap().status.code(), Some(14));
+    // Regression: `key add` without `--scope` gave an empty scope, so every snapshot the
+    // new key wrote was refused as out of scope. The admin must see and trust it.
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    // A scoped key writes for its host only.
+    let pw2 = env.path("scoped-pw");
+    std::fs::write(&pw2, "scoped passphrase\n").unwrap();
+    env.ok(&[
+        "key",
+        "add",
+        "--role",
+        "backup",
+        "--scope",
+        "node-9",
+        "--new-password-file",
+        pw2.to_str().unwrap(),
+    ]);
+    let mut c = env.cmd(&[
+        "--password-file",
+        pw2.to_str().unwrap(),
+        "backup",
+        "--host",
+        "node-9",
+        src.to_str().unwrap(),
+    ]);
+    c.env_remove("CHATVAULT_PASSWORD");
+    assert!(c.output().unwrap().status.success());
+    let mut c = env.cmd(&[
+        "--password-file",
+        pw2.to_str().unwrap(),
+        "backup",
+        "--host",
+        "other",
+        src.to_str().unwrap(),
+    ]);
+    c.env_remove("CHATVAULT_PASSWORD");
+    assert!(
+        c.output().unwrap().status.success(),
+        "writing is not checked, reading is"
+    );
+    let mut c = env.cmd(&["snapshots", "--json"]);
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the out-of-scope snapshot is refused when read"
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
 }
 
 #[test]

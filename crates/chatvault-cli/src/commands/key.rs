@@ -79,7 +79,9 @@ fn add(repo: &mut chatvault_core::Repository, out: Output, a: &KeyAddArgs) -> Re
     };
     let key = new_secret(&a.secret)?;
     let mut opts = AddSlotOptions::new(role, &a.label);
-    opts.scope = a.scope.clone();
+    if let Some(scope) = &a.scope {
+        opts.scope = scope.clone();
+    }
     let id = repo.add_slot(&key, &opts)?;
     out.line(format!("added {} key slot {}", role.as_str(), id.short()));
     out.json(&json!({ "slot": id.to_hex(), "role": role.as_str() }));
