@@ -318,8 +318,14 @@ impl Restorer<'_> {
         if self.exclude.matches(path, &node.name) {
             return Ok(false);
         }
+        // A selected parent was created before its children; otherwise (an include
+        // pattern selecting something deeper) the way down is created on demand.
+        let dest = Dest {
+            dir: dest,
+            ready: selected,
+        };
         let selected = selected || self.include.matches(path, &node.name);
-        let to = dest.join(names::as_path(&node.name));
+        let to = dest.dir.join(names::as_path(&node.name));
         let r = match meta.kind {
             EntryKind::Dir => self.dir(node, &meta, path, &to, depth, selected),
             _ if !selected => Ok(false),
@@ -374,7 +380,7 @@ impl Restorer<'_> {
         node: &Node,
         meta: &FsMeta,
         path: &[u8],
-        dest: &Path,
+        dest: Dest<'_>,
         to: &Path,
     ) -> std::result::Result<bool, Failure> {
         if let Some(e) = &meta.error {
@@ -383,7 +389,7 @@ impl Restorer<'_> {
                 format!("was not readable at backup time: {e}"),
             ));
         }
-        self.ensure_dir(dest)?;
+        dest.ensure(self)?;
         let temp = self.temp_path();
         let written = self.write_content(&temp, &node.content, meta, path);
         let file = match written {
@@ -466,7 +472,7 @@ impl Restorer<'_> {
     fn symlink(
         &self,
         meta: &FsMeta,
-        dest: &Path,
+        dest: Dest<'_>,
         to: &Path,
         depth: usize,
     ) -> std::result::Result<bool, Failure> {
@@ -490,7 +496,7 @@ impl Restorer<'_> {
                 "link points outside the restore target (allow outward links to restore it)".into(),
             ));
         }
-        self.ensure_dir(dest)?;
+        dest.ensure(self)?;
         let temp = self.temp_path();
         std::os::unix::fs::symlink(names::as_path(target), &temp)
             .map_err(|e| Error::io(&temp, e))?;
@@ -573,6 +579,25 @@ impl Restorer<'_> {
             // Another worker created it meanwhile.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_real_dir(dir) => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
+        }
+    }
+}
+
+/// The directory an entry goes into, and whether it is known to exist already.
+#[derive(Clone, Copy)]
+struct Dest<'a> {
+    dir: &'a Path,
+    ready: bool,
+}
+
+impl Dest<'_> {
+    /// Creates the directory (and the way down to it) unless it is known to exist: one
+    /// `lstat` per directory rather than one per file.
+    fn ensure(self, r: &Restorer<'_>) -> Result<()> {
+        if self.ready {
+            Ok(())
+        } else {
+            r.ensure_dir(self.dir)
         }
     }
 }
