@@ -13,15 +13,17 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 
-/// A compiled set of patterns.
+/// A compiled set of glob patterns, with the frontend's rule: a pattern without `/`
+/// matches an entry's name, one with `/` its whole path.
 #[derive(Debug, Clone)]
-pub(crate) struct Patterns {
+pub struct Patterns {
     by_name: GlobSet,
     by_path: GlobSet,
     count: usize,
 }
 
 impl Patterns {
+    /// Compiles the patterns; fails with [`Error::Pattern`] naming one that does not parse.
     pub fn new(patterns: &[String]) -> Result<Self> {
         let mut by_name = GlobSetBuilder::new();
         let mut by_path = GlobSetBuilder::new();
@@ -53,11 +55,13 @@ impl Patterns {
         })
     }
 
+    /// Whether there are no patterns (then nothing matches).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// Whether the entry at absolute `path` (whose last component is `name`) matches.
+    /// Whether the entry at absolute `path` (whose last component is `name`) matches; the
+    /// bytes need not be UTF-8.
     pub fn matches(&self, path: &[u8], name: &[u8]) -> bool {
         !self.is_empty()
             && (self.by_name.is_match(Path::new(OsStr::from_bytes(name)))

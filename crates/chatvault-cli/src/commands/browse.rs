@@ -4,7 +4,6 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use chatvault_fs::{Entry, EntryKind};
-use globset::{GlobBuilder, GlobSetBuilder};
 use serde_json::{Value, json};
 
 use crate::args::{CatArgs, DiffArgs, FindArgs, Global, LsArgs};
@@ -76,19 +75,7 @@ pub fn ls(g: &Global, out: Output, a: &LsArgs) -> Result<Outcome> {
 
 pub fn find(g: &Global, out: Output, a: &FindArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
-    let (mut by_name, mut by_path) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-    for p in &a.patterns {
-        let glob = GlobBuilder::new(p)
-            .literal_separator(true)
-            .build()
-            .with_context(|| format!("pattern {p:?}"))?;
-        if p.contains('/') {
-            by_path.add(glob);
-        } else {
-            by_name.add(glob);
-        }
-    }
-    let (by_name, by_path) = (by_name.build()?, by_path.build()?);
+    let patterns = chatvault_fs::Patterns::new(&a.patterns)?;
     let snapshots = if a.snapshots.is_empty() {
         let mut all = repo.list_snapshots()?;
         all.sort_by_key(|s| (s.record.time_unix_ms, s.id));
@@ -102,9 +89,7 @@ pub fn find(g: &Global, out: Output, a: &FindArgs) -> Result<Outcome> {
     let mut found = Vec::new();
     for snap in &snapshots {
         chatvault_fs::walk(&repo, snap.record.root, "/", true, &mut |e| {
-            let path = e.display_path();
-            let name = path.rsplit('/').next().unwrap_or_default();
-            if by_name.is_match(name) || by_path.is_match(&path) {
+            if patterns.matches(&e.path, &e.node.name) {
                 out.line(format!("{}  {}", snap.id.short(), long_line(e)));
                 let mut j = entry_json(e);
                 j["snapshot"] = json!(snap.id.to_hex());
