@@ -207,7 +207,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
     let Walker {
         counts, problems, ..
     } = walker;
-    let mut problems = problems.into_inner().unwrap_or_else(|p| p.into_inner());
+    let problems = problems.into_inner().unwrap_or_else(|p| p.into_inner());
     let stats = writer.finish()?;
     let unreadable: Vec<&Problem> = problems
         .iter()
@@ -228,48 +228,22 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
     } else {
         SnapshotKind::Full
     };
-    let c = counts.snapshot();
-    let record = SnapshotRecord {
-        time_unix_ms: now_ms(),
-        host,
-        tags: opts.tags.clone(),
-        source_kind: SOURCE_KIND.into(),
-        paths,
-        parent: parent.as_ref().map(|p| p.id),
-        kind,
-        root,
-        summary: Summary {
-            files: c.files_new + c.files_changed + c.files_unchanged,
-            bytes_read: c.bytes_read,
-            bytes_added: stats.bytes_new,
-            blobs_added: stats.blobs_new,
-            duration_ms: start.elapsed().as_millis() as u64,
-            errors: unreadable.len() as u64,
+    commit(
+        repo,
+        Run {
+            source_kind: SOURCE_KIND,
+            host,
+            tags: opts.tags.clone(),
+            paths,
+            parent: parent.map(|p| p.id),
+            kind,
+            root,
+            counts: counts.snapshot(),
+            stats,
+            start,
+            problems,
         },
-        cursors: BTreeMap::new(),
-        writer_seq: 0,
-        prev_writer_snapshot: None,
-    };
-    let snapshot = repo.save_snapshot(record)?;
-    problems.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(BackupReport {
-        snapshot,
-        kind,
-        parent: parent.map(|p| p.id),
-        files_new: c.files_new,
-        files_changed: c.files_changed,
-        files_unchanged: c.files_unchanged,
-        dirs: c.dirs,
-        symlinks: c.symlinks,
-        bytes_total: c.bytes_total,
-        bytes_read: c.bytes_read,
-        bytes_added: stats.bytes_new,
-        bytes_stored: stats.bytes_compressed,
-        blobs_added: stats.blobs_new,
-        packs: stats.packs,
-        duration: start.elapsed(),
-        problems,
-    })
+    )
 }
 
 /// Backs up one stream (a database dump on stdin) as a snapshot holding a single file
@@ -309,22 +283,72 @@ pub fn backup_stream<R: Read + Send>(
     }])?;
     let root = writer.write_tree(&tree)?;
     let stats = writer.finish()?;
+    commit(
+        repo,
+        Run {
+            source_kind: STDIN_SOURCE_KIND,
+            host: opts.host.clone().unwrap_or_else(hostname),
+            tags: opts.tags.clone(),
+            paths: vec![name.into()],
+            parent: None,
+            kind: SnapshotKind::Full,
+            root,
+            counts: CountsSnapshot {
+                files_new: 1,
+                bytes_total: meta.size,
+                bytes_read: meta.size,
+                ..CountsSnapshot::default()
+            },
+            stats,
+            start,
+            problems: Vec::new(),
+        },
+    )
+}
+
+/// A finished run, before its snapshot is saved.
+struct Run {
+    source_kind: &'static str,
+    host: String,
+    tags: Vec<String>,
+    paths: Vec<String>,
+    parent: Option<SnapshotId>,
+    kind: SnapshotKind,
+    root: chatvault_core::BlobId,
+    counts: CountsSnapshot,
+    stats: chatvault_core::WriteStats,
+    start: Instant,
+    problems: Vec<Problem>,
+}
+
+/// Saves the run's snapshot record (only after the writer finished, so everything it
+/// references is durable) and reports it.
+fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
+    let Run {
+        counts: c, stats, ..
+    } = run;
+    let mut problems = run.problems;
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    let unreadable = problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Unreadable)
+        .count();
     let record = SnapshotRecord {
         time_unix_ms: now_ms(),
-        host: opts.host.clone().unwrap_or_else(hostname),
-        tags: opts.tags.clone(),
-        source_kind: STDIN_SOURCE_KIND.into(),
-        paths: vec![name.into()],
-        parent: None,
-        kind: SnapshotKind::Full,
-        root,
+        host: run.host,
+        tags: run.tags,
+        source_kind: run.source_kind.into(),
+        paths: run.paths,
+        parent: run.parent,
+        kind: run.kind,
+        root: run.root,
         summary: Summary {
-            files: 1,
-            bytes_read: meta.size,
+            files: c.files_new + c.files_changed + c.files_unchanged,
+            bytes_read: c.bytes_read,
             bytes_added: stats.bytes_new,
             blobs_added: stats.blobs_new,
-            duration_ms: start.elapsed().as_millis() as u64,
-            errors: 0,
+            duration_ms: run.start.elapsed().as_millis() as u64,
+            errors: unreadable as u64,
         },
         cursors: BTreeMap::new(),
         writer_seq: 0,
@@ -333,21 +357,21 @@ pub fn backup_stream<R: Read + Send>(
     let snapshot = repo.save_snapshot(record)?;
     Ok(BackupReport {
         snapshot,
-        kind: SnapshotKind::Full,
-        parent: None,
-        files_new: 1,
-        files_changed: 0,
-        files_unchanged: 0,
-        dirs: 0,
-        symlinks: 0,
-        bytes_total: meta.size,
-        bytes_read: meta.size,
+        kind: run.kind,
+        parent: run.parent,
+        files_new: c.files_new,
+        files_changed: c.files_changed,
+        files_unchanged: c.files_unchanged,
+        dirs: c.dirs,
+        symlinks: c.symlinks,
+        bytes_total: c.bytes_total,
+        bytes_read: c.bytes_read,
         bytes_added: stats.bytes_new,
         bytes_stored: stats.bytes_compressed,
         blobs_added: stats.blobs_new,
         packs: stats.packs,
-        duration: start.elapsed(),
-        problems: Vec::new(),
+        duration: run.start.elapsed(),
+        problems,
     })
 }
 
@@ -480,7 +504,7 @@ struct Counts {
     bytes_read: AtomicU64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct CountsSnapshot {
     files_new: u64,
     files_changed: u64,
