@@ -9,7 +9,6 @@
 //!   that silently measured misses (or hits) fails instead.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use chatvault_core::bench_support::IndexBench;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -73,10 +72,7 @@ fn index_1m(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = chatvault_benches::criterion_config(5);
     targets = index_1m
 }
 criterion_main!(benches);

@@ -7,7 +7,6 @@
 //! Per-blob stages run over 1 MiB blobs, the default average chunk size.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use chatvault_benches::{MIB, blobs, corpus};
 use chatvault_core::ChunkerParams;
@@ -58,10 +57,7 @@ fn stages(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = chatvault_benches::criterion_config(5);
     targets = stages
 }
 criterion_main!(benches);

@@ -74,10 +74,7 @@ fn write_path(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(10));
+    config = chatvault_benches::criterion_config(10);
     targets = write_path
 }
 criterion_main!(benches);

@@ -14,6 +14,15 @@ use std::path::Path;
 
 use chatvault_core::{InitOptions, KdfParams, KeySource};
 
+/// The criterion settings every bench uses: 10 samples (each iteration pushes hundreds
+/// of MiB), 1 s of warm-up, `measure_secs` of measurement.
+pub fn criterion_config(measure_secs: u64) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(measure_secs))
+}
+
 /// Seed of all bench input.
 pub const SEED: u64 = 2026;
 
