@@ -56,6 +56,16 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `N bytes in T s (R/s)`, as backup and restore report it.
+pub fn throughput(n: u64, d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64().max(1e-3);
+    format!(
+        "{} in {secs:.2} s ({}/s)",
+        bytes(n),
+        bytes((n as f64 / secs) as u64)
+    )
+}
+
 /// A Unix time in milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -92,6 +102,10 @@ mod tests {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(
+            throughput(3 << 20, std::time::Duration::from_millis(500)),
+            "3.0 MiB in 0.50 s (6.0 MiB/s)"
+        );
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_767_571_200_000), "2026-01-05 00:00:00");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");

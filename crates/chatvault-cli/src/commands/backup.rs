@@ -70,13 +70,10 @@ fn print(out: Output, r: &BackupReport) {
         "files: {} new, {} changed, {} unchanged; {} directories, {} links",
         r.files_new, r.files_changed, r.files_unchanged, r.dirs, r.symlinks
     ));
-    let secs = r.duration.as_secs_f64().max(1e-3);
     out.line(format!(
-        "read {} of {} in {:.2} s ({}/s); added {} ({} stored) in {} packs",
-        output::bytes(r.bytes_read),
+        "read {} of {}; added {} ({} stored) in {} packs",
+        output::throughput(r.bytes_read, r.duration),
         output::bytes(r.bytes_total),
-        secs,
-        output::bytes((r.bytes_read as f64 / secs) as u64),
         output::bytes(r.bytes_added),
         output::bytes(r.bytes_stored),
         r.packs

@@ -32,17 +32,14 @@ pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
     let report = chatvault_fs::restore(&repo, snap.record.root, &opts);
     progress.finish();
     let r = report?;
-    let secs = r.duration.as_secs_f64().max(1e-3);
     out.line(format!(
-        "restored snapshot {} to {}: {} files, {} directories, {} links, {} in {:.2} s ({}/s)",
+        "restored snapshot {} to {}: {} files, {} directories, {} links, {}",
         snap.id.short(),
         a.target.display(),
         r.files,
         r.dirs,
         r.symlinks,
-        output::bytes(r.bytes),
-        secs,
-        output::bytes((r.bytes as f64 / secs) as u64)
+        output::throughput(r.bytes, r.duration)
     ));
     if !r.problems.is_empty() {
         out.line(format!("{} entries were not restored:", r.problems.len()));
