@@ -211,7 +211,10 @@ impl Repository {
             .backend
             .get_range(name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
         let trailer = pack::read_trailer(&tail, size, name)?;
-        let key = self.unwrap_pack_key(&trailer, name)?;
+        // Kept in the pack key cache: `check --read-data` reads the blobs next, and would
+        // otherwise read the trailer and unwrap the key a second time.
+        let key = std::sync::Arc::new(self.unwrap_pack_key(&trailer, name)?);
+        self.pack_keys.insert(pack_id, key.clone());
         let sealed =
             self.backend
                 .get_range(name, trailer.header_offset, u64::from(trailer.header_len))?;

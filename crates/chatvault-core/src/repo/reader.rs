@@ -34,7 +34,7 @@ impl PackKeyCache {
             .cloned()
     }
 
-    fn insert(&self, id: PackId, key: Arc<Key32>) {
+    pub(super) fn insert(&self, id: PackId, key: Arc<Key32>) {
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= PACK_KEY_CACHE {
             map.clear();
