@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Clone, Args)]
 pub struct Global {
     /// Repository location (a directory).
     #[arg(short = 'r', long, env = "CHATVAULT_REPO", global = true)]
@@ -58,6 +58,20 @@ pub struct Global {
     /// No progress bars even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Write Prometheus metrics (text format, for node_exporter's textfile collector) to
+    /// this file, replacing only this command's samples; or, if it is a directory, to
+    /// `chatvault-<command>.prom` in it. Written atomically.
+    #[arg(long, env = "CHATVAULT_METRICS_FILE", global = true)]
+    pub metrics_file: Option<PathBuf>,
+    /// Run this shell command when the command succeeds: the report is in CHATVAULT_*
+    /// variables and, as JSON, on its standard input. Its failure is reported but does not
+    /// change the exit code.
+    #[arg(long, env = "CHATVAULT_ON_SUCCESS", global = true)]
+    pub on_success: Option<String>,
+    /// Run this shell command when the command fails (any non-zero exit code), as for
+    /// --on-success.
+    #[arg(long, env = "CHATVAULT_ON_FAILURE", global = true)]
+    pub on_failure: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,10 +103,43 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Verify that every pack, index segment and snapshot hashes to its name (no key needed).
     Scrub(ScrubArgs),
+    /// Repair a damaged repository: rebuild the index, or save snapshots without what is lost.
+    Repair(RepairArgs),
+    /// Restore drill: restore (or verify) the latest snapshot of each group, measure the
+    /// time it takes and the age of the data, and report.
+    Drill(DrillArgs),
+    /// Run a backup plan (backup, forget, check, drill) from a TOML file.
+    Run(RunArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write man pages.
     Man(ManArgs),
+}
+
+impl Command {
+    /// The subcommand's name, as the `command` label of metrics and `CHATVAULT_COMMAND`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Backup(_) => "backup",
+            Command::Snapshots(_) => "snapshots",
+            Command::Ls(_) => "ls",
+            Command::Find(_) => "find",
+            Command::Diff(_) => "diff",
+            Command::Restore(_) => "restore",
+            Command::Cat(_) => "cat",
+            Command::Key(_) => "key",
+            Command::Stats(_) => "stats",
+            Command::Check(_) => "check",
+            Command::Forget(_) => "forget",
+            Command::Scrub(_) => "scrub",
+            Command::Repair(_) => "repair",
+            Command::Drill(_) => "drill",
+            Command::Run(_) => "run",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +156,7 @@ pub struct InitArgs {
     pub new_key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct BackupArgs {
     /// Files and directories to back up.
     #[arg(required_unless_present = "stdin")]
@@ -286,7 +333,7 @@ pub enum RoleArg {
     Admin,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct CheckArgs {
     /// Also read every pack in full and authenticate every blob (reads the whole repository).
     #[arg(long)]
@@ -300,6 +347,73 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct ScrubArgs {}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub command: RepairCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index segments from the pack headers; retire unreadable and replaced
+    /// segments.
+    Index,
+    /// Save a new snapshot for each damaged one, leaving out the files and directories
+    /// whose data is lost, and list exactly what was lost.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots to repair (id, unique prefix or `latest`; default: all).
+    pub snapshots: Vec<String>,
+    /// Also read every referenced data blob to find corrupt ones (not only missing ones).
+    #[arg(long)]
+    pub read_data: bool,
+    /// Keep a damaged file with its readable chunks (its content is cut) instead of
+    /// leaving it out.
+    #[arg(long)]
+    pub keep_readable: bool,
+    /// Delete each original once its repaired snapshot is saved.
+    #[arg(long)]
+    pub forget: bool,
+    /// Report what would be lost; write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct DrillArgs {
+    /// Snapshots to drill (id, unique prefix or `latest`; default: the latest of every
+    /// group of source kind, host and paths).
+    pub snapshots: Vec<String>,
+    /// Read and verify everything (every chunk, every file digest) but write nothing.
+    #[arg(long, conflicts_with = "target")]
+    pub verify_only: bool,
+    /// Scratch directory to restore into (one subdirectory per snapshot; must not exist
+    /// or be empty). Default: a new directory under the system's temporary directory.
+    #[arg(long)]
+    pub target: Option<PathBuf>,
+    /// Keep the restored files instead of removing them after the drill.
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Only snapshots from this host.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (TOML; see docs/OPERATIONS.md).
+    pub plan: PathBuf,
+    /// Show what the plan would do now (which steps are due) without doing it.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -322,7 +436,7 @@ pub struct ManArgs {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ForgetArgs {
     /// Keep the newest N snapshots of each group.
     #[arg(long, default_value_t = 0)]

@@ -33,6 +33,9 @@ pub enum Outcome {
     /// Done as far as possible, but repository data was found corrupt or missing (exit
     /// code 13): the entries it held were left out.
     Corrupt,
+    /// Done, and the result is a failure for another reason (exit code 1): a drill that
+    /// could not restore a snapshot, a plan step that failed.
+    Failed,
 }
 
 impl Outcome {
@@ -46,13 +49,21 @@ impl Outcome {
     }
 }
 
-impl From<Outcome> for ExitCode {
-    fn from(o: Outcome) -> Self {
-        ExitCode::from(match o {
+impl Outcome {
+    /// The exit code.
+    pub fn code(self) -> u8 {
+        match self {
             Outcome::Complete => OK,
             Outcome::Partial => PARTIAL,
             Outcome::Corrupt => CORRUPT,
-        })
+            Outcome::Failed => ERROR,
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        ExitCode::from(o.code())
     }
 }
 

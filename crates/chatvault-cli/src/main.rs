@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod exit;
+mod monitor;
 mod output;
 mod progress;
 mod session;
@@ -17,7 +18,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
-use commands::{backup, browse, check, docs, forget, init, key, restore, snapshots, stats};
+use commands::{
+    backup, browse, check, docs, drill, forget, init, key, plan, repair, restore, snapshots, stats,
+};
 use exit::Outcome;
 use output::Output;
 
@@ -34,24 +37,43 @@ fn main() -> ExitCode {
     let out = Output {
         json: cli.global.json,
         quiet: cli.global.quiet,
+        silent: false,
     };
-    match run(&cli, out) {
-        Ok(outcome) => outcome.into(),
-        Err(e) => {
-            let (code, kind) = exit::classify(&e);
-            // One line: the error and its causes, as "a: b: c".
-            let message = e
-                .chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
-            eprintln!("chatvault: {message}");
-            out.json(&serde_json::json!({
-                "error": { "code": code, "kind": kind, "message": message }
-            }));
-            ExitCode::from(code)
-        }
+    let started = std::time::SystemTime::now();
+    let clock = std::time::Instant::now();
+    let code = match run(&cli, out) {
+        Ok(outcome) => outcome.code(),
+        Err(e) => report_error(out, &e),
+    };
+    // `run` plans report each step itself.
+    if !matches!(cli.command, Command::Run(_)) {
+        let mut record = monitor::Record {
+            command: cli.command.name().to_owned(),
+            exit_code: code,
+            started,
+            duration: clock.elapsed(),
+            report: output::take_report().unwrap_or_else(|| serde_json::json!({})),
+            hook_failed: false,
+        };
+        monitor::finish(&cli.global, &mut record);
     }
+    ExitCode::from(code)
+}
+
+/// Prints an error (one line on stderr, and the JSON document) and returns its exit code.
+fn report_error(out: Output, e: &anyhow::Error) -> u8 {
+    let (code, kind) = exit::classify(e);
+    // One line: the error and its causes, as "a: b: c".
+    let message = e
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    eprintln!("chatvault: {message}");
+    out.json(&serde_json::json!({
+        "error": { "code": code, "kind": kind, "message": message }
+    }));
+    code
 }
 
 fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
@@ -70,6 +92,9 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::check(g, out, a),
         Command::Forget(a) => forget::run(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
+        Command::Repair(a) => repair::run(g, out, &a.command),
+        Command::Drill(a) => drill::run(g, out, a),
+        Command::Run(a) => plan::run(g, out, a),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man(a) => docs::man(&a.out),
     }

@@ -2,33 +2,50 @@
 //!
 //! Invariant: with `--json`, stdout carries exactly one JSON document per command and
 //! nothing else, so a script can parse it; human text and progress go to stderr or are
-//! suppressed.
+//! suppressed. Every command's JSON document is also kept (whether printed or not) for
+//! the metrics file and the hooks (`monitor.rs`), which report on it.
 
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
+use std::sync::Mutex;
+
+/// The last JSON document a command produced; taken by [`take_report`].
+static REPORT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
 
 /// The output mode chosen on the command line.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
     pub quiet: bool,
+    /// Print nothing on stdout (a step of `run`, which prints its own summary); the
+    /// document is still kept.
+    pub silent: bool,
 }
 
 impl Output {
     /// A line of human output (not in JSON mode).
     pub fn line(&self, s: impl AsRef<str>) {
-        if !self.json {
+        if !self.json && !self.silent {
             println!("{}", s.as_ref());
         }
     }
 
-    /// The command's JSON document (only in JSON mode).
+    /// The command's JSON document: printed in JSON mode, always kept for the report.
     pub fn json(&self, v: &serde_json::Value) {
-        if self.json {
+        *REPORT.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+        if self.json && !self.silent {
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer(&mut out, v);
             let _ = writeln!(out);
+        }
+    }
+
+    /// The same mode, printing nothing on stdout.
+    pub fn silenced(self) -> Self {
+        Output {
+            silent: true,
+            ..self
         }
     }
 
@@ -38,6 +55,11 @@ impl Output {
             eprintln!("warning: {}", s.as_ref());
         }
     }
+}
+
+/// The JSON document the last command produced, if any (and forgets it).
+pub fn take_report() -> Option<serde_json::Value> {
+    REPORT.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// Bytes in binary units, as people read them: `1.5 GiB`.

@@ -71,8 +71,10 @@ pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DataSubset, InitOptions,
-    OpenOptions, ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
+    DataSubset, IndexRepairReport, InitOptions, Loss, LossKind, OpenOptions, ProblemKind,
+    REPAIRED_TAG, RebuildReport, RepairOptions, RepoStats, Repository, ScrubReport, SnapshotRepair,
+    SnapshotRepairReport, WriteStats, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -67,6 +67,11 @@ pub struct RestoreOptions {
     pub owners: Option<bool>,
     /// Progress callback. By default, none.
     pub progress: FsProgress,
+    /// Verify only: read every selected entry and check every chunk, each file's length
+    /// and digest and each name and link exactly as a restore would, but write nothing
+    /// (`target` is not used). By default disabled. A restore drill uses it to prove that
+    /// a snapshot restores without needing the disk space.
+    pub verify_only: bool,
 }
 
 /// What a restore did.
@@ -78,7 +83,7 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Links restored.
     pub symlinks: u64,
-    /// Bytes written.
+    /// Bytes written (or, when verifying only, read and verified).
     pub bytes: u64,
     /// Wall-clock time.
     pub duration: Duration,
@@ -97,17 +102,24 @@ impl RestoreReport {
 pub fn restore(repo: &Repository, root: BlobId, opts: &RestoreOptions) -> Result<RestoreReport> {
     let start_time = Instant::now();
     let start = browse::locate(repo, root, opts.sub_path.as_deref().unwrap_or("/"))?;
-    prepare_target(&opts.target, opts.overwrite)?;
-    // From here on the target is a real directory path with no link in it, so every path
-    // restore builds is below it.
-    let target = std::fs::canonicalize(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    let partial = target.join(PARTIAL_DIR);
-    if std::fs::symlink_metadata(&partial).is_ok() {
-        // Left by an interrupted restore: incomplete files, never anything else.
-        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    }
-    std::fs::create_dir(&partial).map_err(|e| Error::io(&partial, e))?;
+    let (target, partial) = if opts.verify_only {
+        // Never touched: every write below is skipped when verifying only.
+        (PathBuf::from("/"), PathBuf::from("/").join(PARTIAL_DIR))
+    } else {
+        prepare_target(&opts.target, opts.overwrite)?;
+        // From here on the target is a real directory path with no link in it, so every
+        // path restore builds is below it.
+        let target = std::fs::canonicalize(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+        let partial = target.join(PARTIAL_DIR);
+        if std::fs::symlink_metadata(&partial).is_ok() {
+            // Left by an interrupted restore: incomplete files, never anything else.
+            std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        }
+        std::fs::create_dir(&partial).map_err(|e| Error::io(&partial, e))?;
+        (target, partial)
+    };
     let r = Restorer {
+        verify_only: opts.verify_only,
         repo,
         target: target.clone(),
         partial: partial.clone(),
@@ -141,7 +153,9 @@ pub fn restore(repo: &Repository, root: BlobId, opts: &RestoreOptions) -> Result
             r.child(&node, &path, &target, 0, selected)?;
         }
     }
-    std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    if !opts.verify_only {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    }
     let mut problems = r.problems.into_inner().unwrap_or_else(|p| p.into_inner());
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     let c = &r.counts;
@@ -193,6 +207,8 @@ struct Counts {
 
 struct Restorer<'a> {
     repo: &'a Repository,
+    /// Read and check everything, write nothing.
+    verify_only: bool,
     /// The canonical target: `ensure_dir` never goes above it.
     target: PathBuf,
     partial: PathBuf,
@@ -351,7 +367,7 @@ impl Restorer<'_> {
         depth: usize,
         selected: bool,
     ) -> std::result::Result<bool, Failure> {
-        if selected {
+        if selected && !self.verify_only {
             self.ensure_dir(to)?;
         }
         let mut any = false;
@@ -369,8 +385,10 @@ impl Restorer<'_> {
                 format!("directory was not readable at backup time: {e}"),
             );
         }
-        let dir = File::open(to).map_err(|e| Error::io(to, e))?;
-        self.apply_meta(&dir, to, meta)?;
+        if !self.verify_only {
+            let dir = File::open(to).map_err(|e| Error::io(to, e))?;
+            self.apply_meta(&dir, to, meta)?;
+        }
         self.counts.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
@@ -388,6 +406,11 @@ impl Restorer<'_> {
                 ProblemKind::Unreadable,
                 format!("was not readable at backup time: {e}"),
             ));
+        }
+        if self.verify_only {
+            self.copy_content(&mut io::sink(), Path::new("-"), &node.content, meta, path)?;
+            self.counts.files.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
         }
         dest.ensure(self)?;
         let temp = self.temp_path();
@@ -421,6 +444,20 @@ impl Restorer<'_> {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(temp)
             .map_err(|e| Error::io(temp, e))?;
+        self.copy_content(&mut file, temp, content, meta, path)?;
+        Ok(file)
+    }
+
+    /// Reads a file's chunks in order (a few in parallel), checks each against the tree
+    /// and the whole against the recorded length and digest, and writes them to `out`.
+    fn copy_content(
+        &self,
+        out: &mut dyn Write,
+        out_path: &Path,
+        content: &[ContentRef],
+        meta: &FsMeta,
+        path: &[u8],
+    ) -> std::result::Result<(), Failure> {
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for batch in content.chunks(READ_AHEAD) {
@@ -446,7 +483,7 @@ impl Restorer<'_> {
                     ));
                 }
                 hasher.update(&data);
-                file.write_all(&data).map_err(|e| Error::io(temp, e))?;
+                out.write_all(&data).map_err(|e| Error::io(out_path, e))?;
                 written += data.len() as u64;
                 self.counts
                     .bytes
@@ -466,7 +503,7 @@ impl Restorer<'_> {
                 .to_string(),
             ));
         }
-        Ok(file)
+        Ok(())
     }
 
     fn symlink(
@@ -495,6 +532,10 @@ impl Restorer<'_> {
                 ProblemKind::Refused,
                 "link points outside the restore target (allow outward links to restore it)".into(),
             ));
+        }
+        if self.verify_only {
+            self.counts.symlinks.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
         }
         dest.ensure(self)?;
         let temp = self.temp_path();

@@ -28,6 +28,7 @@ pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
         allow_outward_links: a.allow_outward_links,
         owners: a.no_owners.then_some(false),
         progress: progress.callback(),
+        verify_only: false,
     };
     let report = chatvault_fs::restore(&repo, snap.record.root, &opts);
     progress.finish();

@@ -11,6 +11,7 @@ mod check;
 mod index_sync;
 mod pins;
 mod reader;
+mod repair;
 mod slots;
 mod snapshots;
 mod writer;
@@ -19,6 +20,10 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
 };
 pub use index_sync::RebuildReport;
+pub use repair::{
+    DamagedContent, IndexRepairReport, Loss, LossKind, REPAIRED_TAG, RepairOptions, SnapshotRepair,
+    SnapshotRepairReport,
+};
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
 

@@ -1,0 +1,141 @@
+//! `chatvault repair index` and `chatvault repair snapshots`.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use chatvault_core::{DamagedContent, LossKind, RepairOptions};
+
+use crate::args::{Global, RepairCommand, RepairSnapshotsArgs};
+use crate::exit::Outcome;
+use crate::output::Output;
+use crate::session;
+
+pub fn run(g: &Global, out: Output, c: &RepairCommand) -> Result<Outcome> {
+    match c {
+        RepairCommand::Index => index(g, out),
+        RepairCommand::Snapshots(a) => snapshots(g, out, a),
+    }
+}
+
+fn index(g: &Global, out: Output) -> Result<Outcome> {
+    let repo = session::open(g)?;
+    let r = repo.repair_index()?;
+    out.line(format!(
+        "read {} packs: {} blobs indexed in {} new segments",
+        r.packs, r.blobs, r.segments_written
+    ));
+    out.line(format!(
+        "retired {} old segments ({} unreadable); kept {}",
+        r.segments_retired,
+        r.segments_unreadable,
+        r.segments_kept.len()
+    ));
+    for s in &r.segments_kept {
+        out.line(format!(
+            "  kept {}: it names blobs in a pack whose header is unreadable",
+            s.object_name()
+        ));
+    }
+    for (pack, why) in &r.unreadable_packs {
+        out.line(format!("  unreadable pack {pack}: {why}"));
+    }
+    out.json(&json!({
+        "packs": r.packs,
+        "blobs": r.blobs,
+        "segments_written": r.segments_written,
+        "segments_retired": r.segments_retired,
+        "segments_unreadable": r.segments_unreadable,
+        "segments_kept": r.segments_kept.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+        "unreadable_packs": r.unreadable_packs.iter()
+            .map(|(p, e)| json!({"pack": p, "error": e})).collect::<Value>(),
+        "problems": r.unreadable_packs.iter()
+            .map(|(p, e)| json!({"object": p, "message": e})).collect::<Value>(),
+    }));
+    // Unreadable packs are data lost for good: `repair snapshots` is the next step.
+    Ok(Outcome::from_problems(r.unreadable_packs.len()))
+}
+
+fn snapshots(g: &Global, out: Output, a: &RepairSnapshotsArgs) -> Result<Outcome> {
+    let repo = session::open(g)?;
+    let ids = a
+        .snapshots
+        .iter()
+        .map(|s| Ok(session::resolve(&repo, s)?.id))
+        .collect::<Result<Vec<_>>>()?;
+    let r = repo.repair_snapshots(&RepairOptions {
+        snapshots: ids,
+        read_data: a.read_data,
+        damaged_content: if a.keep_readable {
+            DamagedContent::KeepReadable
+        } else {
+            DamagedContent::DropNode
+        },
+        dry_run: a.dry_run,
+        forget_originals: a.forget,
+    })?;
+    out.line(format!(
+        "{} snapshots examined: {} intact, {} damaged, {} unreadable",
+        r.snapshots,
+        r.intact,
+        r.repaired.len(),
+        r.unreadable.len()
+    ));
+    let mut repaired = Vec::new();
+    for s in &r.repaired {
+        let action = match (s.repaired, a.dry_run, s.original_forgotten) {
+            (_, true, _) => "would be repaired".to_owned(),
+            (Some(new), false, true) => format!("repaired as {} (original forgotten)", new.short()),
+            (Some(new), false, false) => format!("repaired as {}", new.short()),
+            (None, false, _) => "nothing left to save (its root tree is lost)".to_owned(),
+        };
+        out.line(format!("snapshot {}: {action}; lost:", s.original.short()));
+        let mut losses = Vec::new();
+        for l in &s.losses {
+            let path = String::from_utf8_lossy(&l.path).into_owned();
+            let kind = loss_kind(l.kind);
+            out.line(format!("  {path} ({kind}): {}", l.reason));
+            losses.push(json!({"path": path, "kind": kind, "reason": l.reason}));
+        }
+        repaired.push(json!({
+            "original": s.original.to_hex(),
+            "repaired": s.repaired.map(|id| id.to_hex()),
+            "original_forgotten": s.original_forgotten,
+            "losses": losses,
+        }));
+    }
+    for (id, e) in &r.unreadable {
+        out.line(format!(
+            "snapshot {} does not load (nothing to salvage; forget it): {e}",
+            id.short()
+        ));
+    }
+    if !a.forget && !a.dry_run && r.repaired.iter().any(|s| s.repaired.is_some()) {
+        out.line(
+            "the originals are kept: forget them (or rerun with --forget) once the repaired \
+             snapshots are checked",
+        );
+    }
+    out.json(&json!({
+        "dry_run": a.dry_run,
+        "snapshots": r.snapshots,
+        "intact": r.intact,
+        "repaired": repaired,
+        "unreadable": r.unreadable.iter()
+            .map(|(id, e)| json!({"id": id.to_hex(), "error": e})).collect::<Value>(),
+    }));
+    // Data was lost: say so in the exit code even though the repair itself succeeded.
+    Ok(if r.repaired.is_empty() && r.unreadable.is_empty() {
+        Outcome::Complete
+    } else {
+        Outcome::Partial
+    })
+}
+
+fn loss_kind(k: LossKind) -> &'static str {
+    match k {
+        LossKind::Subtree => "subtree",
+        LossKind::Content => "content",
+        LossKind::ContentCut => "content_cut",
+        _ => "other",
+    }
+}
