@@ -10,7 +10,7 @@ mod secrets;
 mod slot;
 
 pub(crate) use secrets::{DataKeyPair, Secrets};
-pub(crate) use slot::{SlotHeader, open_slot, seal_slot};
+pub(crate) use slot::{SlotHeader, check_shape, open_slot, seal_slot};
 
 use std::fmt;
 use std::path::Path;

@@ -108,6 +108,28 @@ impl SlotHeader {
     }
 }
 
+/// The shortest sealed secrets (a role without an admin key, one data key generation):
+/// version, role, repo id, four keys, signing seed, admin public key, admin flag, count,
+/// generation, public key, secret flag, grant public key (see `Secrets::encode`).
+const MIN_SECRETS: usize = 2 + 1 + 32 + 4 * 32 + 32 + 32 + 1 + 4 + (4 + 32 + 1) + 32;
+
+/// Checks what can be checked of a slot without its passphrase: the header decodes,
+/// names this repository, and is followed by a nonce, sealed secrets and a tag of a
+/// possible length. A damaged sealed part is only found by opening the slot.
+pub(crate) fn check_shape(bytes: &[u8], object: &str, repo_id: &RepoId) -> Result<()> {
+    let (header, header_len) = SlotHeader::decode(bytes, object)?;
+    if header.repo_id != *repo_id {
+        return Err(Error::corrupt(object, "slot belongs to another repository"));
+    }
+    if bytes.len() - header_len < aead::NONCE_LEN + MIN_SECRETS + aead::TAG_LEN {
+        return Err(Error::corrupt(
+            object,
+            "sealed secrets are too short (truncated)",
+        ));
+    }
+    Ok(())
+}
+
 fn kek(header: &SlotHeader, source: &KeySource, weak_allowed: bool) -> Result<Key32> {
     match (header.kdf_kind, source) {
         (KDF_ARGON2ID, KeySource::Passphrase(p)) => {
@@ -209,6 +231,21 @@ mod tests {
 
     fn root() -> Secrets {
         Secrets::generate(RepoId::from_bytes([5; 32]))
+    }
+
+    #[test]
+    fn every_role_passes_the_shape_check_and_a_slot_cut_in_half_fails_it() {
+        let s = root();
+        for role in [Role::Backup, Role::Full, Role::Admin] {
+            let secrets = s.for_new_slot(role).unwrap();
+            let key = KeySource::passphrase("pw");
+            let (_, bytes) =
+                seal_slot(&secrets, &key, KdfParams::insecure_for_tests(), "x").unwrap();
+            check_shape(&bytes, "keys/x", &s.repo_id).unwrap();
+            assert!(check_shape(&bytes[..bytes.len() / 2], "keys/x", &s.repo_id).is_err());
+            let other = RepoId::from_bytes([6; 32]);
+            assert!(check_shape(&bytes, "keys/x", &other).is_err());
+        }
     }
 
     #[test]

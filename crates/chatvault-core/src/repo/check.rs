@@ -169,6 +169,10 @@ pub enum ProblemKind {
     SegmentUnreadable,
     /// An object's bytes do not hash to its name.
     ContentMismatch,
+    /// A key slot's header does not decode: whoever holds that slot's passphrase or key
+    /// file can no longer open the repository (its sealed part can only be checked by
+    /// opening it). Affects access, not data.
+    SlotUnreadable,
 }
 
 /// One thing found wrong.
@@ -308,11 +312,27 @@ impl Repository {
             clean_trees: HashSet::new(),
             tainted_trees: HashMap::new(),
         };
+        self.check_slots(&mut run)?;
         self.check_packs(opts, &mut run, &mut report)?;
         self.check_snapshots(&mut run, &mut report)?;
         report.problems = run.problems;
         report.duration = start.elapsed();
         Ok(report)
+    }
+
+    /// Checks every key slot's shape (header, repository, length) without opening it.
+    fn check_slots(&self, run: &mut Run) -> Result<()> {
+        for o in self.backend.list("keys/")? {
+            let res = self
+                .backend
+                .get(&o.name)
+                .and_then(|b| crate::keys::check_shape(&b, &o.name, &self.config.repo_id));
+            if let Err(e) = res {
+                let message = finding(e, &o.name)?;
+                run.push(problem(ProblemKind::SlotUnreadable, o.name, message));
+            }
+        }
+        Ok(())
     }
 
     /// Compares every pack header with the index (in parallel), then streams the index
