@@ -723,3 +723,339 @@ fn forget_dry_run_explains_and_forget_removes() {
     assert_eq!(left.as_array().unwrap().len(), 2);
     env.fails(&["forget", "--keep-within", "3x"], 2);
 }
+
+/// The samples of a metrics file, parsed by an independent Prometheus text-format parser:
+/// (metric, command label) → value. Every sample must be a typed gauge with help text.
+fn metrics(path: &Path) -> BTreeMap<(String, String), f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    assert!(!scrape.samples.is_empty(), "{text}");
+    let mut out = BTreeMap::new();
+    for s in scrape.samples {
+        assert!(s.metric.starts_with("chatvault_"), "{}", s.metric);
+        assert!(
+            scrape.docs.contains_key(&s.metric),
+            "no HELP for {}",
+            s.metric
+        );
+        let prometheus_parse::Value::Gauge(v) = s.value else {
+            panic!("{} is not a gauge: {text}", s.metric);
+        };
+        assert!(s.labels.get("host").is_some_and(|h| !h.is_empty()));
+        let command = s.labels.get("command").unwrap().to_owned();
+        assert!(
+            out.insert((s.metric, command), v).is_none(),
+            "duplicate: {text}"
+        );
+    }
+    out
+}
+
+fn metric(m: &BTreeMap<(String, String), f64>, name: &str, command: &str) -> Option<f64> {
+    m.get(&(name.to_owned(), command.to_owned())).copied()
+}
+
+#[test]
+fn drill_verify_only_and_scratch_restore_pass_and_report_recovery_time_and_point() {
+    let env = backed_up_env();
+    let report = env.path("drill.json");
+    let doc = env.json(&[
+        "drill",
+        "--verify-only",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(doc["success"], true, "{doc}");
+    assert_eq!(doc["mode"], "verify_only");
+    assert_eq!(doc["snapshots"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["bytes"], 200_000 + 11, "{doc}");
+    assert!(doc["rpo_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(doc["rto_seconds"].as_f64().unwrap() > 0.0);
+    let from_file: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(from_file, doc);
+    // A scratch restore: into --target, removed afterwards unless --keep.
+    let scratch = env.path("scratch");
+    let doc = env.json(&["drill", "--target", scratch.to_str().unwrap()]);
+    assert_eq!(doc["success"], true, "{doc}");
+    assert_eq!(doc["mode"], "restore");
+    assert!(
+        !scratch.exists(),
+        "the drill created the scratch directory and removes it"
+    );
+    let doc = env.json(&["drill", "--keep", "--target", scratch.to_str().unwrap()]);
+    let short = doc["snapshots"][0]["short_id"].as_str().unwrap();
+    let src = env.path("src");
+    let back = scratch.join(short).join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(back.join("media/a")).unwrap(),
+        std::fs::read(src.join("media/a")).unwrap()
+    );
+}
+
+#[test]
+fn drill_fails_when_one_chunk_is_corrupted_and_metrics_say_so() {
+    let env = backed_up_env();
+    let prom = env.path("chatvault.prom");
+    let m = prom.to_str().unwrap();
+    env.ok(&["drill", "--verify-only", "--metrics-file", m]);
+    assert_eq!(
+        metric(&metrics(&prom), "chatvault_drill_success", "drill"),
+        Some(1.0)
+    );
+    corrupt_largest_pack(&env);
+    let out = env
+        .cmd(&["drill", "--verify-only", "--json", "--metrics-file", m])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(13));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["success"], false);
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{doc}");
+    assert!(
+        problems[0]["path"].as_str().unwrap().ends_with("media/a"),
+        "{doc}"
+    );
+    let after = metrics(&prom);
+    assert_eq!(
+        metric(&after, "chatvault_drill_success", "drill"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&after, "chatvault_last_exit_code", "drill"),
+        Some(13.0)
+    );
+    assert_eq!(metric(&after, "chatvault_errors", "drill"), Some(1.0));
+    // The last success is kept for the stale-drill alert.
+    assert!(metric(&after, "chatvault_last_success_timestamp_seconds", "drill").is_some());
+}
+
+#[test]
+fn metrics_file_parses_and_several_commands_share_one_file_or_a_directory() {
+    let env = backed_up_env();
+    let prom = env.path("chatvault.prom");
+    let m = prom.to_str().unwrap();
+    let src = env.path("src");
+    env.ok(&["backup", "--metrics-file", m, src.to_str().unwrap()]);
+    env.ok(&["check", "--metrics-file", m]);
+    env.fails(
+        &[
+            "restore",
+            "nope",
+            "--target",
+            "/nonexistent",
+            "--metrics-file",
+            m,
+        ],
+        1,
+    );
+    let all = metrics(&prom);
+    for command in ["backup", "check", "restore"] {
+        assert!(
+            metric(&all, "chatvault_last_run_timestamp_seconds", command).is_some(),
+            "{command}: {all:?}"
+        );
+    }
+    assert_eq!(metric(&all, "chatvault_success", "backup"), Some(1.0));
+    assert_eq!(
+        metric(&all, "chatvault_repository_snapshots", "backup"),
+        Some(2.0)
+    );
+    assert!(metric(&all, "chatvault_repository_size_bytes", "check").unwrap() > 200_000.0);
+    assert!(metric(&all, "chatvault_bytes_read", "backup").is_some());
+    assert_eq!(metric(&all, "chatvault_success", "restore"), Some(0.0));
+    assert_eq!(
+        metric(&all, "chatvault_last_exit_code", "restore"),
+        Some(1.0)
+    );
+    assert!(metric(&all, "chatvault_last_success_timestamp_seconds", "restore").is_none());
+    // A directory: one file per command, so each can be collected on its own.
+    let dir = env.path("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    env.ok(&["check", "--metrics-file", dir.to_str().unwrap()]);
+    env.ok(&["snapshots", "--metrics-file", dir.to_str().unwrap()]);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".prom"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["chatvault-check.prom", "chatvault-snapshots.prom"]);
+    assert_eq!(
+        metric(
+            &metrics(&dir.join("chatvault-check.prom")),
+            "chatvault_success",
+            "check"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn hooks_get_the_report_and_a_failing_hook_leaves_the_exit_code_alone() {
+    let env = backed_up_env();
+    let src = env.path("src");
+    let got = env.path("hook");
+    let hook = format!(
+        "cat > {0}.json; env | grep '^CHATVAULT_' | sort > {0}.env; exit 4",
+        got.display()
+    );
+    let out = env
+        .cmd(&["backup", "--on-success", &hook, src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the hook's failure is not the backup's"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hook failed"));
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(got.with_extension("json")).unwrap()).unwrap();
+    let vars = std::fs::read_to_string(got.with_extension("env")).unwrap();
+    let snapshot = doc["snapshot"].as_str().unwrap();
+    assert!(
+        vars.contains(&format!("CHATVAULT_SNAPSHOT={snapshot}\n")),
+        "{vars}"
+    );
+    assert!(vars.contains("CHATVAULT_COMMAND=backup\n"), "{vars}");
+    assert!(vars.contains("CHATVAULT_STATUS=success\n"), "{vars}");
+    assert!(vars.contains("CHATVAULT_BYTES_READ="), "{vars}");
+    assert!(
+        !vars.contains("CHATVAULT_PASSWORD="),
+        "the hook must not see the passphrase"
+    );
+    // A failure runs --on-failure (not --on-success), with the error.
+    let fail_hook = format!("env | grep '^CHATVAULT_' | sort > {}.fail", got.display());
+    env.cmd(&[
+        "check",
+        "--on-success",
+        "exit 1",
+        "--on-failure",
+        &fail_hook,
+    ])
+    .env("CHATVAULT_PASSWORD", "wrong")
+    .assert()
+    .code(11);
+    let vars = std::fs::read_to_string(got.with_extension("fail")).unwrap();
+    assert!(vars.contains("CHATVAULT_EXIT_CODE=11\n"), "{vars}");
+    assert!(vars.contains("CHATVAULT_STATUS=failure\n"), "{vars}");
+    assert!(vars.contains("CHATVAULT_ERROR="), "{vars}");
+}
+
+#[test]
+fn run_plan_does_a_full_backup_and_drill_then_only_what_is_due() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"one").unwrap();
+    let state = env.path("plan-state.json");
+    let metrics_dir = env.path("textfile");
+    std::fs::create_dir(&metrics_dir).unwrap();
+    let plan = env.path("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"state_file = "{}"
+metrics_file = "{}"
+[backup]
+paths = ["{}"]
+full_every_days = 7
+tags = ["files"]
+[forget]
+keep_last = 1
+[check]
+read_data_subset = "50%"
+[drill]
+every_days = 7
+"#,
+            state.display(),
+            metrics_dir.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let p = plan.to_str().unwrap();
+    let first = env.json(&["run", p]);
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["full_backup"], true);
+    let steps: Vec<&str> = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["backup", "forget", "check", "drill"]);
+    assert_eq!(first["steps"][0]["report"]["kind"], "full");
+    assert_eq!(first["drill"]["success"], true);
+    std::fs::write(src.join("f"), b"two").unwrap();
+    let second = env.json(&["run", p]);
+    assert_eq!(second["full_backup"], false, "{second}");
+    assert_eq!(second["steps"][0]["report"]["kind"], "incremental");
+    assert_eq!(
+        second["steps"].as_array().unwrap().len(),
+        3,
+        "the drill is not due"
+    );
+    assert_eq!(
+        second["steps"][1]["report"]["removed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let st: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(st["last_full_unix_ms"].is_i64() && st["last_drill_unix_ms"].is_i64());
+    for command in ["backup", "forget", "check", "drill", "run"] {
+        let file = metrics_dir.join(format!("chatvault-{command}.prom"));
+        assert_eq!(
+            metric(&metrics(&file), "chatvault_success", command),
+            Some(1.0),
+            "{command}"
+        );
+    }
+    // Prune is reserved: refused before anything runs.
+    std::fs::write(&plan, "[prune]\nmax_unused = \"5%\"\n").unwrap();
+    let stderr = env.fails(&["run", p], 1);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+}
+
+#[test]
+fn repair_snapshots_lists_the_lost_file_and_the_repaired_snapshot_drills_clean() {
+    let env = backed_up_env();
+    corrupt_largest_pack(&env);
+    let out = env
+        .cmd(&["repair", "snapshots", "--read-data", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "data was lost: partial");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repaired = &doc["repaired"][0];
+    let losses = repaired["losses"].as_array().unwrap();
+    assert_eq!(losses.len(), 1, "{doc}");
+    assert!(
+        losses[0]["path"].as_str().unwrap().ends_with("/media/a"),
+        "{doc}"
+    );
+    assert_eq!(losses[0]["kind"], "content");
+    assert_eq!(repaired["original_forgotten"], false);
+    // The default drill picks the repaired snapshot of the group, which restores fully.
+    let drill = env.json(&["drill", "--verify-only"]);
+    assert_eq!(drill["success"], true, "{drill}");
+    assert_eq!(drill["snapshots"][0]["id"], repaired["repaired"]);
+    // repair index after losing every segment: the index comes back from pack headers.
+    for seg in walk_files(&env.path("repo/index")) {
+        std::fs::remove_file(seg).unwrap();
+    }
+    env.fails(&["check"], 13);
+    let doc = env.json(&["repair", "index"]);
+    assert!(doc["blobs"].as_u64().unwrap() >= 3, "{doc}");
+    let check = env.cmd(&["check", "--json"]).output().unwrap();
+    let check: Value = serde_json::from_slice(&check.stdout).unwrap();
+    // Only the corrupt blob remains (until a prune), and no snapshot needs it any more
+    // except the original, which is still there.
+    for p in check["problems"].as_array().unwrap() {
+        assert_ne!(p["kind"], "blob_missing", "{check}");
+    }
+}

@@ -236,9 +236,16 @@ fn select(repo: &Repository, a: &DrillArgs) -> Result<(Vec<Snapshot>, Vec<Value>
             continue;
         }
         let key = chatvault_core::group_key(&s.record);
-        let newer = latest
-            .get(&key)
-            .is_none_or(|b| (b.record.time_unix_ms, b.id) < (s.record.time_unix_ms, s.id));
+        // A repaired snapshot keeps its original's time and is the one to restore.
+        let rank = |s: &Snapshot| {
+            let repaired = s
+                .record
+                .tags
+                .iter()
+                .any(|t| t == chatvault_core::REPAIRED_TAG);
+            (s.record.time_unix_ms, repaired, s.id)
+        };
+        let newer = latest.get(&key).is_none_or(|b| rank(b) < rank(&s));
         if newer {
             latest.insert(key, s);
         }
