@@ -215,6 +215,62 @@ pub(crate) fn open(
     Ok(plain)
 }
 
+thread_local! {
+    /// The buffer [`verify_in_place`] decompresses into, reused across blobs.
+    static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Checks a sealed blob as [`open`] does (authenticate, decompress, length, id) without
+/// keeping the plaintext unless `keep`: it is decrypted in place in `sealed` (whose
+/// contents are then unspecified) and decompressed into a reused per-thread buffer, so
+/// checking allocates and copies nothing per blob. Used by `check --read-data`.
+pub(crate) fn verify_in_place(
+    key: &Key32,
+    id_key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    sealed: &mut [u8],
+    object: &str,
+    keep: bool,
+) -> Result<Option<Vec<u8>>> {
+    let name = || format!("{object}#{}", meta.id);
+    if meta.raw_len as usize > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(name(), "blob length over the format limit"));
+    }
+    let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
+        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    let check = |plain: &[u8]| {
+        if plain.len() != meta.raw_len as usize {
+            return Err(Error::corrupt(name(), "blob length differs from the index"));
+        }
+        if blob_id(id_key, meta.blob_type, plain) != meta.id {
+            return Err(Error::corrupt(name(), "blob content does not match its id"));
+        }
+        Ok(keep.then(|| plain.to_vec()))
+    };
+    match meta.codec {
+        Codec::Raw => check(payload),
+        Codec::Zstd => VERIFY_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            buf.reserve(meta.raw_len as usize);
+            DECOMPRESSOR
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    match d.as_mut() {
+                        Some(d) => d.decompress_to_buffer(payload, &mut *buf),
+                        None => Err(std::io::Error::other("no zstd context")),
+                    }
+                })
+                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?;
+            check(&buf)
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +301,24 @@ mod tests {
                                 level in prop_oneof![Just(0), Just(1), Just(3)]) {
             let (key, id_key, repo, meta, out) = sealed(&data, level);
             prop_assert_eq!(open(&key, &id_key, &repo, &meta, &out, "p").unwrap(), data);
+        }
+
+        #[test]
+        fn verify_in_place_agrees_with_open(data in proptest::collection::vec(any::<u8>(), 0..4096),
+                                            level in prop_oneof![Just(0), Just(3)],
+                                            flip in any::<Option<prop::sample::Index>>()) {
+            let (key, id_key, repo, meta, mut out) = sealed(&data, level);
+            if let Some(i) = flip {
+                let i = i.index(out.len());
+                out[i] ^= 0x40;
+            }
+            let opened = open(&key, &id_key, &repo, &meta, &out, "p").is_ok();
+            let verified = verify_in_place(&key, &id_key, &repo, &meta, &mut out, "p", true);
+            prop_assert_eq!(opened, verified.is_ok());
+            prop_assert_eq!(verified.is_ok(), flip.is_none());
+            if let Ok(kept) = verified {
+                prop_assert_eq!(kept, Some(data));
+            }
         }
     }
 

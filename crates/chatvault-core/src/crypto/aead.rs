@@ -3,7 +3,7 @@
 //! Sealed layout: `nonce (24) ‖ ciphertext ‖ tag (16)`. Invariant: a nonce is never chosen
 //! by the caller, so it can never be reused by mistake.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::{Key32, random_array};
@@ -69,12 +69,57 @@ pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Op
         .map_err(|_| OpenFailed)
 }
 
+/// Opens `nonce ‖ ciphertext ‖ tag` in place: on success the ciphertext's bytes hold the
+/// plaintext, which is returned. On failure the buffer's contents are unspecified (it may
+/// hold partly decrypted bytes) and must not be used.
+pub(crate) fn open_in_place<'a>(
+    key: &Key32,
+    aad: &[u8],
+    sealed: &'a mut [u8],
+) -> Result<&'a [u8], OpenFailed> {
+    if sealed.len() < OVERHEAD {
+        return Err(OpenFailed);
+    }
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            aad,
+            ct,
+            chacha20poly1305::Tag::from_slice(tag),
+        )
+        .map_err(|_| OpenFailed)?;
+    Ok(ct)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn open_in_place_agrees_with_open(data in proptest::collection::vec(any::<u8>(), 0..2048),
+                                          flip in any::<Option<prop::sample::Index>>()) {
+            let key = Key32::random();
+            let mut sealed = seal(&key, b"ad", &data);
+            if let Some(i) = flip {
+                let i = i.index(sealed.len());
+                sealed[i] ^= 1;
+            }
+            let whole = open(&key, b"ad", &sealed);
+            let mut buf = sealed.clone();
+            let in_place = open_in_place(&key, b"ad", &mut buf).map(<[u8]>::to_vec);
+            prop_assert_eq!(whole.is_ok(), in_place.is_ok());
+            prop_assert_eq!(in_place.is_ok(), flip.is_none());
+            if let (Ok(a), Ok(b)) = (whole, in_place) {
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(a, data);
+            }
+        }
+
         #[test]
         fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2048),
                                 aad in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -8,6 +8,7 @@
 //! streamed, never loaded.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -18,10 +19,14 @@ use crate::blob::{self, BlobMeta, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::IndexEntry;
-use crate::pack::TRAILER_LEN;
+use crate::pack::{self, TRAILER_LEN};
+use crate::tree::Tree;
 
 /// Trees nested deeper than this are reported instead of walked (a guard for the stack).
 const MAX_TREE_DEPTH: usize = 1024;
+/// Tree plaintexts kept from the `read_data` pass for the tree walk, at most (beyond it,
+/// the walk reads trees again). Saves reading, opening and hashing every tree twice.
+const TREE_CACHE_BYTES: u64 = 64 << 20;
 /// Bytes hashed per ranged read when scrubbing.
 const SCRUB_CHUNK: u64 = 4 << 20;
 
@@ -267,6 +272,25 @@ struct PackOutcome {
     /// Blobs found corrupt, each with the index of its problem in `problems`.
     bad_blobs: Vec<(BlobId, usize)>,
     problems: Vec<CheckProblem>,
+    /// Authenticated tree plaintexts, for the walk (within the cache budget).
+    trees: Vec<(BlobId, Vec<u8>)>,
+}
+
+/// A pack's blobs, as `verify_blobs` needs them.
+struct Blobs<'a> {
+    entries: &'a [IndexEntry],
+    /// Whether the index reads each blob from this pack.
+    read_here: &'a [bool],
+    /// Bytes of tree plaintext that may still be kept for the walk.
+    tree_budget: &'a AtomicU64,
+}
+
+/// One blob checked by `verify_blobs`.
+enum Verified {
+    /// Sound; with its plaintext if it is a tree kept for the walk.
+    Sound(Option<(BlobId, Vec<u8>)>),
+    /// Corrupt: its id, whether the index reads it from this pack, and the problem.
+    Corrupt(BlobId, bool, CheckProblem),
 }
 
 /// Mutable state of one check run.
@@ -282,6 +306,9 @@ struct Run {
     /// Trees already walked with problems at or below them, to those problems (so a
     /// snapshot that reaches them again is named too). Bounded by problems × depth.
     tainted_trees: HashMap<BlobId, Vec<usize>>,
+    /// Tree plaintexts authenticated by the data pass, taken by the walk. At most
+    /// `TREE_CACHE_BYTES`.
+    tree_cache: HashMap<BlobId, Vec<u8>>,
 }
 
 impl Run {
@@ -311,6 +338,7 @@ impl Repository {
             bad_packs: HashSet::new(),
             clean_trees: HashSet::new(),
             tainted_trees: HashMap::new(),
+            tree_cache: HashMap::new(),
         };
         self.check_slots(&mut run)?;
         self.check_packs(opts, &mut run, &mut report)?;
@@ -347,10 +375,11 @@ impl Repository {
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         let read = self.packs_to_read(opts, &listed)?;
         report.packs_read = read.iter().filter(|r| **r).count() as u64;
+        let tree_budget = AtomicU64::new(TREE_CACHE_BYTES);
         let outcomes: Vec<(Option<PackId>, PackOutcome)> = listed
             .par_iter()
             .zip(read.par_iter())
-            .map(|(o, read)| self.check_pack(&o.name, o.size, *read))
+            .map(|(o, read)| self.check_pack(&o.name, o.size, *read, &tree_budget))
             .collect::<Result<_>>()?;
         // One entry per pack: bounded by the number of packs.
         let mut confirmed: HashMap<PackId, u64> = HashMap::new();
@@ -362,6 +391,7 @@ impl Repository {
             report.bytes_read += out.bytes_read;
             let first = run.problems.len();
             run.problems.extend(out.problems);
+            run.tree_cache.extend(out.trees);
             for (b, i) in out.bad_blobs {
                 run.bad_blobs.insert(b, first + i);
             }
@@ -429,6 +459,7 @@ impl Repository {
         name: &str,
         size: u64,
         read_data: bool,
+        tree_budget: &AtomicU64,
     ) -> Result<(Option<PackId>, PackOutcome)> {
         let mut out = PackOutcome::default();
         let id = name
@@ -444,8 +475,17 @@ impl Repository {
             ));
             return Ok((None, out));
         };
-        let entries = match self.read_pack_entries(name, size) {
-            Ok(e) => e,
+        // With `read_data` the pack is read once, whole, and its trailer and header are
+        // taken from those same bytes, so every byte checked is a byte read.
+        let read = if read_data {
+            self.backend
+                .get(name)
+                .and_then(|b| Ok((self.entries_in(id, name, &b)?, b)))
+        } else {
+            self.read_pack_entries(name, size).map(|e| (e, Vec::new()))
+        };
+        let (entries, mut bytes) = match read {
+            Ok(r) => r,
             Err(e) => {
                 let message = finding(e, name)?;
                 out.unreadable = true;
@@ -456,7 +496,11 @@ impl Repository {
             }
         };
         let blob_area: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
-        out.bytes_read += size - blob_area;
+        out.bytes_read += if read_data {
+            bytes.len() as u64
+        } else {
+            size - blob_area
+        };
         // Whether the index reads each blob from this pack (and not from another copy).
         let mut read_here = Vec::with_capacity(entries.len());
         for e in &entries {
@@ -475,89 +519,124 @@ impl Repository {
             }
         }
         if read_data {
-            self.read_pack_blobs(id, name, &entries, &read_here, &mut out)?;
+            let blobs = Blobs {
+                entries: &entries,
+                read_here: &read_here,
+                tree_budget,
+            };
+            self.verify_blobs(id, name, &blobs, &mut bytes, &mut out)?;
         }
         Ok((Some(id), out))
     }
 
-    /// Reads a whole pack once and authenticates every blob in it.
-    fn read_pack_blobs(
+    /// A whole pack's trailer and header, read from its bytes: its index entries.
+    fn entries_in(&self, id: PackId, name: &str, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
+        let size = bytes.len() as u64;
+        if bytes.len() < TRAILER_LEN {
+            return Err(Error::corrupt(name, "too short to be a pack"));
+        }
+        let trailer = pack::read_trailer(&bytes[bytes.len() - TRAILER_LEN..], size, name)?;
+        let key = std::sync::Arc::new(self.unwrap_pack_key(&trailer, name)?);
+        self.pack_keys.insert(id, key.clone());
+        let start = trailer.header_offset as usize;
+        let sealed = &bytes[start..start + trailer.header_len as usize];
+        let header = pack::open_header(
+            sealed,
+            &key,
+            &self.config.repo_id,
+            trailer.header_offset,
+            trailer.generation(),
+            name,
+        )?;
+        Ok(header
+            .entries
+            .iter()
+            .map(|e| e.index_entry(id, header.generation))
+            .collect())
+    }
+
+    /// Authenticates every blob of a pack read whole, in parallel, in place.
+    ///
+    /// No hash of the whole pack is computed: the blobs' seals, the sealed header (whose
+    /// entries tile the blob area exactly) and the trailer's key wrap, magic, version and
+    /// header length together cover every byte of the pack, so when they all check out
+    /// the pack is byte for byte what its writer stored, and so matches its name (FORMAT.md,
+    /// section 7.6). A pack that fails has a `BlobCorrupt` problem already; `scrub`
+    /// compares names with contents without a key.
+    fn verify_blobs(
         &self,
         id: PackId,
         name: &str,
-        entries: &[IndexEntry],
-        read_here: &[bool],
+        blobs_of: &Blobs<'_>,
+        bytes: &mut [u8],
         out: &mut PackOutcome,
     ) -> Result<()> {
-        let bytes = match self.backend.get(name) {
-            Ok(b) => b,
-            Err(e) => {
-                out.problems.push(problem(
-                    ProblemKind::PackUnreadable,
-                    name,
-                    finding(e, name)?,
-                ));
-                return Ok(());
-            }
-        };
-        out.bytes_read += bytes.len() as u64;
-        if PackId::of_bytes(&bytes) != id {
-            out.problems.push(problem(
-                ProblemKind::ContentMismatch,
-                name,
-                "content does not match its name",
-            ));
+        let (entries, read_here) = (blobs_of.entries, blobs_of.read_here);
+        let key = self.pack_key(&id)?;
+        // The entries tile the blob area from offset 0 (checked when the header opened).
+        let mut rest = bytes;
+        let mut blobs = Vec::with_capacity(entries.len());
+        for (e, &here) in entries.iter().zip(read_here) {
+            let (sealed, tail) = std::mem::take(&mut rest).split_at_mut(e.length as usize);
+            rest = tail;
+            blobs.push((e, here, sealed));
         }
-        let key = match self.pack_key(&id) {
-            Ok(k) => k,
-            Err(e) => {
-                out.problems.push(problem(
-                    ProblemKind::PackUnreadable,
+        let found: Vec<Verified> = blobs
+            .into_par_iter()
+            .map(|(e, here, sealed)| {
+                let meta = BlobMeta {
+                    id: e.blob,
+                    blob_type: e.blob_type,
+                    codec: e.codec,
+                    raw_len: e.raw_len,
+                    domain: e.domain,
+                    generation: e.generation,
+                };
+                let object = format!("{name}#{}", e.blob);
+                // Keep a tree the walk will read (the copy the index names), if the
+                // budget allows.
+                let keep = here
+                    && e.blob_type == BlobType::Tree
+                    && blobs_of
+                        .tree_budget
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                            left.checked_sub(u64::from(e.raw_len))
+                        })
+                        .is_ok();
+                let res = blob::verify_in_place(
+                    &key,
+                    &self.secrets.id_key,
+                    &self.config.repo_id,
+                    &meta,
+                    sealed,
                     name,
-                    finding(e, name)?,
-                ));
-                return Ok(());
-            }
-        };
-        for (e, &read_here) in entries.iter().zip(read_here) {
-            let meta = BlobMeta {
-                id: e.blob,
-                blob_type: e.blob_type,
-                codec: e.codec,
-                raw_len: e.raw_len,
-                domain: e.domain,
-                generation: e.generation,
-            };
-            let start = e.offset as usize;
-            // The header was checked against the size listed; the object read may differ.
-            let Some(sealed) = bytes.get(start..start + e.length as usize) else {
-                out.problems.push(problem(
-                    ProblemKind::PackUnreadable,
-                    name,
-                    "shorter than its header says",
-                ));
-                return Ok(());
-            };
-            out.blobs_read += 1;
-            let res = blob::open(
-                &key,
-                &self.secrets.id_key,
-                &self.config.repo_id,
-                &meta,
-                sealed,
-                name,
-            );
-            if let Err(err) = res {
-                // A damaged spare copy is reported, but does not taint the trees naming
-                // the blob: their reads go to the copy the index names.
-                if read_here {
-                    out.bad_blobs.push((e.blob, out.problems.len()));
+                    keep,
+                );
+                match res {
+                    Ok(plain) => Ok(Verified::Sound(plain.map(|p| (e.blob, p)))),
+                    Err(err) => {
+                        let message = finding(err, &object)?;
+                        Ok(Verified::Corrupt(
+                            e.blob,
+                            here,
+                            problem(ProblemKind::BlobCorrupt, object, message),
+                        ))
+                    }
                 }
-                out.problems.push(problem(
-                    ProblemKind::BlobCorrupt,
-                    format!("{name}#{}", e.blob),
-                    finding(err, &format!("{name}#{}", e.blob))?,
-                ));
+            })
+            .collect::<Result<_>>()?;
+        out.blobs_read += entries.len() as u64;
+        for v in found {
+            match v {
+                Verified::Sound(tree) => out.trees.extend(tree),
+                Verified::Corrupt(blob, here, p) => {
+                    // A damaged spare copy is reported, but does not taint the trees
+                    // naming the blob: their reads go to the copy the index names.
+                    if here {
+                        out.bad_blobs.push((blob, out.problems.len()));
+                    }
+                    out.problems.push(p);
+                }
             }
         }
         Ok(())
@@ -616,7 +695,11 @@ impl Repository {
             )));
         } else {
             report.trees += 1;
-            match self.read_tree(id) {
+            let tree = match run.tree_cache.remove(&id) {
+                Some(plain) => Tree::decode(&plain, &format!("tree {id}")),
+                None => self.read_tree(id),
+            };
+            match tree {
                 Err(e) => {
                     let object = format!("tree {id}");
                     let message = finding(e, &object)?;
