@@ -326,6 +326,7 @@ fn repaired_record(mut record: SnapshotRecord, root: BlobId) -> SnapshotRecord {
 }
 
 /// A tree walked for repair.
+#[derive(Clone)]
 enum Walked {
     /// Nothing below is damaged: keep the tree id.
     Same,
@@ -339,28 +340,19 @@ struct TreeRepair<'r> {
     repo: &'r Repository,
     opts: &'r RepairOptions,
     bad_packs: HashSet<PackId>,
-    /// Trees already walked: `None` when intact, else the outcome (new id or loss) and
-    /// its losses. Bounded by the trees walked.
-    memo: HashMap<BlobId, Option<(Option<BlobId>, Vec<Loss>, String)>>,
+    /// Trees already walked, and what the walk found. Bounded by the trees walked (and
+    /// the losses found below them).
+    memo: HashMap<BlobId, Walked>,
     writer: Option<crate::repo::BlobWriter<'r>>,
 }
 
 impl<'r> TreeRepair<'r> {
     fn tree(&mut self, id: BlobId, depth: usize) -> Result<Walked> {
         if let Some(m) = self.memo.get(&id) {
-            return Ok(match m {
-                None => Walked::Same,
-                Some((None, _, reason)) => Walked::Lost(reason.clone()),
-                Some((Some(new), losses, _)) => Walked::Changed(*new, losses.clone()),
-            });
+            return Ok(m.clone());
         }
         let walked = self.walk(id, depth)?;
-        let memo = match &walked {
-            Walked::Same => None,
-            Walked::Lost(r) => Some((None, Vec::new(), r.clone())),
-            Walked::Changed(new, losses) => Some((Some(*new), losses.clone(), String::new())),
-        };
-        self.memo.insert(id, memo);
+        self.memo.insert(id, walked.clone());
         Ok(walked)
     }
 
@@ -434,7 +426,7 @@ impl<'r> TreeRepair<'r> {
         let mut kept = Vec::with_capacity(node.content.len());
         for r in &node.content {
             match self.data_problem(r.id)? {
-                None => kept.push(r.clone()),
+                None => kept.push(*r),
                 Some(why) => {
                     first_bad.get_or_insert(why);
                 }
