@@ -1236,6 +1236,15 @@ fn damaged_and_missing_packs_fail_only_their_files() {
     .map(|(p, k)| (show(p.as_os_str().as_bytes()), k))
     .collect();
     assert_eq!(problems_of(&r), corrupt);
+    // A verify-only pass (a restore drill) finds exactly the same and writes nothing.
+    let nowhere = fx.path("never-created");
+    let v = restore_root(&repo, root, &nowhere, |o| o.verify_only = true).unwrap();
+    assert_eq!(problems_of(&v), corrupt);
+    assert_eq!(
+        (v.files, v.dirs, v.symlinks, v.bytes),
+        (r.files, r.dirs, r.symlinks, r.bytes)
+    );
+    assert!(fs::symlink_metadata(&nowhere).is_err());
 
     let dest = inside(&target, &src);
     assert!(fs::symlink_metadata(dest.join("a.bin")).is_err());
@@ -1278,6 +1287,11 @@ fn digest_or_size_mismatch_is_corrupt_and_not_written() {
     .into_iter()
     .collect();
     assert_eq!(problems_of(&r), expected);
+    let nowhere = fx.path("never-created");
+    let v = restore_root(&fx.repo, root, &nowhere, |o| o.verify_only = true).unwrap();
+    assert_eq!(problems_of(&v), expected);
+    assert_eq!((v.files, v.bytes), (r.files, r.bytes));
+    assert!(fs::symlink_metadata(&nowhere).is_err());
     assert_eq!(files_below(&target), set(&["good.txt"]));
     assert_eq!(fs::read_dir(&target).unwrap().count(), 1);
 
