@@ -2,8 +2,13 @@
 //!
 //! Sealed layout: `nonce (24) ‖ ciphertext ‖ tag (16)`. Invariant: a nonce is never chosen
 //! by the caller, so it can never be reused by mistake.
+//!
+//! Sealing uses `chacha20poly1305`. Opening computes the same construction in two steps,
+//! HChaCha20 (`chacha20`) for the subkey, then ring's IETF ChaCha20-Poly1305 with nonce
+//! `0⁴ ‖ nonce[16..24]` (draft-irtf-cfrg-xchacha, section 2.3), because ring's assembly
+//! opens about twice as fast; the tests check that both agree on every input.
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::{Key32, random_array};
@@ -62,10 +67,32 @@ pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Op
     if sealed.len() < OVERHEAD {
         return Err(OpenFailed);
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let cipher = XChaCha20Poly1305::new(key.expose().into());
-    cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+    let (nonce, ct_tag) = sealed.split_at(NONCE_LEN);
+    let mut buf = ct_tag.to_vec();
+    let len = open_ietf(key, nonce, aad, &mut buf)?.len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Opens `ciphertext ‖ tag` in place under the XChaCha20 subkey and nonce for the 24-byte
+/// `nonce`; returns the plaintext (the buffer without the tag).
+fn open_ietf<'a>(
+    key: &Key32,
+    nonce: &[u8],
+    aad: &[u8],
+    ct_tag: &'a mut [u8],
+) -> Result<&'a mut [u8], OpenFailed> {
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+    let prefix: [u8; 16] = nonce[..16].try_into().map_err(|_| OpenFailed)?;
+    let mut derived =
+        chacha20::hchacha::<chacha20::cipher::consts::U10>(key.expose().into(), &prefix.into());
+    let subkey = zeroize::Zeroizing::new(<[u8; 32]>::from(derived));
+    zeroize::Zeroize::zeroize(derived.as_mut_slice());
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &subkey[..]).map_err(|_| OpenFailed)?;
+    let mut ietf = [0u8; 12];
+    ietf[4..].copy_from_slice(&nonce[16..NONCE_LEN]);
+    LessSafeKey::new(unbound)
+        .open_in_place(Nonce::assume_unique_for_key(ietf), Aad::from(aad), ct_tag)
         .map_err(|_| OpenFailed)
 }
 
@@ -80,18 +107,8 @@ pub(crate) fn open_in_place<'a>(
     if sealed.len() < OVERHEAD {
         return Err(OpenFailed);
     }
-    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-    let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-    let cipher = XChaCha20Poly1305::new(key.expose().into());
-    cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            aad,
-            ct,
-            chacha20poly1305::Tag::from_slice(tag),
-        )
-        .map_err(|_| OpenFailed)?;
-    Ok(ct)
+    let (nonce, ct_tag) = sealed.split_at_mut(NONCE_LEN);
+    Ok(open_ietf(key, nonce, aad, ct_tag)?)
 }
 
 #[cfg(test)]
@@ -118,6 +135,26 @@ mod tests {
                 prop_assert_eq!(&a, &b);
                 prop_assert_eq!(a, data);
             }
+        }
+
+        #[test]
+        fn open_agrees_with_the_reference_xchacha20poly1305(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            aad in proptest::collection::vec(any::<u8>(), 0..100),
+            flip in any::<Option<prop::sample::Index>>(),
+        ) {
+            let key = Key32::random();
+            let mut sealed = seal(&key, &aad, &data);
+            if let Some(i) = flip {
+                let i = i.index(sealed.len());
+                sealed[i] ^= 0x80;
+            }
+            let cipher = XChaCha20Poly1305::new(key.expose().into());
+            let (nonce, ct) = sealed.split_at(NONCE_LEN);
+            let reference = cipher
+                .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+                .map_err(|_| OpenFailed);
+            prop_assert_eq!(open(&key, &aad, &sealed), reference);
         }
 
         #[test]
