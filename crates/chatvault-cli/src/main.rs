@@ -41,19 +41,20 @@ fn main() -> ExitCode {
     };
     let started = std::time::SystemTime::now();
     let clock = std::time::Instant::now();
-    let code = match run(&cli, out) {
-        Ok(outcome) => outcome.code(),
-        Err(e) => report_error(out, &e),
+    let (code, failed) = match run(&cli, out) {
+        Ok(outcome) => (outcome.code(), false),
+        Err(e) => (report_error(out, &e), true),
     };
-    // `run` plans report each step itself.
-    if !matches!(cli.command, Command::Run(_)) {
+    // A plan that ran reports each step, and itself, on its own; one that could not start
+    // (a bad plan file) is reported here like any other failed command.
+    if failed || !matches!(cli.command, Command::Run(_)) {
         let mut record = monitor::Record {
             command: cli.command.name().to_owned(),
             exit_code: code,
             started,
             duration: clock.elapsed(),
             report: output::take_report().unwrap_or_else(|| serde_json::json!({})),
-            hook_failed: false,
+            hook_ok: None,
         };
         monitor::finish(&cli.global, &mut record);
     }

@@ -37,8 +37,9 @@ pub struct Record {
     pub duration: Duration,
     /// Its JSON document (`{}` when it printed none).
     pub report: Value,
-    /// Whether its hook ran and failed (filled in by [`run_hook`]).
-    pub hook_failed: bool,
+    /// Whether a hook ran for it and succeeded (`None`: no hook ran; filled in by
+    /// [`run_hook`]).
+    pub hook_ok: Option<bool>,
 }
 
 impl Record {
@@ -128,7 +129,7 @@ struct Sample {
 }
 
 /// The samples describing one run.
-fn samples(r: &Record, host: &str, repo: Option<&Path>, had_hook: bool) -> Vec<Sample> {
+fn samples(r: &Record, host: &str, repo: Option<&Path>) -> Vec<Sample> {
     let labels: BTreeMap<String, String> = [
         ("command".to_owned(), r.command.clone()),
         ("host".to_owned(), host.to_owned()),
@@ -177,11 +178,8 @@ fn samples(r: &Record, host: &str, repo: Option<&Path>, had_hook: bool) -> Vec<S
             push("chatvault_drill_bytes", v);
         }
     }
-    if had_hook {
-        push(
-            "chatvault_hook_success",
-            f64::from(u8::from(!r.hook_failed)),
-        );
+    if let Some(ok) = r.hook_ok {
+        push("chatvault_hook_success", f64::from(u8::from(ok)));
     }
     if let Some((snapshots, size)) = repo.and_then(repository_figures) {
         push("chatvault_repository_snapshots", snapshots as f64);
@@ -215,32 +213,21 @@ fn unix_secs(t: SystemTime) -> f64 {
 }
 
 /// Writes the records' samples into the metrics file or directory `path`.
-pub fn write_metrics(
-    path: &Path,
-    records: &[Record],
-    repo: Option<&Path>,
-    had_hook: bool,
-) -> Result<()> {
+pub fn write_metrics(path: &Path, records: &[Record], repo: Option<&Path>) -> Result<()> {
     let host = chatvault_fs::hostname();
     if path.is_dir() {
         for r in records {
             let file = path.join(format!("chatvault-{}.prom", r.command));
-            merge_into(&file, std::slice::from_ref(r), &host, repo, had_hook)?;
+            merge_into(&file, std::slice::from_ref(r), &host, repo)?;
         }
         Ok(())
     } else {
-        merge_into(path, records, &host, repo, had_hook)
+        merge_into(path, records, &host, repo)
     }
 }
 
 /// Replaces the records' commands' samples in `file`, keeping every other command's.
-fn merge_into(
-    file: &Path,
-    records: &[Record],
-    host: &str,
-    repo: Option<&Path>,
-    had_hook: bool,
-) -> Result<()> {
+fn merge_into(file: &Path, records: &[Record], host: &str, repo: Option<&Path>) -> Result<()> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -269,7 +256,7 @@ fn merge_into(
             s.labels.get("command") == Some(&r.command)
                 && s.labels.get("host").map(String::as_str) == Some(host)
         };
-        let mut new = samples(r, host, repo, had_hook);
+        let mut new = samples(r, host, repo);
         if !r.success() {
             // The last success stays what it was: a stale-backup alert keys on it.
             new.extend(
@@ -417,14 +404,14 @@ fn parse_line(line: &str) -> Option<Sample> {
 /// After a command: runs its hook, then writes its metrics (which record the hook's
 /// outcome). Failures of either are reported on stderr and leave the exit code alone.
 pub fn finish(g: &Global, record: &mut Record) {
-    let had_hook = run_hook(g, record);
-    finish_metrics(g, std::slice::from_ref(record), had_hook);
+    run_hook(g, record);
+    finish_metrics(g, std::slice::from_ref(record));
 }
 
 /// Writes the metrics of several records (a plan's steps), if a metrics file is given.
-pub fn finish_metrics(g: &Global, records: &[Record], had_hook: bool) {
+pub fn finish_metrics(g: &Global, records: &[Record]) {
     if let Some(path) = &g.metrics_file
-        && let Err(e) = write_metrics(path, records, g.repo.as_deref(), had_hook)
+        && let Err(e) = write_metrics(path, records, g.repo.as_deref())
     {
         eprintln!("chatvault: could not write the metrics file: {e:#}");
     }
@@ -433,22 +420,22 @@ pub fn finish_metrics(g: &Global, records: &[Record], had_hook: bool) {
 /// How long a hook may run before it is stopped.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs the success or failure hook for a record, if one is given. Returns whether a hook
-/// ran. Its failure is reported and recorded in `r.hook_failed`, never returned.
-pub fn run_hook(g: &Global, r: &mut Record) -> bool {
+/// Runs the success or failure hook for a record, if one is given. Its outcome is
+/// recorded in `r.hook_ok`; a failure is reported on stderr, never returned.
+pub fn run_hook(g: &Global, r: &mut Record) {
     let cmd = if r.success() {
         g.on_success.as_deref()
     } else {
         g.on_failure.as_deref()
     };
     let Some(cmd) = cmd else {
-        return false;
+        return;
     };
-    if let Err(e) = hook(g, cmd, r) {
-        r.hook_failed = true;
+    let result = hook(g, cmd, r);
+    if let Err(e) = &result {
         eprintln!("chatvault: the {} hook failed: {e:#}", status_word(r));
     }
-    true
+    r.hook_ok = Some(result.is_ok());
 }
 
 fn status_word(r: &Record) -> &'static str {
@@ -565,7 +552,7 @@ mod tests {
             started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             duration: Duration::from_millis(1500),
             report,
-            hook_failed: false,
+            hook_ok: None,
         }
     }
 
@@ -576,7 +563,7 @@ mod tests {
             0,
             serde_json::json!({"bytes_read": 100, "bytes_added": 40, "bytes_total": 100, "bytes_stored": 25, "problems": []}),
         );
-        let s = samples(&r, "node \"1\"\\x\n", None, false);
+        let s = samples(&r, "node \"1\"\\x\n", None);
         let text = render(s.clone());
         let mut back = parse(&text);
         let mut s = s;
@@ -598,11 +585,11 @@ mod tests {
     fn a_failed_run_keeps_the_last_success_and_other_commands() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("chatvault.prom");
-        write_metrics(&file, &[record("backup", 0, Value::Null)], None, false).unwrap();
-        write_metrics(&file, &[record("check", 0, Value::Null)], None, false).unwrap();
+        write_metrics(&file, &[record("backup", 0, Value::Null)], None).unwrap();
+        write_metrics(&file, &[record("check", 0, Value::Null)], None).unwrap();
         let mut failed = record("backup", 13, serde_json::json!({"problems": [1, 2]}));
         failed.started += Duration::from_secs(86_400);
-        write_metrics(&file, &[failed], None, false).unwrap();
+        write_metrics(&file, &[failed], None).unwrap();
         let back = parse(&std::fs::read_to_string(&file).unwrap());
         let get = |name: &str, cmd: &str| {
             back.iter()
@@ -640,7 +627,6 @@ mod tests {
                 serde_json::json!({"success": true, "rto_seconds": 2.5, "rpo_seconds": 3600}),
             )],
             None,
-            false,
         )
         .unwrap();
         let text = std::fs::read_to_string(dir.path().join("chatvault-drill.prom")).unwrap();
@@ -661,8 +647,8 @@ mod tests {
             ..Global::default()
         };
         let mut r = record("backup", 0, serde_json::json!({"snapshot": "ab"}));
-        assert!(run_hook(&g, &mut r));
-        assert!(!r.hook_failed);
+        run_hook(&g, &mut r);
+        assert_eq!(r.hook_ok, Some(true));
         let env = std::fs::read_to_string(&out).unwrap();
         assert_eq!(env, "CHATVAULT_COMMAND=backup\nCHATVAULT_STATUS=success\n");
         let doc = read_json(std::fs::File::open(out.with_extension("out.json")).unwrap());
@@ -672,7 +658,7 @@ mod tests {
             ..Global::default()
         };
         let mut r = record("backup", 13, Value::Null);
-        assert!(run_hook(&g, &mut r));
-        assert!(r.hook_failed);
+        run_hook(&g, &mut r);
+        assert_eq!(r.hook_ok, Some(false));
     }
 }

@@ -1015,10 +1015,14 @@ every_days = 7
             "{command}"
         );
     }
-    // Prune is reserved: refused before anything runs.
+    // Prune is reserved: refused before anything runs, and the failed run is reported.
     std::fs::write(&plan, "[prune]\nmax_unused = \"5%\"\n").unwrap();
-    let stderr = env.fails(&["run", p], 1);
+    let m = metrics_dir.to_str().unwrap();
+    let stderr = env.fails(&["run", p, "--metrics-file", m], 1);
     assert!(stderr.contains("not supported yet"), "{stderr}");
+    let run = metrics(&metrics_dir.join("chatvault-run.prom"));
+    assert_eq!(metric(&run, "chatvault_success", "run"), Some(0.0));
+    assert!(metric(&run, "chatvault_last_success_timestamp_seconds", "run").is_some());
 }
 
 #[test]

@@ -341,7 +341,7 @@ fn step(name: &str, out: Output, f: impl FnOnce(Output) -> Result<Outcome>) -> R
         started,
         duration: clock.elapsed(),
         report: output::take_report().unwrap_or_else(|| json!({})),
-        hook_failed: false,
+        hook_ok: None,
     };
     out.line(format!(
         "{name}: {} in {:.1} s{}",
@@ -460,11 +460,11 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         started,
         duration: clock.elapsed(),
         report: doc,
-        hook_failed: false,
+        hook_ok: None,
     };
-    let had_hook = monitor::run_hook(&g, &mut run_record);
+    monitor::run_hook(&g, &mut run_record);
     records.push(run_record);
-    monitor::finish_metrics(&g, &records, had_hook);
+    monitor::finish_metrics(&g, &records);
     Ok(match code {
         0 => Outcome::Complete,
         3 => Outcome::Partial,
