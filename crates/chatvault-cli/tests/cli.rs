@@ -186,7 +186,10 @@ fn incremental_backup_reads_only_changed_files_and_full_adds_nothing() {
     assert_eq!(full["kind"], "full");
     assert_eq!(full["files_unchanged"], 0);
     assert_eq!(full["bytes_read"], full["bytes_total"]);
-    assert_eq!(full["bytes_added"], 0, "{full}");
+    // No data twice. The directories above the source (the temporary directory, /tmp)
+    // are recorded with their times, and tests running alongside change /tmp's: so a new
+    // root listing of a few dozen bytes may be stored, never a chunk (the tree holds MiBs).
+    assert!(full["bytes_added"].as_u64().unwrap() < 1024, "{full}");
     let diff = env.json(&[
         "diff",
         first["snapshot"].as_str().unwrap(),
