@@ -185,8 +185,8 @@ pub(crate) fn seal(
     aead::seal_into(key, &aad(repo_id, meta), payload, out);
 }
 
-/// Opens a sealed blob, decompresses it and checks the plaintext against its id.
-/// `object` names the pack in errors.
+/// [`open_owned`] on a copy of `sealed` (tests and callers holding a borrowed slice).
+#[cfg(test)]
 pub(crate) fn open(
     key: &Key32,
     id_key: &Key32,
@@ -195,15 +195,36 @@ pub(crate) fn open(
     sealed: &[u8],
     object: &str,
 ) -> Result<Vec<u8>> {
+    open_owned(key, id_key, repo_id, meta, sealed.to_vec(), object)
+}
+
+/// Opens a sealed blob the caller owns (a fresh ranged read), decompresses it and checks
+/// the plaintext against its id. `object` names the pack in errors. The blob is decrypted
+/// in place; a raw blob's plaintext is returned in the same buffer, so reading allocates
+/// no second copy.
+pub(crate) fn open_owned(
+    key: &Key32,
+    id_key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    mut sealed: Vec<u8>,
+    object: &str,
+) -> Result<Vec<u8>> {
     let name = || format!("{object}#{}", meta.id);
     if meta.raw_len as usize > MAX_BLOB_SIZE {
         return Err(Error::corrupt(name(), "blob length over the format limit"));
     }
-    let payload = aead::open(key, &aad(repo_id, meta), sealed)
-        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    let n = aead::open_in_place(key, &aad(repo_id, meta), &mut sealed)
+        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?
+        .len();
+    let payload = aead::NONCE_LEN..aead::NONCE_LEN + n;
     let plain = match meta.codec {
-        Codec::Raw => payload,
-        Codec::Zstd => zstd_decompress(&payload, meta.raw_len as usize)
+        Codec::Raw => {
+            sealed.copy_within(payload, 0);
+            sealed.truncate(n);
+            sealed
+        }
+        Codec::Zstd => zstd_decompress(&sealed[payload], meta.raw_len as usize)
             .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?,
     };
     if plain.len() != meta.raw_len as usize {
@@ -220,7 +241,7 @@ thread_local! {
     static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Checks a sealed blob as [`open`] does (authenticate, decompress, length, id) without
+/// Checks a sealed blob as [`open_owned`] does (authenticate, decompress, length, id) without
 /// keeping the plaintext unless `keep`: it is decrypted in place in `sealed` (whose
 /// contents are then unspecified) and decompressed into a reused per-thread buffer, so
 /// checking allocates and copies nothing per blob. Used by `check --read-data`.

@@ -128,12 +128,12 @@ impl Repository {
             domain: entry.domain,
             generation: entry.generation,
         };
-        blob::open(
+        blob::open_owned(
             &key,
             &self.secrets.id_key,
             &self.config.repo_id,
             &meta,
-            &sealed,
+            sealed,
             &name,
         )
     }
