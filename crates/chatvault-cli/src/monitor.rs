@@ -108,7 +108,7 @@ const METRICS: &[(&str, &str)] = &[
     ),
     (
         "chatvault_drill_rpo_seconds",
-        "Age of the newest data the last drill restored, at drill time (the recovery point).",
+        "Age at drill time of the oldest snapshot the last drill restored: the worst recovery point over its groups.",
     ),
     (
         "chatvault_drill_bytes",
