@@ -435,10 +435,13 @@ fn applied_view_follows_edits_across_month_files() {
     );
 }
 
+/// A conversation's records: seq, timestamp, bytes.
+type Log = Vec<(u64, i64, Vec<u8>)>;
+
 /// An embedding server's store: records per conversation, in memory.
 #[derive(Default)]
 struct Store {
-    convs: BTreeMap<(String, String), Vec<(u64, i64, Vec<u8>)>>,
+    convs: BTreeMap<(String, String), Log>,
     reads: std::sync::atomic::AtomicU64,
 }
 
