@@ -175,11 +175,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         .collect();
     let parent = match opts.parent {
         ParentChoice::None => None,
-        ParentChoice::Snapshot(id) => Some(repo.load_snapshot(id)?),
-        ParentChoice::Latest if repo.role().can_read() => {
-            latest_snapshot(repo, SOURCE_KIND, &host, &paths)?
-        }
-        ParentChoice::Latest => None,
+        ParentChoice::Snapshot(id) => Some(repo.load_parent_snapshot(id)?),
+        // A backup key finds its own latest snapshot in its local journal.
+        ParentChoice::Latest => latest_snapshot(repo, SOURCE_KIND, &host, &paths)?,
     };
     let reuse = !opts.full && parent.is_some();
     let mut exclude = opts.exclude.clone();
@@ -200,7 +198,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
     let parent_root = match (&parent, reuse) {
         (Some(p), true) => Some(ParentTree {
             id: p.record.root,
-            tree: repo.read_tree(p.record.root)?,
+            tree: repo.read_parent_tree(p.record.root)?,
         }),
         _ => None,
     };
@@ -485,8 +483,9 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
     })
 }
 
-/// The latest snapshot (by time) with this source kind, host and paths, skipping
-/// snapshots that do not load (a damaged one must not stop the next backup).
+/// The latest snapshot (by time) with this source kind, host and paths that can be a
+/// parent (for a `backup` key: its own, from its journal), skipping snapshots that do not
+/// load (a damaged one must not stop the next backup).
 pub fn latest_snapshot(
     repo: &Repository,
     source_kind: &str,
@@ -495,7 +494,7 @@ pub fn latest_snapshot(
 ) -> Result<Option<Snapshot>> {
     let mut best: Option<Snapshot> = None;
     for id in repo.snapshot_ids()? {
-        let Ok(s) = repo.load_snapshot(id) else {
+        let Ok(s) = repo.load_parent_snapshot(id) else {
             continue;
         };
         let r = &s.record;
@@ -760,7 +759,7 @@ impl Walker<'_> {
     /// not load only costs reuse (a warning), never the backup.
     fn parent_tree(&self, path: &Path, node: Option<&Node>) -> Option<ParentTree> {
         let id = node?.subtree?;
-        match self.repo.read_tree(id) {
+        match self.repo.read_parent_tree(id) {
             Ok(tree) => Some(ParentTree { id, tree }),
             Err(e) => {
                 self.problem(
