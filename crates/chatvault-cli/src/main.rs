@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
-use commands::{backup, browse, check, docs, forget, init, key, restore, snapshots, stats};
+use commands::{
+    backup, browse, check, demo, docs, forget, init, key, msglog, restore, snapshots, stats,
+};
 use exit::Outcome;
 use output::Output;
 
@@ -70,6 +72,8 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::check(g, out, a),
         Command::Forget(a) => forget::run(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
+        Command::Msglog(a) => msglog::run(g, out, &a.command),
+        Command::Demo(a) => demo::run(g, out, a),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man(a) => docs::man(&a.out),
     }

@@ -280,15 +280,16 @@ impl std::fmt::Debug for BackupSession<'_> {
 impl<'r> BackupSession<'r> {
     /// Starts a backup set, finding its parent.
     ///
-    /// A key that cannot read snapshots (a `backup` key) finds no parent: its runs read
-    /// every source, and store only what the repository does not have yet.
+    /// A key that cannot read snapshots (a `backup` key) builds on its own latest set of
+    /// the same name, which its local journal remembers (the journal is in the cache
+    /// directory: a node that loses it makes one run that reads everything).
     pub fn start(repo: &'r Repository, opts: BackupOptions) -> Result<Self> {
         check_name(&opts.name, "backup set name")?;
         let host = opts.host.clone().unwrap_or_else(chatvault_fs::hostname);
         let parent = match opts.parent {
             ParentChoice::None => None,
             ParentChoice::Snapshot(id) => {
-                let s = repo.load_snapshot(id)?;
+                let s = repo.load_parent_snapshot(id)?;
                 if s.record.source_kind != SOURCE_KIND {
                     return Err(Error::NotABackupSet {
                         snapshot: id.to_hex(),
@@ -297,16 +298,16 @@ impl<'r> BackupSession<'r> {
                 }
                 Some(s)
             }
-            ParentChoice::Latest if repo.role().can_read() => chatvault_fs::latest_snapshot(
+            // A backup key finds its own latest set in its local journal.
+            ParentChoice::Latest => chatvault_fs::latest_snapshot(
                 repo,
                 SOURCE_KIND,
                 &host,
                 std::slice::from_ref(&opts.name),
             )?,
-            ParentChoice::Latest => None,
         };
         let parent_root = match &parent {
-            Some(p) => Some(repo.read_tree(p.record.root)?),
+            Some(p) => Some(repo.read_parent_tree(p.record.root)?),
             None => None,
         };
         Ok(BackupSession {
@@ -337,7 +338,7 @@ impl<'r> BackupSession<'r> {
 
     fn parent_logs(&self) -> Result<Option<Tree>> {
         Ok(match self.parent_part(LOGS) {
-            Some(id) => Some(self.repo.read_tree(id)?),
+            Some(id) => Some(self.repo.read_parent_tree(id)?),
             None => None,
         })
     }
@@ -689,7 +690,7 @@ impl LogsWalker<'_, '_> {
 
     fn parent_subtree(&self, path: &str, node: Option<&Node>) -> Option<Tree> {
         let id = node?.subtree?;
-        match self.repo.read_tree(id) {
+        match self.repo.read_parent_tree(id) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.problem(
@@ -811,46 +812,80 @@ impl LogsWalker<'_, '_> {
             stats.streams_unchanged = 1;
             return Ok(Some((p.node(name), stats)));
         }
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
+        // A log that only grew: read the window before its old end (to check it against
+        // the stored digest), and what follows. Anything else is read whole.
+        let grown = prev.as_ref().filter(|p| {
+            !self.full
+                && p.meta.digest.is_some()
+                && p.meta.stamp.is_some_and(|s| s.inode == stamp.inode)
+                && stamp.size >= p.meta.len
+        });
+        let read = match grown {
+            Some(p) => {
+                let back = (WINDOW as u64).max(p.segments.tail_bytes());
+                let from = p.meta.len.saturating_sub(back);
+                read_from(path, from).map(|bytes| {
+                    let at = (p.meta.len - from) as usize;
+                    let ok =
+                        bytes.len() >= at && Some(window_digest(&bytes[..at])) == p.meta.digest;
+                    (from as usize, bytes, ok)
+                })
+            }
+            None => read_from(path, 0).map(|bytes| (0, bytes, false)),
+        };
+        let (from, data, grown_ok) = match read {
+            Ok(r) => r,
             Err(e) => {
                 self.problem(&shown, format!("{e}; the previous backup of it is kept"));
                 return Ok(prev.map(|p| (p.node(name), stats)));
             }
         };
+        let (from, data) = if grown.is_some() && !grown_ok {
+            // The window changed: the log was rewritten, not appended to. Read it whole.
+            match read_from(path, 0) {
+                Ok(d) => (0, d),
+                Err(e) => {
+                    self.problem(&shown, format!("{e}; the previous backup of it is kept"));
+                    return Ok(prev.map(|p| (p.node(name), stats)));
+                }
+            }
+        } else {
+            (from, data)
+        };
         stats.bytes_read = data.len() as u64;
-        // The stored segments still describe the file if it only grew.
-        let prefix_ok = prev.as_ref().is_some_and(|p| {
-            p.meta.stamp.is_some_and(|s| s.inode == stamp.inode)
-                && data.len() as u64 >= p.meta.len
-                && p.meta.digest == Some(*blake3::hash(&data[..p.meta.len as usize]).as_bytes())
-        });
-        let mut old = match &prev {
-            Some(p) if prefix_ok => p.segments.clone(),
-            Some(_) => {
-                stats.streams_rewritten = 1;
-                Segments::default()
+        let old = match &prev {
+            Some(p) if grown_ok => p.segments.clone(),
+            Some(p) => {
+                // Read whole: keep the stored segments that still match (a full run's
+                // verification, or a log copied or rotated with its history intact).
+                let mut old = p.segments.clone();
+                let verified = verify_prefix(self.repo, &old, &data)?;
+                stats.segments_verified = verified as u64;
+                if verified < old.content.len() {
+                    self.problem(
+                        &shown,
+                        "stored segments differ from the file: stored again from there",
+                    );
+                    stats.streams_rewritten = 1;
+                    old.content.truncate(verified);
+                    old.meta.truncate(verified);
+                }
+                old
             }
             None => {
                 stats.streams_new = 1;
                 Segments::default()
             }
         };
-        if self.full && !old.content.is_empty() {
-            let verified = verify_prefix(self.writer, &old, &data)?;
-            stats.segments_verified = verified as u64;
-            if verified < old.content.len() {
-                self.problem(
-                    &shown,
-                    "stored segments differ from the file: stored again from there",
-                );
-                stats.streams_rewritten = 1;
-                old.content.truncate(verified);
-                old.meta.truncate(verified);
+        // Offsets from here on are in `data`, which starts at file offset `from`.
+        let base = old.len() as usize - from;
+        let continues_at = |at: usize| {
+            if at > 0 {
+                data[at - 1] != b'\n'
+            } else {
+                from > 0
             }
-        }
-        let base = old.len() as usize;
-        let continues_at = |at: usize| at > 0 && data[at - 1] != b'\n';
+        };
         let new = Batch::lines(data[base..].to_vec(), continues_at(base));
         if !new.bytes.is_empty() && stats.streams_new == 0 && stats.streams_rewritten == 0 {
             stats.streams_appended = 1;
@@ -858,16 +893,16 @@ impl LogsWalker<'_, '_> {
             stats.streams_verified = 1;
         }
         let (segments, a) = segment::append(self.writer, old, new, &self.tiering, |n| {
-            let from = base - n as usize;
-            Ok(Batch::lines(data[from..base].to_vec(), continues_at(from)))
+            let at = base - n as usize;
+            Ok(Batch::lines(data[at..base].to_vec(), continues_at(at)))
         })?;
         stats = stats.appended(a);
         let mut stamp = stamp;
-        stamp.size = data.len() as u64;
+        stamp.size = (from + data.len()) as u64;
         let meta = stream_meta(
             NodeKind::Lines,
             &segments,
-            Some(*blake3::hash(&data).as_bytes()),
+            Some(window_digest(&data)),
             Some(stamp),
         );
         Ok(Some((
@@ -942,7 +977,7 @@ impl LogsWalker<'_, '_> {
         let new = if self.full {
             let all = read(0, u64::MAX)?;
             stats.bytes_read = all.bytes.len() as u64;
-            let verified = verify_prefix(self.writer, &old, &all.bytes)?;
+            let verified = verify_prefix(self.repo, &old, &all.bytes)?;
             stats.segments_verified = verified as u64;
             if verified < old.content.len() {
                 self.problem(
@@ -986,17 +1021,35 @@ impl LogsWalker<'_, '_> {
     }
 }
 
+/// The bytes before a log's end whose digest detects a rewrite on the next incremental run.
+const WINDOW: usize = 64 << 10;
+
+/// BLAKE3 of the last [`WINDOW`] bytes of `data` (all of it if shorter), which must end
+/// where the stream ends.
+fn window_digest(data: &[u8]) -> [u8; 32] {
+    *blake3::hash(&data[data.len().saturating_sub(WINDOW)..]).as_bytes()
+}
+
+/// The rest of a file from `offset`.
+fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// How many of the stored segments, from the first, hold exactly the bytes at their
-/// offsets in `data` (their ids are recomputed; nothing already stored is stored again).
-fn verify_prefix(writer: &BlobWriter<'_>, old: &Segments, data: &[u8]) -> Result<usize> {
+/// offsets in `data` (their ids are recomputed; nothing is stored).
+fn verify_prefix(repo: &Repository, old: &Segments, data: &[u8]) -> Result<usize> {
     let mut off = 0usize;
     for (i, c) in old.content.iter().enumerate() {
         let end = off + c.len as usize;
         if end > data.len() {
             return Ok(i);
         }
-        let again = writer.write_blob(chatvault_core::BlobType::Data, &data[off..end])?;
-        if again.id != c.id {
+        if repo.blob_id(chatvault_core::BlobType::Data, &data[off..end]) != c.id {
             return Ok(i);
         }
         off = end;

@@ -4,8 +4,9 @@
 //! A stream node's `content` is its segments' chunks in stream order; its meta holds, for
 //! each of those chunks in the same order, the segment's tier and the seq and timestamp
 //! ranges of the records that start in it, plus the stream's cursor: how many source
-//! bytes it covers and their digest (to detect appends), the source file's stamp (to skip
-//! an unchanged file unread) and the last seq and timestamp.
+//! bytes it covers and the digest of their last 64 KiB (so the next run can tell an append
+//! from a rewrite by reading that window only), the source file's stamp (to skip an
+//! unchanged file unread) and the last seq and timestamp.
 //!
 //! Canonical CBOR map with small integer keys, absent fields omitted:
 //!
@@ -14,7 +15,7 @@
 //! | 0   | version  | `1`                                                            |
 //! | 1   | kind     | 0 directory, 1 line stream (JSONL file), 2 framed record stream |
 //! | 2   | len      | source bytes the segments hold                                  |
-//! | 3   | digest   | BLAKE3 of those bytes (line streams), 32 bytes                  |
+//! | 3   | digest   | BLAKE3 of the last 64 KiB of those bytes (line streams)         |
 //! | 4   | segments | array of segment arrays, one per content chunk                  |
 //! | 5   | stamp    | `[size, mtime_ns, ctime_ns, inode]` of the source file          |
 //! | 6   | last_seq | highest seq backed up                                           |
@@ -147,7 +148,8 @@ pub struct NodeMeta {
     pub kind: NodeKind,
     /// Source bytes the segments hold (the sum of the chunk lengths).
     pub len: u64,
-    /// BLAKE3 of the source bytes `0..len` (line streams).
+    /// BLAKE3 of the last 64 KiB of the source bytes `0..len` (all of them if fewer): line
+    /// streams. A full run checks the whole prefix through the segment ids instead.
     pub digest: Option<[u8; 32]>,
     /// One per content chunk.
     pub segments: Vec<SegmentMeta>,

@@ -246,6 +246,52 @@ fn a_log_changed_in_place_is_stored_again() {
     assert_eq!(fs::read(target.join(&log)).unwrap(), bytes);
 }
 
+#[test]
+fn an_edit_before_the_checked_window_is_caught_by_the_next_full_run() {
+    let f = Fixture::new();
+    let dir = f.path("server/logs/acme/general");
+    fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("2026-01.jsonl");
+    let mut bytes = Vec::new();
+    for seq in 1..=8000u64 {
+        bytes.extend_from_slice(
+            format!(
+                "{{\"seq\":{seq},\"ts\":{},\"text\":\"message {seq}\"}}\n",
+                seq * 1000
+            )
+            .as_bytes(),
+        );
+    }
+    assert!(bytes.len() > 3 * 65536);
+    fs::write(&log, &bytes).unwrap();
+    let data = f.path("server");
+    f.backup_dir(&data, false);
+    // Rewrite a record far from the end (same length), and append: same inode, grown.
+    let at = bytes
+        .windows(13)
+        .position(|w| w == b"message 5000\"")
+        .unwrap();
+    bytes[at + 8] = b'9';
+    bytes.extend_from_slice(b"{\"seq\":8001,\"ts\":8001000,\"text\":\"new\"}\n");
+    fs::write(&log, &bytes).unwrap();
+    pause();
+    // The incremental run checks only the window before the old end: it appends.
+    let incr = f.backup_dir(&data, false);
+    assert_eq!(incr.logs.streams_appended, 1);
+    assert_eq!(incr.logs.streams_rewritten, 0);
+    pause();
+    // The full run re-verifies every segment and stores the file again from the change.
+    let full = f.backup_dir(&data, true);
+    assert_eq!(full.logs.streams_rewritten, 1, "{:?}", full.logs);
+    assert!(full.logs.bytes_written < bytes.len() as u64);
+    let target = f.path("restored");
+    chatvault_msglog::restore(&f.repo, full.snapshot, &target).unwrap();
+    assert_eq!(
+        fs::read(target.join("logs/acme/general/2026-01.jsonl")).unwrap(),
+        bytes
+    );
+}
+
 /// The conversation with the most segments, and its `(tenant, id)`.
 fn busiest(all: &BTreeMap<String, (Vec<ContentRef>, NodeMeta)>) -> (String, String) {
     let (path, _) = all.iter().max_by_key(|(_, (c, _))| c.len()).unwrap();
@@ -566,8 +612,25 @@ fn a_backup_key_writes_sets_it_cannot_read() {
         name: "server".into(),
         ..BackupOptions::default()
     };
+    let first = chatvault_msglog::backup_data_dir(&node, &data, opts.clone()).unwrap();
+    // Its next run builds on its own last set (from its local journal): incremental.
+    advance(&data, 1);
+    pause();
     let r = chatvault_msglog::backup_data_dir(&node, &data, opts).unwrap();
-    let err = SetReader::open(&node, r.snapshot).unwrap_err();
+    assert_eq!(r.kind, SnapshotKind::Incremental);
+    assert_eq!(r.parent, Some(first.snapshot));
+    assert!(r.logs.streams_unchanged > 0);
+    assert!(r.logs.bytes_written <= 2 * r.logs.bytes_appended);
+    assert!(r.files.unwrap().files_unchanged > 0);
+    // But it cannot read the history it wrote: at most the shape of its own latest set
+    // (which its journal holds), never a record, nor any older set.
+    let mut out = Vec::new();
+    let err = SetReader::open(&node, r.snapshot)
+        .and_then(|s| s.export(&Selection::default(), View::Raw, &mut out))
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot"), "{err}");
+    assert!(out.is_empty());
+    let err = SetReader::open(&node, first.snapshot).unwrap_err();
     assert!(err.to_string().contains("cannot"), "{err}");
     let admin = f.open_with(&key(), "admin-cache");
     let target = f.path("restored");

@@ -4,10 +4,12 @@
 pub mod backup;
 pub mod browse;
 pub mod check;
+pub mod demo;
 pub mod docs;
 pub mod forget;
 pub mod init;
 pub mod key;
+pub mod msglog;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
