@@ -106,7 +106,8 @@ pub struct LogStats {
     pub streams_unchanged: u64,
     /// Streams whose stored prefix no longer matched the source: stored again.
     pub streams_rewritten: u64,
-    /// Streams a full run re-read and found equal to what was stored.
+    /// Streams a full run re-read and found to hold what was stored (they may also have
+    /// grown: then they count as appended too).
     pub streams_verified: u64,
     /// Bytes read from the sources.
     pub bytes_read: u64,
@@ -887,11 +888,9 @@ impl LogsWalker<'_, '_> {
             }
         };
         let new = Batch::lines(data[base..].to_vec(), continues_at(base));
-        if !new.bytes.is_empty() && stats.streams_new == 0 && stats.streams_rewritten == 0 {
-            stats.streams_appended = 1;
-        } else if new.bytes.is_empty() && self.full && stats.streams_rewritten == 0 {
-            stats.streams_verified = 1;
-        }
+        let kept = stats.streams_new == 0 && stats.streams_rewritten == 0;
+        stats.streams_appended = u64::from(kept && !new.bytes.is_empty());
+        stats.streams_verified = u64::from(kept && self.full);
         let (segments, a) = segment::append(self.writer, old, new, &self.tiering, |n| {
             let at = base - n as usize;
             Ok(Batch::lines(data[at..base].to_vec(), continues_at(at)))
@@ -990,9 +989,9 @@ impl LogsWalker<'_, '_> {
             }
             let base = old.len() as usize;
             let rest = all.split_off(base);
-            if rest.bytes.is_empty() && stats.streams_rewritten == 0 && prev.is_some() {
-                stats.streams_verified = 1;
-            }
+            let kept = stats.streams_rewritten == 0 && prev.is_some();
+            stats.streams_verified = u64::from(kept);
+            stats.streams_appended = u64::from(kept && !rest.bytes.is_empty());
             rest
         } else {
             let b = read(prev_last.map_or(0, |s| s + 1), u64::MAX)?;
