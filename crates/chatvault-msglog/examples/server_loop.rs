@@ -21,6 +21,7 @@
 //! })
 //! .await??;
 //! ```
+#![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -36,10 +37,13 @@ use chatvault_msglog::{
 };
 use chatvault_workload::{Server, ServerOptions};
 
-/// The server's message store: conversation → records (seq, timestamp, JSON bytes).
+/// A conversation's records: seq, timestamp, JSON bytes.
+type Records = Vec<(u64, i64, Vec<u8>)>;
+
+/// The server's message store: (tenant, conversation) → records.
 #[derive(Default)]
 struct Store {
-    conversations: RwLock<BTreeMap<(String, String), Vec<(u64, i64, Vec<u8>)>>>,
+    conversations: RwLock<BTreeMap<(String, String), Records>>,
 }
 
 impl MessageSource for Store {

@@ -10,6 +10,7 @@
 //! logs up into its own repository. Prints, per policy, bytes appended, segment bytes
 //! written (appended plus merged tails), bytes stored (compressed, trees included) and the
 //! segments per stream at the end.
+#![allow(clippy::print_stdout)]
 
 use std::path::Path;
 
