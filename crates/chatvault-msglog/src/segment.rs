@@ -1,13 +1,21 @@
 //! Cutting appended records into segments, and the tiered merge of tail segments.
 //!
-//! A run that appends a little to a stream writes one *tail* segment holding exactly the
-//! new records. Once the stream's tail segments together reach [`Tiering::seal_bytes`], or
-//! there are more than [`Tiering::max_tail`] of them, the next run merges them with its
-//! new records into *sealed* segments of about [`Tiering::target_bytes`], which are never
-//! rewritten. Every appended byte is therefore written at most twice (once in a tail
-//! segment, once when sealed), and a stream holds at most `max_tail` tail segments plus
-//! its sealed ones: bounded write amplification (≤ 2×) and bounded chunks per stream.
-//! An append of `seal_bytes` or more is sealed at once and written only once.
+//! A run that appends a little to a stream (less than [`Tiering::seal_bytes`]) writes one
+//! *tail* segment holding exactly the new records. A run that appends more writes *sealed*
+//! segments of about [`Tiering::target_bytes`], which are never rewritten, and merges the
+//! stream's tail segments into them; so does a run that would leave more than
+//! [`Tiering::max_tail`] tail segments. Every appended byte is therefore written at most
+//! twice (once in a tail segment, once when sealed), and a stream holds at most
+//! `max_tail` tail segments plus sealed ones: write amplification ≤ 2× and a bounded
+//! number of chunks per stream.
+//!
+//! The defaults come from `examples/tiering.rs` on 30 days of the generated benchmark
+//! server (1.1 GB of appended logs): with monthly log files, a quiet conversation's month
+//! is at most 31 tails and a busy one's days are sealed as they come, so nothing is
+//! rewritten (amplification 1.00, 542 MB stored); merging tails once they reach 64 KiB or
+//! 8 of them, as a sum-triggered LSM would, rewrote 28 % more and stored 18 % more, in
+//! exchange for 3.7 instead of 6.1 chunks per stream. An embedding server's streams never
+//! end, and there a quiet conversation's tails are merged once a month.
 //!
 //! Cuts fall on record boundaries; only a record larger than
 //! [`Tiering::max_segment_bytes`] is cut inside, and the segment after such a cut is
@@ -20,13 +28,14 @@ use crate::error::Result;
 use crate::meta::{Ranges, SegmentMeta, Tier};
 use crate::records::Batch;
 
-/// The merge policy. The defaults suit chat logs: a day of a busy conversation is a few
-/// KiB, so tails seal after a week or two into segments a range restore can fetch alone.
+/// The merge policy (see the module documentation for how the defaults were chosen).
 #[derive(Debug, Clone, Copy)]
 pub struct Tiering {
-    /// Tail segments are merged once their bytes (with the new ones) reach this.
+    /// An append of at least this many bytes is sealed at once, with the tail segments
+    /// merged into it; a smaller one becomes a tail segment.
     pub seal_bytes: usize,
-    /// … or once there would be more tail segments than this.
+    /// The tail segments are merged (with the new records) when there would be more than
+    /// this many.
     pub max_tail: usize,
     /// Sealed segments are cut at the first record boundary past this size.
     pub target_bytes: usize,
@@ -37,8 +46,8 @@ pub struct Tiering {
 impl Default for Tiering {
     fn default() -> Self {
         Tiering {
-            seal_bytes: 64 << 10,
-            max_tail: 8,
+            seal_bytes: 16 << 10,
+            max_tail: 32,
             target_bytes: 128 << 10,
             max_segment_bytes: 4 << 20,
         }
@@ -129,8 +138,7 @@ pub(crate) fn append(
     let tail_start = old.tail_start();
     let tail_count = old.meta.len() - tail_start;
     let tail_bytes = old.tail_bytes();
-    let merge = tail_bytes + new.bytes.len() as u64 >= tiering.seal_bytes as u64
-        || tail_count + 1 > tiering.max_tail;
+    let merge = new.bytes.len() >= tiering.seal_bytes || tail_count + 1 > tiering.max_tail;
     let mut out = old;
     let (batch, tier) = if merge {
         let batch = if tail_count > 0 {

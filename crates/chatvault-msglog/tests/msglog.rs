@@ -783,3 +783,52 @@ fn an_explicit_parent_and_no_parent() {
     assert_eq!(c.parent, Some(a.snapshot));
     assert_eq!(c.logs.streams_unchanged, c.logs.streams);
 }
+
+#[test]
+fn a_never_ending_stream_keeps_at_most_32_tails_and_writes_each_byte_at_most_twice() {
+    let f = Fixture::new();
+    let mut store = Store::default();
+    let key = ("acme".to_string(), "quiet".to_string());
+    let (mut appended, mut written, mut merges) = (0, 0, 0);
+    for day in 0..70u64 {
+        // A quiet conversation: a few small records a day, and one busy day.
+        let n = if day == 40 { 400 } else { 3 };
+        let log = store.convs.entry(key.clone()).or_default();
+        for i in 0..n {
+            let seq = log.last().map_or(1, |r| r.0 + 1);
+            let line = format!(
+                "{{\"seq\":{seq},\"ts\":{},\"text\":\"day {day} #{i}\"}}",
+                day * 86_400_000 + i
+            );
+            log.push((seq, (day * 86_400_000 + i) as i64, line.into_bytes()));
+        }
+        let mut s = BackupSession::start(&f.repo, BackupOptions::default()).unwrap();
+        let stats = s.backup_messages(&store).unwrap();
+        let r = s.commit().unwrap();
+        appended += stats.bytes_appended;
+        written += stats.bytes_written;
+        merges += stats.merges;
+        let (_, meta) = streams(&f.repo, r.snapshot).remove("/acme/quiet").unwrap();
+        let tails = meta
+            .segments
+            .iter()
+            .filter(|s| s.tier == Tier::Tail)
+            .count();
+        assert!(tails <= 32, "day {day}: {tails} tails");
+        pause();
+    }
+    assert!(merges >= 2, "{merges} merges");
+    assert!(written <= 2 * appended, "{written} written for {appended}");
+    // And the stream reads back whole, in order.
+    let snap = chatvault_msglog::snapshot_at(&f.repo, None, None, i64::MAX).unwrap();
+    let mut out = Vec::new();
+    SetReader::open(&f.repo, snap.id)
+        .unwrap()
+        .export(&Selection::default(), View::Raw, &mut out)
+        .unwrap();
+    let expected: Vec<u8> = store.convs[&key]
+        .iter()
+        .flat_map(|r| r.2.iter().copied().chain([b'\n']))
+        .collect();
+    assert!(out == expected);
+}
