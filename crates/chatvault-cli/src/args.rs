@@ -137,18 +137,10 @@ pub struct BackupArgs {
     /// Read every file again instead of reusing unchanged ones from the parent.
     #[arg(long)]
     pub full: bool,
-    /// Compare against this snapshot instead of the latest of the same paths and host.
-    #[arg(long, conflicts_with = "no_parent")]
-    pub parent: Option<String>,
-    /// Compare against no snapshot (reads every file).
-    #[arg(long)]
-    pub no_parent: bool,
-    /// Host name to record.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Tag to record (repeatable).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub parent: ParentArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
     /// Fail, saving no snapshot, if any file cannot be read.
     #[arg(long)]
     pub fail_on_error: bool,
@@ -158,6 +150,28 @@ pub struct BackupArgs {
     /// The file name standard input is stored under.
     #[arg(long, default_value = "stdin", requires = "stdin")]
     pub stdin_name: String,
+}
+
+/// Which snapshot a backup builds on.
+#[derive(Debug, Args)]
+pub struct ParentArgs {
+    /// Build on this snapshot instead of the latest of the same source and host.
+    #[arg(long, conflicts_with = "no_parent")]
+    pub parent: Option<String>,
+    /// Build on no snapshot: read everything.
+    #[arg(long)]
+    pub no_parent: bool,
+}
+
+/// What a backup records beside its data.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Tag to record (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -412,18 +426,10 @@ pub struct MsglogBackupArgs {
     /// Re-read every log and verify it against the stored segments (stores nothing twice).
     #[arg(long)]
     pub full: bool,
-    /// Build on this snapshot instead of the latest set of the same name and host.
-    #[arg(long, conflicts_with = "no_parent")]
-    pub parent: Option<String>,
-    /// Build on no snapshot (everything is read and segmented again).
-    #[arg(long)]
-    pub no_parent: bool,
-    /// Host name to record.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Tag to record (repeatable).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub parent: ParentArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
     /// Add a database dump as `db/NAME`, read from FILE (`-` for standard input):
     /// `--dump chat.sql=-` with `pg_dump chat |` in front (repeatable).
     #[arg(long = "dump", value_name = "NAME=FILE")]

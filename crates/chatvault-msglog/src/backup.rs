@@ -49,17 +49,9 @@ pub(crate) const LOGS: &[u8] = b"logs";
 pub(crate) const FILES: &[u8] = b"files";
 pub(crate) const DB: &[u8] = b"db";
 
-/// Which snapshot an incremental run builds on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ParentChoice {
-    /// The latest backup set of the same name from the same host.
-    #[default]
-    Latest,
-    /// This snapshot.
-    Snapshot(SnapshotId),
-    /// None: everything is read and segmented anew.
-    None,
-}
+/// Which snapshot an incremental run builds on (the same choice as for directory
+/// backups): the latest set of the same name and host by default.
+pub use chatvault_fs::ParentChoice;
 
 /// Options for a backup set.
 #[derive(Debug, Clone)]
@@ -777,10 +769,7 @@ impl LogsWalker<'_, '_> {
             )))
         } else if md.is_file() {
             let prev_stream = self.previous(&shown, prev, NodeKind::Lines);
-            match self.log_file(path, &name, &md, prev_stream)? {
-                Some(x) => Ok(Some(x)),
-                None => Ok(None),
-            }
+            self.log_file(path, &name, &md, prev_stream)
         } else {
             self.problem(shown, "not a regular file or directory: left out");
             Ok(None)
@@ -856,23 +845,9 @@ impl LogsWalker<'_, '_> {
         stats.bytes_read = data.len() as u64;
         let old = match &prev {
             Some(p) if grown_ok => p.segments.clone(),
-            Some(p) => {
-                // Read whole: keep the stored segments that still match (a full run's
-                // verification, or a log copied or rotated with its history intact).
-                let mut old = p.segments.clone();
-                let verified = verify_prefix(self.repo, &old, &data)?;
-                stats.segments_verified = verified as u64;
-                if verified < old.content.len() {
-                    self.problem(
-                        &shown,
-                        "stored segments differ from the file: stored again from there",
-                    );
-                    stats.streams_rewritten = 1;
-                    old.content.truncate(verified);
-                    old.meta.truncate(verified);
-                }
-                old
-            }
+            // Read whole: keep the stored segments that still match (a full run's
+            // verification, or a log copied or rotated with its history intact).
+            Some(p) => self.keep_matching(&shown, p.segments.clone(), &data, &mut stats)?,
             None => {
                 stats.streams_new = 1;
                 Segments::default()
@@ -976,17 +951,7 @@ impl LogsWalker<'_, '_> {
         let new = if self.full {
             let all = read(0, u64::MAX)?;
             stats.bytes_read = all.bytes.len() as u64;
-            let verified = verify_prefix(self.repo, &old, &all.bytes)?;
-            stats.segments_verified = verified as u64;
-            if verified < old.content.len() {
-                self.problem(
-                    &shown,
-                    "stored segments differ from the source: stored again from there",
-                );
-                stats.streams_rewritten = 1;
-                old.content.truncate(verified);
-                old.meta.truncate(verified);
-            }
+            old = self.keep_matching(&shown, old, &all.bytes, &mut stats)?;
             let base = old.len() as usize;
             let rest = all.split_off(base);
             let kept = stats.streams_rewritten == 0 && prev.is_some();
@@ -1039,21 +1004,45 @@ fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+impl LogsWalker<'_, '_> {
+    /// The stored segments, from the first, that still hold the bytes at their offsets in
+    /// `data` (the whole stream as read now); the first that does not and all after it
+    /// are dropped, to be stored again, and the stream counts as rewritten.
+    fn keep_matching(
+        &self,
+        shown: &str,
+        mut old: Segments,
+        data: &[u8],
+        stats: &mut LogStats,
+    ) -> Result<Segments> {
+        let verified = verify_prefix(self.repo, &old, data);
+        stats.segments_verified = verified as u64;
+        if verified < old.content.len() {
+            self.problem(
+                shown,
+                "stored segments differ from the source: stored again from there",
+            );
+            stats.streams_rewritten = 1;
+            old.content.truncate(verified);
+            old.meta.truncate(verified);
+        }
+        Ok(old)
+    }
+}
+
 /// How many of the stored segments, from the first, hold exactly the bytes at their
 /// offsets in `data` (their ids are recomputed; nothing is stored).
-fn verify_prefix(repo: &Repository, old: &Segments, data: &[u8]) -> Result<usize> {
+fn verify_prefix(repo: &Repository, old: &Segments, data: &[u8]) -> usize {
     let mut off = 0usize;
     for (i, c) in old.content.iter().enumerate() {
         let end = off + c.len as usize;
-        if end > data.len() {
-            return Ok(i);
-        }
-        if repo.blob_id(chatvault_core::BlobType::Data, &data[off..end]) != c.id {
-            return Ok(i);
+        if end > data.len() || repo.blob_id(chatvault_core::BlobType::Data, &data[off..end]) != c.id
+        {
+            return i;
         }
         off = end;
     }
-    Ok(old.content.len())
+    old.content.len()
 }
 
 fn stream_meta(

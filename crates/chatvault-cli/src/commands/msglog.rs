@@ -5,8 +5,7 @@ use std::io::Read;
 use anyhow::{Context, Result, anyhow, bail};
 use chatvault_core::{Repository, Snapshot};
 use chatvault_msglog::{
-    BackupOptions, BackupReport, BackupSession, ParentChoice, ReadStats, SOURCE_KIND, Selection,
-    SetReader, View,
+    BackupOptions, BackupReport, BackupSession, ReadStats, SOURCE_KIND, Selection, SetReader, View,
 };
 use serde_json::json;
 
@@ -30,18 +29,14 @@ fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
     let dir = std::fs::canonicalize(&a.dir)
         .with_context(|| format!("data directory {}", a.dir.display()))?;
-    let parent = match (&a.parent, a.no_parent) {
-        (_, true) => ParentChoice::None,
-        (Some(spec), false) => ParentChoice::Snapshot(session::resolve(&repo, spec)?.id),
-        (None, false) => ParentChoice::Latest,
-    };
+    let parent = session::parent_choice(&repo, &a.parent)?;
     let opts = BackupOptions {
         name: a
             .name
             .clone()
             .unwrap_or_else(|| dir.to_string_lossy().into_owned()),
-        host: a.host.clone(),
-        tags: a.tags.clone(),
+        host: a.record.host.clone(),
+        tags: a.record.tags.clone(),
         full: a.full,
         parent,
         ..BackupOptions::default()
