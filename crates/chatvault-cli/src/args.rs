@@ -110,6 +110,13 @@ pub enum Command {
     Drill(DrillArgs),
     /// Run a backup plan (backup, forget, check, drill) from a TOML file.
     Run(RunArgs),
+    /// Message logs: back up a chat server's data directory, list, export and restore
+    /// conversations by tenant, seq or time range.
+    Msglog(MsglogArgs),
+    /// Show what chatvault does, on generated chat-server data in a temporary directory:
+    /// a full backup, daily incrementals, a conversation's time range and the whole
+    /// server restored and compared byte for byte.
+    Demo(DemoArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write man pages.
@@ -136,6 +143,13 @@ impl Command {
             Command::Repair(_) => "repair",
             Command::Drill(_) => "drill",
             Command::Run(_) => "run",
+            Command::Msglog(m) => match m.command {
+                MsglogCommand::Backup(_) => "msglog-backup",
+                MsglogCommand::Ls(_) => "msglog-ls",
+                MsglogCommand::Export(_) => "msglog-export",
+                MsglogCommand::Restore(_) => "msglog-restore",
+            },
+            Command::Demo(_) => "demo",
             Command::Completions(_) => "completions",
             Command::Man(_) => "man",
         }
@@ -177,18 +191,10 @@ pub struct BackupArgs {
     /// Read every file again instead of reusing unchanged ones from the parent.
     #[arg(long)]
     pub full: bool,
-    /// Compare against this snapshot instead of the latest of the same paths and host.
-    #[arg(long, conflicts_with = "no_parent")]
-    pub parent: Option<String>,
-    /// Compare against no snapshot (reads every file).
-    #[arg(long)]
-    pub no_parent: bool,
-    /// Host name to record.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Tag to record (repeatable).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub parent: ParentArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
     /// Fail, saving no snapshot, if any file cannot be read.
     #[arg(long)]
     pub fail_on_error: bool,
@@ -198,6 +204,28 @@ pub struct BackupArgs {
     /// The file name standard input is stored under.
     #[arg(long, default_value = "stdin", requires = "stdin")]
     pub stdin_name: String,
+}
+
+/// Which snapshot a backup builds on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ParentArgs {
+    /// Build on this snapshot instead of the latest of the same source and host.
+    #[arg(long, conflicts_with = "no_parent")]
+    pub parent: Option<String>,
+    /// Build on no snapshot: read everything.
+    #[arg(long)]
+    pub no_parent: bool,
+}
+
+/// What a backup records beside its data.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecordArgs {
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Tag to record (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -484,4 +512,121 @@ pub struct ForgetArgs {
     /// Show what would be kept and removed, and why, without removing anything.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MsglogArgs {
+    #[command(subcommand)]
+    pub command: MsglogCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsglogCommand {
+    /// Back up a chat server's data directory as one backup set: `DIR/logs` as message
+    /// logs (appended records only, in segments), the rest of DIR (media store,
+    /// configuration) as files, and optional database dumps.
+    Backup(MsglogBackupArgs),
+    /// List the conversations' streams of a backup set: records, segments, seq and time
+    /// ranges.
+    Ls(MsglogSelectArgs),
+    /// Write the selected records to standard output as JSONL.
+    Export(MsglogExportArgs),
+    /// Restore a whole backup set (files, logs, dumps), or the selected logs, to a
+    /// directory.
+    Restore(MsglogRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MsglogBackupArgs {
+    /// The server's data directory.
+    pub dir: PathBuf,
+    /// The backup set's name (parent selection and retention group by host and name).
+    /// Default: the data directory's absolute path.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Re-read every log and verify it against the stored segments (stores nothing twice).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub parent: ParentArgs,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Add a database dump as `db/NAME`, read from FILE (`-` for standard input):
+    /// `--dump chat.sql=-` with `pg_dump chat |` in front (repeatable).
+    #[arg(long = "dump", value_name = "NAME=FILE")]
+    pub dumps: Vec<String>,
+    /// Leave out of the files part entries matching this glob (repeatable).
+    #[arg(short = 'e', long = "exclude")]
+    pub exclude: Vec<String>,
+}
+
+/// Which backup set, and which records of it.
+#[derive(Debug, Args)]
+pub struct MsglogSelectArgs {
+    /// Snapshot id, unique prefix, or `latest` (the newest backup set).
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
+    /// Instead of a snapshot: the newest set taken at or before this time (RFC 3339,
+    /// `YYYY-MM-DD` for midnight UTC, or Unix milliseconds): the state at that point.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub at: Option<String>,
+    /// Only sets of this name (with `latest` or `--at`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only sets from this host (with `latest` or `--at`).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only this conversation (needs --tenant).
+    #[arg(long, requires = "tenant")]
+    pub conversation: Option<String>,
+    /// Only records with a seq in this inclusive range: `FIRST-LAST`, `FIRST-` or `-LAST`.
+    #[arg(long)]
+    pub seq: Option<String>,
+    /// Only records at or after this time (as for --at).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records at or before this time (as for --at).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only records within this period before the selection's newest record (`7d`, `36h`).
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub last: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MsglogExportArgs {
+    #[command(flatten)]
+    pub select: MsglogSelectArgs,
+    /// Apply edits and deletions (show conversations as their members see them) instead of
+    /// printing every record as stored.
+    #[arg(long)]
+    pub applied: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MsglogRestoreArgs {
+    #[command(flatten)]
+    pub select: MsglogSelectArgs,
+    /// Directory to restore into (must not exist or be empty).
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Apply edits and deletions in the restored logs.
+    #[arg(long)]
+    pub applied: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Days of chat history before the first backup.
+    #[arg(long, default_value_t = 5)]
+    pub days: u32,
+    /// Daily incremental backups after it.
+    #[arg(long, default_value_t = 5)]
+    pub incrementals: u32,
+    /// Work in this directory (kept) instead of a temporary one (removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }

@@ -73,18 +73,34 @@ pub fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         if let Some(c) = cause.downcast_ref::<chatvault_core::Error>() {
             return core_code(c);
         }
-        if let Some(f) = cause.downcast_ref::<chatvault_fs::Error>() {
-            match f {
-                chatvault_fs::Error::Core(c) => return core_code(c),
-                chatvault_fs::Error::DigestMismatch { .. }
-                | chatvault_fs::Error::BadMeta { .. } => {
-                    return (CORRUPT, "corrupt");
+        if let Some(f) = cause.downcast_ref::<chatvault_fs::Error>()
+            && let Some(code) = fs_code(f)
+        {
+            return code;
+        }
+        if let Some(m) = cause.downcast_ref::<chatvault_msglog::Error>() {
+            match m {
+                chatvault_msglog::Error::Core(c) => return core_code(c),
+                chatvault_msglog::Error::Fs(f) => {
+                    if let Some(code) = fs_code(f) {
+                        return code;
+                    }
                 }
                 _ => {}
             }
         }
     }
     (ERROR, "error")
+}
+
+fn fs_code(f: &chatvault_fs::Error) -> Option<(u8, &'static str)> {
+    match f {
+        chatvault_fs::Error::Core(c) => Some(core_code(c)),
+        chatvault_fs::Error::DigestMismatch { .. } | chatvault_fs::Error::BadMeta { .. } => {
+            Some((CORRUPT, "corrupt"))
+        }
+        _ => None,
+    }
 }
 
 fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {

@@ -19,7 +19,8 @@ use clap::Parser;
 
 use args::{Cli, Command};
 use commands::{
-    backup, browse, check, docs, drill, forget, init, key, plan, repair, restore, snapshots, stats,
+    backup, browse, check, demo, docs, drill, forget, init, key, msglog, plan, repair, restore,
+    snapshots, stats,
 };
 use exit::Outcome;
 use output::Output;
@@ -96,6 +97,8 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Repair(a) => repair::run(g, out, &a.command),
         Command::Drill(a) => drill::run(g, out, a),
         Command::Run(a) => plan::run(g, out, a),
+        Command::Msglog(a) => msglog::run(g, out, &a.command),
+        Command::Demo(a) => demo::run(g, out, a),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man(a) => docs::man(&a.out),
     }

@@ -159,6 +159,19 @@ pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
     }
 }
 
+/// The parent a backup builds on, from `--parent` / `--no-parent`.
+pub fn parent_choice(
+    repo: &Repository,
+    a: &crate::args::ParentArgs,
+) -> Result<chatvault_fs::ParentChoice> {
+    use chatvault_fs::ParentChoice;
+    Ok(match (&a.parent, a.no_parent) {
+        (_, true) => ParentChoice::None,
+        (Some(spec), false) => ParentChoice::Snapshot(resolve(repo, spec)?.id),
+        (None, false) => ParentChoice::Latest,
+    })
+}
+
 /// Resolves a path argument the way the shell user meant it.
 pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())

@@ -144,7 +144,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn corrupt(object: impl Into<ObjectName>, reason: impl Into<String>) -> Self {
+    /// A [`Error::Corrupt`] naming `object`: for frontends that find their own data (node
+    /// meta, record framing) damaged.
+    pub fn corrupt(object: impl Into<ObjectName>, reason: impl Into<String>) -> Self {
         Error::Corrupt {
             object: object.into(),
             reason: reason.into(),

@@ -309,6 +309,68 @@ fn backup_only_key_writes_and_dedupes_but_cannot_read() {
 }
 
 #[test]
+fn a_backup_key_reads_back_only_its_own_latest_trees_and_snapshots() {
+    let (fx, mut admin) = Fixture::new();
+    let node_key = KeySource::passphrase("node secret");
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&node_key, &o).unwrap();
+    let (_, admins) = backup(&admin, &text(1000), "node-1");
+    let node = fx.open_fresh(&node_key).unwrap();
+
+    let (_, first) = backup(&node, &text(3000), "node-1");
+    let s = node.load_parent_snapshot(first).unwrap();
+    // The read API proper stays closed to it, own snapshots included.
+    assert!(matches!(
+        node.load_snapshot(first),
+        Err(Error::PermissionDenied { .. })
+    ));
+    assert!(matches!(
+        node.read_tree(s.record.root),
+        Err(Error::PermissionDenied { .. })
+    ));
+    assert_eq!(s.writer, node.writer_key());
+    let tree = node.read_parent_tree(s.record.root).unwrap();
+    assert_eq!(tree.nodes()[0].name, b"file");
+    // Another writer's snapshot and trees stay unreadable.
+    assert!(matches!(
+        node.load_parent_snapshot(admins),
+        Err(Error::PermissionDenied { .. })
+    ));
+    let admin_root = admin.load_snapshot(admins).unwrap().record.root;
+    assert!(matches!(
+        node.read_parent_tree(admin_root),
+        Err(Error::PermissionDenied { .. })
+    ));
+
+    // A newer snapshot of the same group replaces the older one in the journal.
+    let (_, second) = backup(&node, &text(5000), "node-1");
+    assert!(node.load_parent_snapshot(second).is_ok());
+    assert!(matches!(
+        node.load_parent_snapshot(first),
+        Err(Error::PermissionDenied { .. })
+    ));
+    assert!(matches!(
+        node.read_parent_tree(s.record.root),
+        Err(Error::PermissionDenied { .. })
+    ));
+    // A snapshot deleted from the repository is no parent any more.
+    admin.delete_snapshot(second).unwrap();
+    assert!(matches!(
+        node.load_parent_snapshot(second),
+        Err(Error::PermissionDenied { .. })
+    ));
+    // The journal is the node's own: a fresh cache (another machine) knows nothing.
+    let (_, third) = backup(&node, &text(7000), "node-1");
+    let elsewhere = fx.open_fresh(&node_key).unwrap();
+    assert!(node.load_parent_snapshot(third).is_ok());
+    assert!(matches!(
+        elsewhere.load_parent_snapshot(third),
+        Err(Error::PermissionDenied { .. })
+    ));
+}
+
+#[test]
 fn snapshot_by_unknown_or_revoked_writer_is_rejected() {
     let (fx, mut admin) = Fixture::new();
     let k = KeySource::passphrase("node");

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatvault_core::{
-    BlobWriter, Node, Repository, Snapshot, SnapshotId, SnapshotKind, SnapshotRecord, Summary, Tree,
+    BlobId, BlobWriter, Node, Repository, Snapshot, SnapshotId, SnapshotKind, SnapshotRecord,
+    Summary, Tree,
 };
 use rayon::prelude::*;
 
@@ -174,11 +175,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         .collect();
     let parent = match opts.parent {
         ParentChoice::None => None,
-        ParentChoice::Snapshot(id) => Some(repo.load_snapshot(id)?),
-        ParentChoice::Latest if repo.role().can_read() => {
-            latest_snapshot(repo, SOURCE_KIND, &host, &paths)?
-        }
-        ParentChoice::Latest => None,
+        ParentChoice::Snapshot(id) => Some(repo.load_parent_snapshot(id)?),
+        // A backup key finds its own latest snapshot in its local journal.
+        ParentChoice::Latest => latest_snapshot(repo, SOURCE_KIND, &host, &paths)?,
     };
     let reuse = !opts.full && parent.is_some();
     let mut exclude = opts.exclude.clone();
@@ -199,7 +198,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
     let parent_root = match (&parent, reuse) {
         (Some(p), true) => Some(ParentTree {
             id: p.record.root,
-            tree: repo.read_tree(p.record.root)?,
+            tree: repo.read_parent_tree(p.record.root)?,
         }),
         _ => None,
     };
@@ -256,32 +255,9 @@ pub fn backup_stream<R: Read + Send>(
     opts: &BackupOptions,
 ) -> Result<BackupReport> {
     let start = Instant::now();
-    if let Some(why) = names::check_name(name.as_bytes()) {
-        return Err(Error::Refused {
-            entry: name.into(),
-            reason: why,
-        });
-    }
     let writer = repo.writer()?;
-    let mut reader = HashingReader::new(reader, opts.progress.clone());
-    let content = writer.write_stream(&mut reader);
-    let content = match (content, reader.failed.take()) {
-        (_, Some(e)) => return Err(Error::io(format!("<stdin:{name}>"), e)),
-        (c, None) => c?,
-    };
-    let now = SystemTime::now();
-    let mut meta = FsMeta::empty(EntryKind::File);
-    meta.mode = 0o600;
-    meta.size = reader.count;
-    meta.mtime = timestamp(now);
-    meta.digest = Some(*reader.hasher.finalize().as_bytes());
-    let tree = Tree::new(vec![Node {
-        name: name.as_bytes().to_vec(),
-        subtree: None,
-        content,
-        meta: meta.encode(),
-    }])?;
-    let root = writer.write_tree(&tree)?;
+    let (node, size) = stream_node(&writer, name, reader, &opts.progress)?;
+    let root = writer.write_tree(&Tree::new(vec![node])?)?;
     let stats = writer.finish()?;
     commit(
         repo,
@@ -295,8 +271,8 @@ pub fn backup_stream<R: Read + Send>(
             root,
             counts: CountsSnapshot {
                 files_new: 1,
-                bytes_total: meta.size,
-                bytes_read: meta.size,
+                bytes_total: size,
+                bytes_read: size,
                 ..CountsSnapshot::default()
             },
             stats,
@@ -304,6 +280,138 @@ pub fn backup_stream<R: Read + Send>(
             problems: Vec::new(),
         },
     )
+}
+
+/// Stores a stream (a database dump) as a file node called `name`, for a snapshot another
+/// frontend assembles; returns the node and the stream's length. [`restore`](crate::restore)
+/// restores the tree holding it like any file.
+pub fn stream_node<R: Read + Send>(
+    writer: &BlobWriter<'_>,
+    name: &str,
+    reader: R,
+    progress: &FsProgress,
+) -> Result<(Node, u64)> {
+    if let Some(why) = names::check_name(name.as_bytes()) {
+        return Err(Error::Refused {
+            entry: name.into(),
+            reason: why,
+        });
+    }
+    let mut reader = HashingReader::new(reader, progress.clone());
+    let content = writer.write_stream(&mut reader);
+    let content = match (content, reader.failed.take()) {
+        (_, Some(e)) => return Err(Error::io(format!("<stream:{name}>"), e)),
+        (c, None) => c?,
+    };
+    let mut meta = FsMeta::empty(EntryKind::File);
+    meta.mode = 0o600;
+    meta.size = reader.count;
+    meta.mtime = timestamp(SystemTime::now());
+    meta.digest = Some(*reader.hasher.finalize().as_bytes());
+    let node = Node {
+        name: name.as_bytes().to_vec(),
+        subtree: None,
+        content,
+        meta: meta.encode(),
+    };
+    Ok((node, reader.count))
+}
+
+/// Options for [`backup_dir`].
+#[derive(Debug, Clone, Default)]
+pub struct DirOptions {
+    /// Glob patterns of entries to leave out (see the crate docs). By default, none.
+    pub exclude: Vec<String>,
+    /// The same directory's tree in an earlier snapshot, to reuse unchanged files from.
+    /// By default, none: every file is read.
+    pub parent: Option<BlobId>,
+    /// Progress callback. By default, none.
+    pub progress: FsProgress,
+}
+
+/// What [`backup_dir`] stored.
+#[derive(Debug, Clone)]
+pub struct DirBackup {
+    /// The directory's tree: its contents, as [`restore`](crate::restore) restores them.
+    pub tree: BlobId,
+    /// The directory's own node meta ([`FsMeta`], encoded).
+    pub meta: Vec<u8>,
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files read again because they changed.
+    pub files_changed: u64,
+    /// Files reused from the parent unread.
+    pub files_unchanged: u64,
+    /// Logical size of every file.
+    pub bytes_total: u64,
+    /// Bytes read from files.
+    pub bytes_read: u64,
+    /// Entries left out or unreadable.
+    pub problems: Vec<Problem>,
+}
+
+/// Backs up a directory's contents into `writer` as a tree, without saving a snapshot:
+/// for a frontend that stores a directory (a chat server's media store) inside its own
+/// snapshot. Same walk, reuse and problem handling as [`backup`].
+pub fn backup_dir(
+    repo: &Repository,
+    writer: &BlobWriter<'_>,
+    dir: &Path,
+    opts: &DirOptions,
+) -> Result<DirBackup> {
+    let md = std::fs::metadata(dir).map_err(|source| Error::Source {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(Error::Source {
+            path: dir.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
+        });
+    }
+    let walker = Walker {
+        repo,
+        writer,
+        exclude: Patterns::new(&opts.exclude)?,
+        exclude_caches: false,
+        one_file_system: false,
+        progress: opts.progress.clone(),
+        counts: Counts::default(),
+        problems: Mutex::new(Vec::new()),
+    };
+    let parent = opts.parent.and_then(|id| {
+        walker.parent_tree(
+            dir,
+            Some(&Node {
+                name: b"parent".to_vec(),
+                subtree: Some(id),
+                content: Vec::new(),
+                meta: Vec::new(),
+            }),
+        )
+    });
+    let node = walker.dir(dir, b"dir".to_vec(), &md, parent, md.dev())?;
+    let Walker {
+        counts, problems, ..
+    } = walker;
+    let node = node.expect("no cache-tag exclusion, so the directory is never skipped");
+    let tree = match node.subtree {
+        Some(id) => id,
+        None => writer.write_tree(&Tree::default())?,
+    };
+    let c = counts.snapshot();
+    let mut problems = problems.into_inner().unwrap_or_else(|p| p.into_inner());
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(DirBackup {
+        tree,
+        meta: node.meta,
+        files_new: c.files_new,
+        files_changed: c.files_changed,
+        files_unchanged: c.files_unchanged,
+        bytes_total: c.bytes_total,
+        bytes_read: c.bytes_read,
+        problems,
+    })
 }
 
 /// A finished run, before its snapshot is saved.
@@ -314,7 +422,7 @@ struct Run {
     paths: Vec<String>,
     parent: Option<SnapshotId>,
     kind: SnapshotKind,
-    root: chatvault_core::BlobId,
+    root: BlobId,
     counts: CountsSnapshot,
     stats: chatvault_core::WriteStats,
     start: Instant,
@@ -375,8 +483,9 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
     })
 }
 
-/// The latest snapshot (by time) with this source kind, host and paths, skipping
-/// snapshots that do not load (a damaged one must not stop the next backup).
+/// The latest snapshot (by time) with this source kind, host and paths that can be a
+/// parent (for a `backup` key: its own, from its journal), skipping snapshots that do not
+/// load (a damaged one must not stop the next backup).
 pub fn latest_snapshot(
     repo: &Repository,
     source_kind: &str,
@@ -385,7 +494,7 @@ pub fn latest_snapshot(
 ) -> Result<Option<Snapshot>> {
     let mut best: Option<Snapshot> = None;
     for id in repo.snapshot_ids()? {
-        let Ok(s) = repo.load_snapshot(id) else {
+        let Ok(s) = repo.load_parent_snapshot(id) else {
             continue;
         };
         let r = &s.record;
@@ -561,7 +670,7 @@ impl Trie {
 
 /// A directory's tree in the parent snapshot, with its id.
 struct ParentTree {
-    id: chatvault_core::BlobId,
+    id: BlobId,
     tree: Tree,
 }
 
@@ -593,11 +702,7 @@ impl Walker<'_> {
     }
 
     /// The root tree of the snapshot.
-    fn root(
-        &self,
-        sources: &[PathBuf],
-        parent: Option<ParentTree>,
-    ) -> Result<chatvault_core::BlobId> {
+    fn root(&self, sources: &[PathBuf], parent: Option<ParentTree>) -> Result<BlobId> {
         let trie = Trie::new(sources);
         let root = Path::new("/");
         if trie.is_source {
@@ -615,11 +720,7 @@ impl Walker<'_> {
 
     /// Writes a directory's tree; a tree equal to the parent's is the parent's blob, known
     /// to be stored, so it is neither hashed nor looked up again.
-    fn store_tree(
-        &self,
-        tree: Tree,
-        parent: Option<&ParentTree>,
-    ) -> Result<chatvault_core::BlobId> {
+    fn store_tree(&self, tree: Tree, parent: Option<&ParentTree>) -> Result<BlobId> {
         match parent {
             Some(p) if p.tree == tree => Ok(p.id),
             _ => Ok(self.writer.write_tree(&tree)?),
@@ -658,7 +759,7 @@ impl Walker<'_> {
     /// not load only costs reuse (a warning), never the backup.
     fn parent_tree(&self, path: &Path, node: Option<&Node>) -> Option<ParentTree> {
         let id = node?.subtree?;
-        match self.repo.read_tree(id) {
+        match self.repo.read_parent_tree(id) {
             Ok(tree) => Some(ParentTree { id, tree }),
             Err(e) => {
                 self.problem(

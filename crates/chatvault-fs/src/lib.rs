@@ -61,8 +61,9 @@ mod progress;
 mod restore;
 
 pub use backup::{
-    BackupOptions, BackupReport, ParentChoice, Problem, ProblemKind, SOURCE_KIND,
-    STDIN_SOURCE_KIND, backup, backup_stream, hostname, latest_snapshot,
+    BackupOptions, BackupReport, DirBackup, DirOptions, ParentChoice, Problem, ProblemKind,
+    SOURCE_KIND, STDIN_SOURCE_KIND, backup, backup_dir, backup_stream, hostname, latest_snapshot,
+    stream_node,
 };
 pub use browse::{Change, Difference, Entry, TreeSize, cat, diff, tree_size, walk};
 pub use error::{Error, Result};

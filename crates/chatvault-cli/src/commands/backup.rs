@@ -1,7 +1,7 @@
 //! `chatvault backup`: paths, or standard input.
 
 use anyhow::Result;
-use chatvault_fs::{BackupOptions, BackupReport, ParentChoice, ProblemKind};
+use chatvault_fs::{BackupOptions, BackupReport, ProblemKind};
 use serde_json::json;
 
 use crate::args::{BackupArgs, Global};
@@ -13,11 +13,7 @@ use crate::session;
 pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
     let repo = session::open(g)?;
     let progress = Progress::new(g, "backup", None);
-    let parent = match (&a.parent, a.no_parent) {
-        (_, true) => ParentChoice::None,
-        (Some(spec), false) => ParentChoice::Snapshot(session::resolve(&repo, spec)?.id),
-        (None, false) => ParentChoice::Latest,
-    };
+    let parent = session::parent_choice(&repo, &a.parent)?;
     let opts = BackupOptions {
         paths: a.paths.clone(),
         exclude: a.exclude.clone(),
@@ -26,8 +22,8 @@ pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
         one_file_system: a.one_file_system,
         parent,
         full: a.full,
-        host: a.host.clone(),
-        tags: a.tags.clone(),
+        host: a.record.host.clone(),
+        tags: a.record.tags.clone(),
         fail_on_error: a.fail_on_error,
         progress: progress.callback(),
     };

@@ -4,11 +4,13 @@
 pub mod backup;
 pub mod browse;
 pub mod check;
+pub mod demo;
 pub mod docs;
 pub mod drill;
 pub mod forget;
 pub mod init;
 pub mod key;
+pub mod msglog;
 pub mod plan;
 pub mod repair;
 pub mod restore;

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::args::{BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, RunArgs};
+use crate::args::{BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, RecordArgs, RunArgs};
 use crate::exit::Outcome;
 use crate::monitor::{self, Record};
 use crate::output::{self, Output};
@@ -179,8 +179,10 @@ fn steps(plan: &Plan) -> Result<Steps> {
             exclude_file: b.exclude_files.clone(),
             exclude_caches: b.exclude_caches,
             one_file_system: b.one_file_system,
-            host: b.host.clone(),
-            tags: b.tags.clone(),
+            record: RecordArgs {
+                host: b.host.clone(),
+                tags: b.tags.clone(),
+            },
             stdin_name: "stdin".into(),
             ..BackupArgs::default()
         };

@@ -32,7 +32,7 @@ use rocksdb::{
 
 use super::{IndexEntry, MAX_ENTRIES_PER_SEGMENT};
 use crate::error::{Error, Result};
-use crate::id::{BlobId, SegmentId};
+use crate::id::{BlobId, SegmentId, SnapshotId};
 
 /// Column family: blob id (32 bytes) → [`IndexEntry::encode_value`].
 const CF_BLOBS: &str = "blobs";
@@ -41,6 +41,13 @@ const CF_SEGMENTS: &str = "segments";
 /// Column family: small key/value metadata (the cache's layout version). The rollback pins
 /// are not here: they live in the `pins` file beside the cache (`repo/pins.rs`).
 const CF_META: &str = "meta";
+
+/// Column family: blob id → plaintext of a tree this writer wrote (the writer journal,
+/// `repo/journal.rs`). Not a cache of the repository: a key that cannot read the
+/// repository cannot rebuild it, so [`IndexCache::clear`] leaves it alone.
+const CF_OWN_TREES: &str = "own_trees";
+/// Column family: snapshot id → record (CBOR) of this writer's latest snapshots.
+const CF_OWN_SNAPSHOTS: &str = "own_snapshots";
 
 /// Meta key holding the layout of this cache's values, as a u32 LE. A cache written with
 /// another layout is cleared on open (it is only a cache), never misread.
@@ -156,6 +163,8 @@ impl IndexCache {
             (CF_BLOBS, BLOBS_WRITE_BUFFER, true),
             (CF_SEGMENTS, SMALL_WRITE_BUFFER, false),
             (CF_META, SMALL_WRITE_BUFFER, false),
+            (CF_OWN_TREES, SMALL_WRITE_BUFFER, true),
+            (CF_OWN_SNAPSHOTS, SMALL_WRITE_BUFFER, false),
         ]
         .map(|(name, wb, bloom)| {
             ColumnFamilyDescriptor::new(name, cf_options(&block_cache, wb, bloom))
@@ -385,6 +394,81 @@ impl IndexCache {
         self.db
             .put_cf_opt(self.cf(CF_META)?, key, value, &wo)
             .map_err(cache_err("cannot write index cache metadata"))
+    }
+}
+
+/// The writer journal's storage (see `repo/journal.rs` for what it is for).
+impl IndexCache {
+    /// Records a tree this writer wrote (not synced: a crash loses at worst the journal of
+    /// the run that did not finish).
+    pub(crate) fn put_own_tree(&self, id: &BlobId, plaintext: &[u8]) -> Result<()> {
+        self.db
+            .put_cf(self.cf(CF_OWN_TREES)?, id.as_bytes(), plaintext)
+            .map_err(cache_err("cannot write the writer journal"))
+    }
+
+    /// A tree this writer wrote, if the journal still has it.
+    pub(crate) fn own_tree(&self, id: &BlobId) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_OWN_TREES)?, id.as_bytes())
+            .map_err(cache_err("cannot read the writer journal"))
+    }
+
+    /// Deletes every journaled tree not in `keep`; returns how many went.
+    pub(crate) fn retain_own_trees(&self, keep: &HashSet<BlobId>) -> Result<u64> {
+        let cf = self.cf(CF_OWN_TREES)?;
+        let mut batch = WriteBatch::default();
+        let mut dropped = 0;
+        let mut it = self.db.raw_iterator_cf_opt(cf, ReadOptions::default());
+        it.seek_to_first();
+        while let Some(key) = it.key() {
+            let id = BlobId::from_slice(key);
+            if id.is_none_or(|id| !keep.contains(&id)) {
+                batch.delete_cf(cf, key);
+                dropped += 1;
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(cache_err("cannot iterate the writer journal"))?;
+        self.db
+            .write(batch)
+            .map_err(cache_err("cannot write the writer journal"))?;
+        Ok(dropped)
+    }
+
+    /// Records one of this writer's snapshots (synced: it is what the next run builds on).
+    pub(crate) fn put_own_snapshot(&self, id: &SnapshotId, record: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_OWN_SNAPSHOTS)?, id.as_bytes(), record, &wo)
+            .map_err(cache_err("cannot write the writer journal"))
+    }
+
+    /// Forgets one of this writer's snapshots.
+    pub(crate) fn delete_own_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        self.db
+            .delete_cf(self.cf(CF_OWN_SNAPSHOTS)?, id.as_bytes())
+            .map_err(cache_err("cannot write the writer journal"))
+    }
+
+    /// Every journaled snapshot: id and record bytes.
+    pub(crate) fn own_snapshots(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.cf(CF_OWN_SNAPSHOTS)?, ReadOptions::default());
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if let Some(id) = SnapshotId::from_slice(key) {
+                out.push((id, value.to_vec()));
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(cache_err("cannot iterate the writer journal"))?;
+        Ok(out)
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod check;
 mod index_sync;
+mod journal;
 mod pins;
 mod reader;
 mod repair;

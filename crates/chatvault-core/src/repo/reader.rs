@@ -89,6 +89,13 @@ impl Repository {
         Ok(key)
     }
 
+    /// The id a blob with these bytes has (or would have) in this repository: keyed
+    /// BLAKE3, so a frontend can check stored chunks against a source without storing
+    /// anything.
+    pub fn blob_id(&self, blob_type: BlobType, data: &[u8]) -> BlobId {
+        crate::blob::blob_id(&self.secrets.id_key, blob_type, data)
+    }
+
     /// Whether the index knows a blob.
     pub fn contains_blob(&self, id: &BlobId) -> Result<bool> {
         self.index.contains(id)

@@ -61,6 +61,7 @@ impl Repository {
         let id = SnapshotId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
         self.lock_pins().set(&prev_key, id.to_hex())?;
+        self.journal_snapshot(id, &record)?;
         Ok(id)
     }
 

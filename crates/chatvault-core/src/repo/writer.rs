@@ -313,8 +313,14 @@ impl<'r> BlobWriter<'r> {
     }
 
     /// Encodes and stores a tree; returns its id.
+    ///
+    /// A writer whose key cannot read also remembers it in its local journal (see
+    /// `repo/journal.rs`), so its next run can build on it.
     pub fn write_tree(&self, tree: &Tree) -> Result<BlobId> {
-        Ok(self.write_blob(BlobType::Tree, &tree.encode())?.id)
+        let bytes = tree.encode();
+        let id = self.write_blob(BlobType::Tree, &bytes)?.id;
+        self.repo.journal_tree(&id, &bytes)?;
+        Ok(id)
     }
 
     fn store_batch(&self, blob_type: BlobType, chunks: Vec<Vec<u8>>) -> Result<Vec<ContentRef>> {
