@@ -67,6 +67,7 @@ pub use error::{Error, Result};
 pub use meta::{NodeKind, NodeMeta, Ranges, SegmentMeta, Stamp, Tier};
 pub use records::{MAX_RECORD, Record};
 pub use restore::{
-    ReadStats, RestoreReport, Selection, SetReader, StreamInfo, View, restore, snapshot_at,
+    ReadStats, RestoreProblem, RestoreReport, Selection, SetReader, StreamInfo, View, restore,
+    snapshot_at, verify,
 };
 pub use segment::Tiering;

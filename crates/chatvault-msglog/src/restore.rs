@@ -237,30 +237,7 @@ impl<'r> SetReader<'r> {
         for conv in group_by_conversation(&found) {
             if !sel.filters_records() && view == View::Raw {
                 for f in conv {
-                    let (bytes, s) = self.read_whole(f)?;
-                    stats.add(s);
-                    let mut w = create_file(target, &f.path, f.meta.kind)?;
-                    match f.meta.kind {
-                        NodeKind::Framed => {
-                            let records = parse_framed(&bytes)
-                                .map_err(|r| chatvault_core::Error::corrupt(f.shown(), r))?;
-                            for r in &records {
-                                write_line(&mut w.1, r, &mut stats)
-                                    .map_err(|e| Error::io(&w.0, e))?;
-                            }
-                        }
-                        _ => {
-                            w.1.write_all(&bytes).map_err(|e| Error::io(&w.0, e))?;
-                            stats.bytes_out += bytes.len() as u64;
-                            stats.records += f
-                                .meta
-                                .segments
-                                .iter()
-                                .map(|s| u64::from(s.records))
-                                .sum::<u64>();
-                        }
-                    }
-                    w.1.flush().map_err(|e| Error::io(&w.0, e))?;
+                    stats.add(self.stream_to(f, Some(target))?);
                 }
                 continue;
             }
@@ -651,58 +628,149 @@ fn create_file(
     Ok((p, BufWriter::with_capacity(1 << 16, file)))
 }
 
-/// What [`restore`] did.
+/// Something a whole-set restore or verification could not restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreProblem {
+    /// The entry: `logs/TENANT/…`, or a files or dump path.
+    pub path: String,
+    /// One line.
+    pub message: String,
+    /// Its stored data is damaged or missing (rather than, say, unwritable).
+    pub corrupt: bool,
+}
+
+/// What [`restore`] or [`verify`] did.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
     /// The message logs.
     pub logs: ReadStats,
-    /// Files and dumps restored.
+    /// Files and dumps restored (or verified).
     pub files: u64,
     /// Bytes of those.
     pub file_bytes: u64,
-    /// Entries of the files part not restored, and why.
-    pub problems: Vec<String>,
+    /// Entries not restored, and why; the rest was.
+    pub problems: Vec<RestoreProblem>,
     /// Wall-clock time.
     pub duration: Duration,
 }
 
 /// Restores a whole backup set into `target` (must not exist or be empty): the files
-/// (media store) as they were, the logs to `target/logs`, the dumps to `target/db`.
+/// (media store) as they were, the logs to `target/logs`, the dumps to `target/db`. A
+/// stream or file whose data is damaged is reported and left out; the rest is restored.
 pub fn restore(repo: &Repository, id: SnapshotId, target: &Path) -> Result<RestoreReport> {
+    whole_set(repo, id, Some(target))
+}
+
+/// Reads and verifies a whole backup set as [`restore`] would, writing nothing: every
+/// segment and chunk against its id, every file against its digest, every framed stream's
+/// framing. For restore drills.
+pub fn verify(repo: &Repository, id: SnapshotId) -> Result<RestoreReport> {
+    whole_set(repo, id, None)
+}
+
+fn whole_set(repo: &Repository, id: SnapshotId, target: Option<&Path>) -> Result<RestoreReport> {
     let start = Instant::now();
     let set = SetReader::open(repo, id)?;
-    prepare_target(target)?;
+    if let Some(t) = target {
+        prepare_target(t)?;
+    }
     let mut report = RestoreReport::default();
-    for (part, dir) in [(FILES, target.to_path_buf()), (DB, target.join("db"))] {
+    for (part, sub) in [(FILES, None), (DB, Some("db"))] {
         let Some(tree) = set.root.get(part).and_then(|n| n.subtree) else {
             continue;
+        };
+        let dir = match (target, sub) {
+            (Some(t), Some(s)) => t.join(s),
+            (Some(t), None) => t.to_owned(),
+            (None, _) => PathBuf::new(),
         };
         let opts = chatvault_fs::RestoreOptions {
             target: dir,
             overwrite: part == FILES,
+            verify_only: target.is_none(),
             ..chatvault_fs::RestoreOptions::default()
         };
         let r = chatvault_fs::restore(repo, tree, &opts)?;
         report.files += r.files;
         report.file_bytes += r.bytes;
-        report.problems.extend(
-            r.problems
-                .iter()
-                .map(|p| format!("{}: {}", p.path.display(), p.message)),
-        );
+        report
+            .problems
+            .extend(r.problems.iter().map(|p| RestoreProblem {
+                path: p.path.display().to_string(),
+                message: p.message.clone(),
+                corrupt: p.kind == chatvault_fs::ProblemKind::Corrupt,
+            }));
     }
     if set.root.get(LOGS).is_some() {
-        let logs = target.join("logs");
-        if std::fs::symlink_metadata(&logs).is_ok() {
-            return Err(Error::Refused {
-                entry: "logs".into(),
-                reason: "the files part already holds a logs entry",
-            });
+        let logs = target.map(|t| t.join("logs"));
+        if let Some(l) = &logs {
+            if std::fs::symlink_metadata(l).is_ok() {
+                return Err(Error::Refused {
+                    entry: "logs".into(),
+                    reason: "the files part already holds a logs entry",
+                });
+            }
+            std::fs::create_dir(l).map_err(|e| Error::io(l, e))?;
         }
-        report.logs = set.restore_logs(&Selection::default(), View::Raw, &logs)?;
+        for f in set.find(&Selection::default())? {
+            match set.stream_to(&f, logs.as_deref()) {
+                Ok(s) => report.logs.add(s),
+                Err(e) if e.is_corrupt() => {
+                    report.logs.streams += 1;
+                    report.problems.push(RestoreProblem {
+                        path: format!("logs/{}", f.shown()),
+                        message: e.to_string(),
+                        corrupt: true,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     report.duration = start.elapsed();
     Ok(report)
+}
+
+impl SetReader<'_> {
+    /// Reads one whole stream and writes it below `target` as `restore_logs` does, or,
+    /// with no target, only verifies it.
+    fn stream_to(&self, f: &Found, target: Option<&Path>) -> Result<ReadStats> {
+        let (bytes, mut stats) = self.read_whole(f)?;
+        let records = match f.meta.kind {
+            NodeKind::Framed => Some(
+                parse_framed(&bytes).map_err(|r| chatvault_core::Error::corrupt(f.shown(), r))?,
+            ),
+            _ => None,
+        };
+        let Some(target) = target else {
+            stats.records += records.map_or_else(
+                || f.meta.segments.iter().map(|s| u64::from(s.records)).sum(),
+                |r| r.len() as u64,
+            );
+            stats.bytes_out += bytes.len() as u64;
+            return Ok(stats);
+        };
+        let (path, mut w) = create_file(target, &f.path, f.meta.kind)?;
+        match records {
+            Some(records) => {
+                for r in &records {
+                    write_line(&mut w, r, &mut stats).map_err(|e| Error::io(&path, e))?;
+                }
+            }
+            None => {
+                w.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
+                stats.bytes_out += bytes.len() as u64;
+                stats.records += f
+                    .meta
+                    .segments
+                    .iter()
+                    .map(|s| u64::from(s.records))
+                    .sum::<u64>();
+            }
+        }
+        w.flush().map_err(|e| Error::io(&path, e))?;
+        Ok(stats)
+    }
 }
 
 /// The latest backup set at or before `time_ms` (the state at that point in time), of the

@@ -77,7 +77,44 @@ pub trait DrillFrontend {
 
 /// Every frontend a drill can use.
 fn frontends() -> Vec<Box<dyn DrillFrontend>> {
-    vec![Box::new(FsDrill)]
+    vec![Box::new(FsDrill), Box::new(MsglogDrill)]
+}
+
+/// The message-log frontend: a whole backup set (logs, files, dumps), restored with
+/// `chatvault_msglog::restore` or read and verified with `chatvault_msglog::verify`.
+struct MsglogDrill;
+
+impl DrillFrontend for MsglogDrill {
+    fn handles(&self, source_kind: &str) -> bool {
+        source_kind == chatvault_msglog::SOURCE_KIND
+    }
+
+    fn drill(
+        &self,
+        _g: &Global,
+        repo: &Repository,
+        snap: &Snapshot,
+        mode: DrillMode<'_>,
+    ) -> Result<DrillOutcome> {
+        let r = match mode {
+            DrillMode::Restore(dir) => chatvault_msglog::restore(repo, snap.id, dir)?,
+            DrillMode::VerifyOnly => chatvault_msglog::verify(repo, snap.id)?,
+        };
+        Ok(DrillOutcome {
+            entries: r.files + r.logs.streams,
+            bytes: r.file_bytes + r.logs.bytes_out,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| DrillProblem {
+                    path: p.path,
+                    message: p.message,
+                    corrupt: p.corrupt,
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
 }
 
 /// The filesystem frontend: `chatvault_fs::restore`, with `verify_only` for a drill that

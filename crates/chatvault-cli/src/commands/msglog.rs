@@ -301,7 +301,7 @@ fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
             read_summary(&r.logs),
         ));
         for p in &r.problems {
-            out.line(format!("  {p}"));
+            out.line(format!("  {}: {}", p.path, p.message));
         }
         out.json(&json!({
             "snapshot": snap.id.to_hex(),
@@ -310,10 +310,20 @@ fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
             "file_bytes": r.file_bytes,
             "logs": read_json(&r.logs),
             "duration_ms": r.duration.as_millis() as u64,
-            "problems": r.problems,
+            "problems": r.problems.iter().map(|p| json!({
+                "path": p.path, "message": p.message, "corrupt": p.corrupt,
+            })).collect::<Vec<_>>(),
         }));
+        if !r.problems.is_empty() {
+            eprintln!(
+                "chatvault: restore incomplete: {} entries not restored",
+                r.problems.len()
+            );
+        }
         return Ok(if r.problems.is_empty() {
             Outcome::Complete
+        } else if r.problems.iter().any(|p| p.corrupt) {
+            Outcome::Corrupt
         } else {
             Outcome::Partial
         });
