@@ -44,9 +44,11 @@ mod crypto;
 mod envelope;
 mod error;
 mod format;
+mod hold;
 mod id;
 mod index;
 mod keys;
+mod lock;
 mod pack;
 mod progress;
 #[cfg(feature = "repository")]
@@ -66,13 +68,16 @@ pub use chunker::{Chunk, Chunker, ChunkerParams};
 pub use config::{Config, Revocation, WriterEntry};
 pub use crypto::sign::PublicKey;
 pub use error::{Error, ObjectName, Result};
-pub use id::{BlobId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
+pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
+pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
+pub use lock::{LockKind, LockRecord};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DataSubset, InitOptions,
-    OpenOptions, ProblemKind, RebuildReport, RepoStats, Repository, ScrubReport, WriteStats, scrub,
+    LockInfo, LockOptions, OpenOptions, ProblemKind, PruneOptions, PruneReport, RebuildReport,
+    RepoStats, Repository, ScrubReport, WriteStats, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

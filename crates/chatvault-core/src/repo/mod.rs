@@ -8,8 +8,11 @@
 //! signer is a writer the verified config trusts.
 
 mod check;
+mod holds;
 mod index_sync;
+mod locks;
 mod pins;
+mod prune;
 mod reader;
 mod slots;
 mod snapshots;
@@ -19,6 +22,8 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
 };
 pub use index_sync::RebuildReport;
+pub use locks::{LockInfo, LockOptions};
+pub use prune::{PruneOptions, PruneReport};
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
 
@@ -81,6 +86,9 @@ pub struct OpenOptions {
     pub allow_weak_kdf: bool,
     /// Progress callback for long operations. By default none.
     pub progress: Progress,
+    /// Lock timing: refresh interval, staleness, how long writers wait for a prune's
+    /// deletion step. By default [`LockOptions::default`].
+    pub locks: LockOptions,
 }
 
 /// Repository-wide figures.
@@ -116,8 +124,10 @@ pub struct Repository {
     pack_keys: PackKeyCache,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
+    lock_opts: LockOptions,
+    sessions: Mutex<locks::Sessions>,
     // Last: dropped after the index cache, so a private cache directory can be removed.
-    _cache: CacheDir,
+    cache_dir: CacheDir,
 }
 
 impl std::fmt::Debug for Repository {
@@ -229,7 +239,9 @@ impl Repository {
             pack_keys: PackKeyCache::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
-            _cache: cache,
+            lock_opts: opts.locks,
+            sessions: Mutex::new(locks::Sessions::default()),
+            cache_dir: cache,
         };
         repo.sync_index()?;
         Ok(repo)
