@@ -123,9 +123,19 @@ mod tests {
         assert_eq!(hex::encode(minimal.encode()), GOLDEN_MINIMAL);
     }
 
-    const GOLDEN_BODY: &str = "";
-    const GOLDEN_MINIMAL: &str = "";
-    const GOLDEN_OBJECT: &str = "";
+    const GOLDEN_BODY: &str = concat!(
+        "a40001015820abababababababababababababababababababababababababababababababab",
+        "021b0000019b76daa800036763617365203432"
+    );
+    const GOLDEN_MINIMAL: &str =
+        "a30001015820abababababababababababababababababababababababababababababababab021b0000019b76daa800";
+    const GOLDEN_OBJECT: &str = concat!(
+        "4356484f4c445243010000008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801",
+        "b40f6f5c070000000000000039000000a40001015820abababababababababababababababababab",
+        "abababababababababababababab021b0000019b76daa800036763617365203432c5406cbb7b8e45",
+        "e6e2465148842d42b40a08b82b57fda5f97634b6681049135057ec9bded722281293b30e6e264dcb",
+        "b63823e5526a8144bf5918f44a0ff5530a",
+    );
 
     #[test]
     fn unknown_keys_are_skipped_and_versions_refused() {

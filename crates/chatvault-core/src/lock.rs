@@ -159,8 +159,8 @@ mod tests {
                 "03",               // exclusive
                 "04030201",         // pid
                 "0500000000000000", // refresh 5
-                "00d8197a9b010000", // created
-                "30bd1a7a9b010000", // refreshed
+                "00a8da769b010000", // created
+                "301ddb769b010000", // refreshed
                 "06",               // host_len
                 "6e6f64652d31",     // node-1
             )

@@ -220,6 +220,12 @@ impl Repository {
         config: Config,
         opts: OpenOptions,
     ) -> Result<Self> {
+        if opts.locks.stale_after < opts.locks.refresh * 3 {
+            return Err(Error::invalid(
+                "lock timing",
+                "stale_after must be at least three refresh intervals",
+            ));
+        }
         let mut cache = CacheDir::for_repo(opts.cache_dir.as_deref(), &config.repo_id)?;
         let mut pins = Pins::load(cache.path(), &config.repo_id)?;
         pins.check_and_update(&config)?;

@@ -142,6 +142,9 @@ impl Repository {
         }
         let start = Instant::now();
         let prune_lock = self.take_prune_lock(opts)?;
+        // Listed before the sync: a snapshot is saved after its segments, so every
+        // listed snapshot's blobs are in the synced cache.
+        let snapshots = self.snapshot_ids()?;
         self.sync_index()?;
         let mut run = Run {
             marks: MarkSet::create(&self.scratch_dir("prune"))?,
@@ -154,7 +157,7 @@ impl Repository {
             dry_run: opts.dry_run,
             ..PruneReport::default()
         };
-        self.mark_all(&mut run, None)?;
+        self.mark_all(&mut run, snapshots, None)?;
         self.survey(&mut run)?;
         self.plan(&mut run, opts, &mut report);
         if opts.dry_run {
@@ -196,9 +199,14 @@ impl Repository {
 
     /// Marks every snapshot not marked yet. With `doomed`, a newly live blob whose chosen
     /// copy is in a doomed pack rescues that pack (it is kept, not deleted).
-    fn mark_all(&self, run: &mut Run, mut doomed: Option<&mut HashSet<PackId>>) -> Result<u64> {
+    fn mark_all(
+        &self,
+        run: &mut Run,
+        snapshots: Vec<SnapshotId>,
+        mut doomed: Option<&mut HashSet<PackId>>,
+    ) -> Result<u64> {
         let mut rescued = 0;
-        for id in self.snapshot_ids()? {
+        for id in snapshots {
             if run.marked_snapshots.contains(&id) {
                 continue;
             }
@@ -478,7 +486,9 @@ impl Repository {
                 }
             }
         }
-        report.packs_rescued += self.mark_all(run, Some(&mut doomed))?;
+        // No writer session runs now, and the sync above came after the last one ended.
+        let snapshots = self.snapshot_ids()?;
+        report.packs_rescued += self.mark_all(run, snapshots, Some(&mut doomed))?;
         let missing: HashSet<PackId> = run
             .packs
             .iter()
