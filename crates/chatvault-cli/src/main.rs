@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
-use commands::{backup, browse, check, docs, forget, init, key, restore, snapshots, stats};
+use commands::{
+    backup, browse, check, docs, forget, hold, init, key, prune, restore, snapshots, stats,
+};
 use exit::Outcome;
 use output::Output;
 
@@ -69,6 +71,10 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Stats(a) => stats::run(g, out, a),
         Command::Check(a) => check::check(g, out, a),
         Command::Forget(a) => forget::run(g, out, a),
+        Command::Prune(a) => prune::run(g, out, a),
+        Command::Hold(a) => hold::hold(g, out, a),
+        Command::Release(a) => hold::release(g, out, a),
+        Command::Unlock(a) => hold::unlock(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
         Command::Completions(a) => docs::completions(a.shell),
         Command::Man(a) => docs::man(&a.out),

@@ -127,8 +127,7 @@ mod tests {
         "a40001015820abababababababababababababababababababababababababababababababab",
         "021b0000019b76daa800036763617365203432"
     );
-    const GOLDEN_MINIMAL: &str =
-        "a30001015820abababababababababababababababababababababababababababababababab021b0000019b76daa800";
+    const GOLDEN_MINIMAL: &str = "a30001015820abababababababababababababababababababababababababababababababab021b0000019b76daa800";
     const GOLDEN_OBJECT: &str = concat!(
         "4356484f4c445243010000008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801",
         "b40f6f5c070000000000000039000000a40001015820abababababababababababababababababab",

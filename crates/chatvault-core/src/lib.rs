@@ -70,8 +70,8 @@ pub use crypto::sign::PublicKey;
 pub use error::{Error, ObjectName, Result};
 pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
 pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
-pub use lock::{LockKind, LockRecord};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
+pub use lock::{LockKind, LockRecord};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{

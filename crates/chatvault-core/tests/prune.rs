@@ -348,7 +348,10 @@ fn prune_stops_before_deleting_when_a_needed_pack_is_missing() {
     for p in &packs {
         let copy = copy_of(&fx.backend);
         copy.delete(&p.name).unwrap();
-        let probe = fx.open_on(Box::new(copy), &fx.cache(&format!("probe-{}", &p.name[8..16])));
+        let probe = fx.open_on(
+            Box::new(copy),
+            &fx.cache(&format!("probe-{}", &p.name[8..16])),
+        );
         if probe.read_blob(first, BlobType::Data).is_err() {
             victim = Some(p.name.clone());
             break;
@@ -506,7 +509,10 @@ fn a_prune_interrupted_after_any_number_of_writes_leaves_a_valid_repository() {
     full.prune(&prune_opts()).unwrap();
     drop(full);
     let total = probe.mutations.load(Ordering::SeqCst) as i64;
-    assert!(total > 5, "a prune of this fixture writes and deletes ({total})");
+    assert!(
+        total > 5,
+        "a prune of this fixture writes and deletes ({total})"
+    );
     for n in 0..total {
         let state = copy_of(&fx.backend);
         let cache = fx.cache(&format!("crash-{n}"));
@@ -524,7 +530,11 @@ fn a_prune_interrupted_after_any_number_of_writes_leaves_a_valid_repository() {
         // ...and a re-run finishes the job (clearing the failed run's stale locks).
         after.prune(&prune_opts()).unwrap();
         let again = after.prune(&prune_opts()).unwrap();
-        assert_eq!((again.packs_deleted, again.packs_repacked), (0, 0), "step {n}");
+        assert_eq!(
+            (again.packs_deleted, again.packs_repacked),
+            (0, 0),
+            "step {n}"
+        );
         assert_clean(&after);
         for (id, data) in &kept {
             assert_eq!(&restore(&after, *id), data, "step {n}");
@@ -646,7 +656,11 @@ fn writers_wait_for_a_deleting_prune_and_stale_locks_are_cleared() {
     .unwrap();
     assert!(matches!(repo.writer(), Err(Error::Locked { .. })));
     assert!(fx.backend.stat(&name).is_ok(), "a live lock is left alone");
-    assert_eq!(repo.list_locks().unwrap().len(), 1, "our own lock was withdrawn");
+    assert_eq!(
+        repo.list_locks().unwrap().len(),
+        1,
+        "our own lock was withdrawn"
+    );
     drop(repo);
     // Watched long enough without a refresh, it is stale and cleared.
     let repo = Repository::open(
@@ -682,7 +696,9 @@ fn writers_wait_for_a_deleting_prune_and_stale_locks_are_cleared() {
     let removed = admin.unlock(None, false).unwrap();
     assert_eq!(removed.len(), 1);
     assert!(fx.backend.stat(&dead).is_err() && fx.backend.stat(&other).is_ok());
-    let removed = admin.unlock(Some(Duration::from_millis(400)), false).unwrap();
+    let removed = admin
+        .unlock(Some(Duration::from_millis(400)), false)
+        .unwrap();
     assert_eq!(removed.len(), 1);
     put_lock(&foreign(LockKind::Prune, "elsewhere", 8));
     assert_eq!(admin.unlock(None, true).unwrap().len(), 1);

@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(m.len(), 5000);
         assert!(m.contains(&ids[4999]).unwrap());
         assert!(!m.contains(&BlobId::from_bytes([0; 32])).unwrap());
-        assert!(MarkSet::create(&path).is_err(), "a second set may not share it");
+        assert!(
+            MarkSet::create(&path).is_err(),
+            "a second set may not share it"
+        );
         drop(m);
         assert!(!path.exists());
     }

@@ -403,12 +403,7 @@ impl Repository {
         Ok(())
     }
 
-    fn repack_one(
-        &self,
-        run: &Run,
-        pack: PackId,
-        writer: &super::BlobWriter<'_>,
-    ) -> Result<u64> {
+    fn repack_one(&self, run: &Run, pack: PackId, writer: &super::BlobWriter<'_>) -> Result<u64> {
         let name = pack.object_name();
         let size = run.packs[&pack].size.unwrap_or(0);
         let entries = self.read_pack_entries(&name, size)?;
