@@ -185,7 +185,7 @@ impl Repository {
         ))
     }
 
-    fn take_prune_lock(&self, opts: &PruneOptions) -> Result<HeldLock> {
+    pub(crate) fn take_prune_lock(&self, opts: &PruneOptions) -> Result<HeldLock> {
         let held = HeldLock::take(self.backend.clone(), LockKind::Prune, &self.lock_opts)?;
         for kind in [LockKind::Prune, LockKind::Exclusive] {
             if let Some(l) = self.wait_for_no(kind, Some(held.id()), opts.wait)?.first() {
