@@ -323,6 +323,13 @@ fn a_damaged_hold_stops_forget_before_anything_is_removed() {
         Err(Error::Corrupt { .. })
     ));
     assert_eq!(repo.snapshot_ids().unwrap().len(), 2);
+    let report = repo.check(&CheckOptions::default()).unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(
+        report.problems[0].kind,
+        chatvault_core::ProblemKind::HoldUnreadable
+    );
+    assert_eq!(report.problems[0].object, name);
     // Bytes that are not a hold at all, under a name that matches their hash.
     fx.backend.delete(&name).unwrap();
     let junk = b"not a hold".to_vec();

@@ -169,6 +169,8 @@ pub enum ProblemKind {
     SegmentUnreadable,
     /// An object's bytes do not hash to its name.
     ContentMismatch,
+    /// A hold object does not verify (forget and prune refuse to run until it is fixed).
+    HoldUnreadable,
 }
 
 /// One thing found wrong.
@@ -310,9 +312,29 @@ impl Repository {
         };
         self.check_packs(opts, &mut run, &mut report)?;
         self.check_snapshots(&mut run, &mut report)?;
+        self.check_holds(&mut run)?;
         report.problems = run.problems;
         report.duration = start.elapsed();
         Ok(report)
+    }
+
+    /// Every hold must verify: a damaged one stops forget.
+    fn check_holds(&self, run: &mut Run) -> Result<()> {
+        for o in self.backend.list("holds/")? {
+            let id = o
+                .name
+                .strip_prefix("holds/")
+                .and_then(|h| crate::id::HoldId::from_hex(h).ok());
+            let outcome = match id {
+                Some(id) => self.load_hold(id).map(|_| ()),
+                None => Err(Error::corrupt(&*o.name, "not a hold name")),
+            };
+            if let Err(e) = outcome {
+                let message = finding(e, &o.name)?;
+                run.push(problem(ProblemKind::HoldUnreadable, &*o.name, message));
+            }
+        }
+        Ok(())
     }
 
     /// Compares every pack header with the index (in parallel), then streams the index
@@ -669,7 +691,7 @@ pub fn scrub(backend: &dyn Backend) -> Result<ScrubReport> {
         r => r.map(|_| ())?,
     }
     let mut objects = Vec::new();
-    for prefix in ["data/", "index/", "snapshots/"] {
+    for prefix in ["data/", "index/", "snapshots/", "holds/"] {
         objects.extend(backend.list(prefix)?);
     }
     let results: Vec<(u64, Option<CheckProblem>)> = objects
@@ -695,7 +717,8 @@ fn claimed_hash(name: &str) -> Option<[u8; 32]> {
     } else {
         let hex_id = name
             .strip_prefix("index/")
-            .or_else(|| name.strip_prefix("snapshots/"))?;
+            .or_else(|| name.strip_prefix("snapshots/"))
+            .or_else(|| name.strip_prefix("holds/"))?;
         PackId::from_hex(hex_id).ok()?
     };
     Some(*id.as_bytes())

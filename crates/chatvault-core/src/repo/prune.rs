@@ -24,6 +24,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use super::Repository;
 use super::locks::HeldLock;
 use crate::blob::{self, BlobMeta, BlobType};
@@ -31,6 +33,9 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
 use crate::index::MarkSet;
 use crate::lock::LockKind;
+
+/// Trees read in parallel while marking.
+const TREE_BATCH: usize = 64;
 
 /// Options for [`Repository::prune`].
 #[derive(Debug, Clone)]
@@ -216,16 +221,29 @@ impl Repository {
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             };
-            let mut stack = vec![snap.record.root];
-            while let Some(tree_id) = stack.pop() {
-                if !self.mark_blob(run, tree_id, BlobType::Tree, &mut doomed, &mut rescued)? {
-                    continue;
+            let root = snap.record.root;
+            let mut pending = Vec::new();
+            if self.mark_blob(run, root, BlobType::Tree, &mut doomed, &mut rescued)? {
+                pending.push(root);
+            }
+            // Trees are read (opened, decompressed, re-hashed) in parallel, a batch at a
+            // time; marking stays on this thread. Memory: one batch of trees and the ids
+            // of trees still to read.
+            while !pending.is_empty() {
+                let batch = pending.split_off(pending.len().saturating_sub(TREE_BATCH));
+                let trees: Vec<Result<crate::tree::Tree>> =
+                    batch.par_iter().map(|t| self.read_tree(*t)).collect();
+                for tree in trees {
+                    let tree = tree?;
+                    for r in tree.data_refs() {
+                        self.mark_blob(run, r.id, BlobType::Data, &mut doomed, &mut rescued)?;
+                    }
+                    for sub in tree.subtrees() {
+                        if self.mark_blob(run, sub, BlobType::Tree, &mut doomed, &mut rescued)? {
+                            pending.push(sub);
+                        }
+                    }
                 }
-                let tree = self.read_tree(tree_id)?;
-                for r in tree.data_refs() {
-                    self.mark_blob(run, r.id, BlobType::Data, &mut doomed, &mut rescued)?;
-                }
-                stack.extend(tree.subtrees());
             }
             run.marked_snapshots.insert(id);
         }
@@ -409,35 +427,45 @@ impl Repository {
         let entries = self.read_pack_entries(&name, size)?;
         let bytes = self.backend.get(&name)?;
         let key = self.pack_key(&pack)?;
-        let mut copied = 0;
+        let mut chosen = Vec::new();
         for e in entries {
             // Only the copy readers use: other copies of the blob are surplus.
-            if !run.marks.contains(&e.blob)?
-                || self.index.get(&e.blob)?.map(|ix| ix.pack) != Some(pack)
+            if run.marks.contains(&e.blob)?
+                && self.index.get(&e.blob)?.map(|ix| ix.pack) == Some(pack)
             {
-                continue;
+                chosen.push(e);
             }
-            let range = e.offset as usize..e.offset as usize + e.length as usize;
-            let sealed = bytes
-                .get(range)
-                .ok_or_else(|| Error::corrupt(&*name, "blob past the end of the pack"))?;
-            let meta = BlobMeta {
-                id: e.blob,
-                blob_type: e.blob_type,
-                codec: e.codec,
-                raw_len: e.raw_len,
-                domain: e.domain,
-                generation: e.generation,
-            };
-            let payload = blob::open_payload(
-                &key,
-                &self.secrets.id_key,
-                &self.config.repo_id,
-                &meta,
-                sealed,
-                &name,
-            )?;
-            writer.write_payload(e.blob, e.blob_type, e.codec, e.raw_len, payload)?;
+        }
+        // Verification (authentication, decompression, id) is the costly part: in
+        // parallel, one pack's blobs at a time, so memory stays at about two packs.
+        let payloads: Vec<Result<Vec<u8>>> = chosen
+            .par_iter()
+            .map(|e| {
+                let range = e.offset as usize..e.offset as usize + e.length as usize;
+                let sealed = bytes
+                    .get(range)
+                    .ok_or_else(|| Error::corrupt(&*name, "blob past the end of the pack"))?;
+                let meta = BlobMeta {
+                    id: e.blob,
+                    blob_type: e.blob_type,
+                    codec: e.codec,
+                    raw_len: e.raw_len,
+                    domain: e.domain,
+                    generation: e.generation,
+                };
+                blob::open_payload(
+                    &key,
+                    &self.secrets.id_key,
+                    &self.config.repo_id,
+                    &meta,
+                    sealed,
+                    &name,
+                )
+            })
+            .collect();
+        let mut copied = 0;
+        for (e, payload) in chosen.iter().zip(payloads) {
+            writer.write_payload(e.blob, e.blob_type, e.codec, e.raw_len, payload?)?;
             copied += 1;
         }
         Ok(copied)
