@@ -711,3 +711,28 @@ fn writers_wait_for_a_deleting_prune_and_stale_locks_are_cleared() {
     assert_eq!(admin.unlock(None, true).unwrap().len(), 1);
     assert!(fx.backend.list("locks/").unwrap().is_empty());
 }
+
+#[test]
+fn two_prunes_started_together_take_turns() {
+    let (fx, repo, kept) = garbage_fixture();
+    drop(repo);
+    let fx = Arc::new(fx);
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            let fx = fx.clone();
+            std::thread::spawn(move || {
+                let repo = fx.open(&format!("pruner-{i}"));
+                repo.prune(&prune_opts())
+                    .map(|r| r.packs_deleted + r.packs_repacked)
+            })
+        })
+        .collect();
+    let results: Vec<_> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let fresh = fx.open("verify");
+    assert_clean(&fresh);
+    for (id, data) in &kept {
+        assert_eq!(&restore(&fresh, *id), data);
+    }
+    assert!(fx.backend.list("locks/").unwrap().is_empty());
+}

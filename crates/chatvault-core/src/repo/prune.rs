@@ -36,6 +36,9 @@ use crate::lock::LockKind;
 
 /// Trees read in parallel while marking.
 const TREE_BATCH: usize = 64;
+/// Blobs to copy that are closer than this are read in one range (a seek costs more than
+/// reading this much).
+const READ_GAP: u64 = 256 << 10;
 
 /// Options for [`Repository::prune`].
 #[derive(Debug, Clone)]
@@ -190,16 +193,32 @@ impl Repository {
         ))
     }
 
+    /// Takes the prune lock: one prune (or index rebuild) at a time. Two that start
+    /// together both see the other; both withdraw and retry after a random pause, so one
+    /// of them goes first.
     pub(crate) fn take_prune_lock(&self, opts: &PruneOptions) -> Result<HeldLock> {
-        let held = HeldLock::take(self.backend.clone(), LockKind::Prune, &self.lock_opts)?;
-        for kind in [LockKind::Prune, LockKind::Exclusive] {
-            if let Some(l) = self.wait_for_no(kind, Some(held.id()), opts.wait)?.first() {
+        let deadline = Instant::now() + opts.wait;
+        loop {
+            let held = HeldLock::take(self.backend.clone(), LockKind::Prune, &self.lock_opts)?;
+            let mut others = self.wait_for_no(LockKind::Prune, Some(held.id()), Duration::ZERO)?;
+            others.extend(self.wait_for_no(LockKind::Exclusive, None, Duration::ZERO)?);
+            let Some(first) = others.first() else {
+                return Ok(held);
+            };
+            drop(held);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(Error::Locked {
-                    reason: format!("another prune is running: {}", l.describe()),
+                    reason: format!("another prune is running: {}", first.describe()),
                 });
             }
+            for kind in [LockKind::Prune, LockKind::Exclusive] {
+                self.wait_for_no(kind, None, left)?;
+            }
+            let jitter = u64::from(crate::crypto::random_array::<1>()[0]);
+            let pause = self.lock_opts.poll.mul_f64(jitter as f64 / 255.0);
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         }
-        Ok(held)
     }
 
     /// Marks every snapshot not marked yet. With `doomed`, a newly live blob whose chosen
@@ -425,7 +444,6 @@ impl Repository {
         let name = pack.object_name();
         let size = run.packs[&pack].size.unwrap_or(0);
         let entries = self.read_pack_entries(&name, size)?;
-        let bytes = self.backend.get(&name)?;
         let key = self.pack_key(&pack)?;
         let mut chosen = Vec::new();
         for e in entries {
@@ -436,15 +454,48 @@ impl Repository {
                 chosen.push(e);
             }
         }
-        // Verification (authentication, decompression, id) is the costly part: in
-        // parallel, one pack's blobs at a time, so memory stays at about two packs.
+        // Read only what is copied: runs of chosen blobs, merged across small gaps.
+        chosen.sort_by_key(|e| e.offset);
+        let mut runs: Vec<(u64, u64, Vec<crate::index::IndexEntry>)> = Vec::new();
+        for e in chosen {
+            let (start, end) = (
+                u64::from(e.offset),
+                u64::from(e.offset) + u64::from(e.length),
+            );
+            match runs.last_mut() {
+                Some((_, run_end, members)) if start <= *run_end + READ_GAP => {
+                    *run_end = (*run_end).max(end);
+                    members.push(e);
+                }
+                _ => runs.push((start, end, vec![e])),
+            }
+        }
+        let mut copied = 0;
+        for (start, end, members) in runs {
+            let bytes = self.backend.get_range(&name, start, end - start)?;
+            copied += self.copy_run(&name, &key, start, &bytes, &members, writer)?;
+        }
+        Ok(copied)
+    }
+
+    /// Verifies (in parallel) and queues the blobs of one read run.
+    fn copy_run(
+        &self,
+        name: &str,
+        key: &crate::crypto::Key32,
+        start: u64,
+        bytes: &[u8],
+        chosen: &[crate::index::IndexEntry],
+        writer: &super::BlobWriter<'_>,
+    ) -> Result<u64> {
+        // Verification (authentication, decompression, id) is the costly part.
         let payloads: Vec<Result<Vec<u8>>> = chosen
             .par_iter()
             .map(|e| {
-                let range = e.offset as usize..e.offset as usize + e.length as usize;
+                let at = (u64::from(e.offset) - start) as usize;
                 let sealed = bytes
-                    .get(range)
-                    .ok_or_else(|| Error::corrupt(&*name, "blob past the end of the pack"))?;
+                    .get(at..at + e.length as usize)
+                    .ok_or_else(|| Error::corrupt(name, "blob past the end of the pack"))?;
                 let meta = BlobMeta {
                     id: e.blob,
                     blob_type: e.blob_type,
@@ -454,12 +505,12 @@ impl Repository {
                     generation: e.generation,
                 };
                 blob::open_payload(
-                    &key,
+                    key,
                     &self.secrets.id_key,
                     &self.config.repo_id,
                     &meta,
                     sealed,
-                    &name,
+                    name,
                 )
             })
             .collect();
@@ -536,16 +587,17 @@ impl Repository {
             }
             superseded.push(*seg);
         }
-        for seg in &superseded {
-            self.backend.delete(&seg.object_name())?;
-        }
+        // Independent deletions, each with its own directory sync: in parallel.
+        superseded
+            .par_iter()
+            .try_for_each(|seg| self.backend.delete(&seg.object_name()))?;
         report.segments_rewritten = superseded.len() as u64;
         let mut doomed: Vec<PackId> = doomed.into_iter().collect();
         doomed.sort();
         self.recount(run, &doomed, report);
-        for pack in &doomed {
-            self.backend.delete(&pack.object_name())?;
-        }
+        doomed
+            .par_iter()
+            .try_for_each(|pack| self.backend.delete(&pack.object_name()))?;
         self.sync_index()?;
         drop(exclusive);
         Ok(())
