@@ -552,13 +552,16 @@ fn a_prune_interrupted_after_any_number_of_writes_leaves_a_valid_repository() {
     }
 }
 
+/// Snapshots saved so far, with the data each holds.
+type Saved = Vec<(SnapshotId, Vec<u8>)>;
+
 #[test]
 fn writers_on_threads_beside_repeated_prunes_lose_nothing() {
     let (fx, repo) = Fixture::new();
     drop(repo);
     let shared = Arc::new(fx.open("shared"));
     let stop = Arc::new(AtomicBool::new(false));
-    let saved: Arc<std::sync::Mutex<Vec<(SnapshotId, Vec<u8>)>>> = Arc::default();
+    let saved: Arc<std::sync::Mutex<Saved>> = Arc::default();
     let mut threads = Vec::new();
     for t in 0..3u64 {
         // Two threads share one handle (an embedding server); one has its own.

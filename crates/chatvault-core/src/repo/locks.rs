@@ -428,10 +428,8 @@ impl Repository {
     pub(crate) fn put_in_session(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let mut s = self.sessions();
         let in_session = s.awaiting > 0;
-        if in_session {
-            if let Some(l) = &s.lock {
-                l.check_held()?;
-            }
+        if let (true, Some(l)) = (in_session, &s.lock) {
+            l.check_held()?;
         }
         self.backend.put(name, bytes)?;
         if in_session {

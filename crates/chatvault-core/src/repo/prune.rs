@@ -297,10 +297,10 @@ impl Repository {
         let p = run.packs.entry(entry.pack).or_default();
         p.live_blobs += 1;
         p.live_bytes += u64::from(entry.length);
-        if let Some(d) = doomed.as_deref_mut() {
-            if d.remove(&entry.pack) {
-                *rescued += 1;
-            }
+        if let Some(d) = doomed.as_deref_mut()
+            && d.remove(&entry.pack)
+        {
+            *rescued += 1;
         }
         Ok(true)
     }
