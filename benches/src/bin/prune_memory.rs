@@ -169,7 +169,10 @@ fn prune(dir: &Path) -> Result<(), Box<dyn Error>> {
         r.packs_repacked,
         r.bytes_freed >> 20
     );
-    println!("peak RSS        {} (VmHWM of the prune process)", show(proc_status_kib("VmHWM")));
+    println!(
+        "peak RSS        {} (VmHWM of the prune process)",
+        show(proc_status_kib("VmHWM"))
+    );
     println!(
         "peak anonymous  {} (RssAnon sampled every 5 ms; the rest is mapped index files)",
         show(Some(anon.load(std::sync::atomic::Ordering::Relaxed)))
