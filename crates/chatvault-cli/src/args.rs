@@ -72,6 +72,11 @@ pub struct Global {
     /// --on-success.
     #[arg(long, env = "CHATVAULT_ON_FAILURE", global = true)]
     pub on_failure: Option<String>,
+    /// Seconds to wait for another process's lock before giving up with exit code 12: a
+    /// backup waits for a prune that is deleting (default 600), a prune for running
+    /// backups and for another prune (default 60).
+    #[arg(long, env = "CHATVAULT_LOCK_WAIT", global = true, value_name = "SECS")]
+    pub lock_wait: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,8 +104,17 @@ pub enum Command {
     Stats(StatsArgs),
     /// Verify snapshots, trees, the index against pack headers, and (--read-data) every blob.
     Check(CheckArgs),
-    /// Remove snapshots a retention policy does not keep (their data stays until a prune).
+    /// Remove snapshots a retention policy does not keep (their data stays until a prune,
+    /// or use --prune).
     Forget(ForgetArgs),
+    /// Delete data no snapshot needs and repack mostly-unused packs.
+    Prune(PruneArgs),
+    /// Put a snapshot on hold (legal hold): forget and prune keep it until released.
+    Hold(HoldArgs),
+    /// Release every hold on a snapshot.
+    Release(ReleaseArgs),
+    /// Remove stale locks (left by killed processes); with --all, every lock.
+    Unlock(UnlockArgs),
     /// Verify that every pack, index segment and snapshot hashes to its name (no key needed).
     Scrub(ScrubArgs),
     /// Repair a damaged repository: rebuild the index, or save snapshots without what is lost.
@@ -139,6 +153,10 @@ impl Command {
             Command::Stats(_) => "stats",
             Command::Check(_) => "check",
             Command::Forget(_) => "forget",
+            Command::Prune(_) => "prune",
+            Command::Hold(_) => "hold",
+            Command::Release(_) => "release",
+            Command::Unlock(_) => "unlock",
             Command::Scrub(_) => "scrub",
             Command::Repair(_) => "repair",
             Command::Drill(_) => "drill",
@@ -512,6 +530,83 @@ pub struct ForgetArgs {
     /// Show what would be kept and removed, and why, without removing anything.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Prune right after forgetting (with --dry-run, show what the prune would free).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_flags: PruneFlags,
+}
+
+/// The prune knobs `prune` and `forget --prune` share.
+#[derive(Debug, Clone, Args)]
+pub struct PruneFlags {
+    /// Repack packs with more than this share unused (percent).
+    #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+    pub max_unused: f64,
+    /// Repack at most this many bytes of packs (K, M, G, T suffixes: powers of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_repack: Option<u64>,
+}
+
+impl Default for PruneFlags {
+    fn default() -> Self {
+        PruneFlags {
+            max_unused: 10.0,
+            max_repack: None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub flags: PruneFlags,
+    /// Show what would be deleted and repacked, and the bytes freed, without changing
+    /// anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// The snapshot (id, unique prefix, or `latest`).
+    pub snapshot: String,
+    /// Why: a case or ticket reference. Stored unencrypted: no secrets.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The snapshot (id, unique prefix, or `latest`).
+    pub snapshot: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Also watch other hosts' locks for this many seconds and remove those whose refresh
+    /// counter does not move.
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<u64>,
+    /// Remove every lock. Only when no chatvault process uses the repository.
+    #[arg(long, conflicts_with = "watch")]
+    pub all: bool,
+}
+
+/// A byte count with an optional K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?}: expected a size like 500M or 2G"))
 }
 
 #[derive(Debug, Args)]

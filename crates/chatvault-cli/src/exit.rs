@@ -15,8 +15,8 @@ pub const PARTIAL: u8 = 3;
 pub const REPO_MISSING: u8 = 10;
 /// No key slot opens with the passphrase or key file.
 pub const WRONG_PASSPHRASE: u8 = 11;
-/// Another process holds the repository's lock (reserved for prune, issue 5).
-#[allow(dead_code)]
+/// Another process holds a lock this command waited for in vain (a backup behind a
+/// deleting prune, a prune behind running backups or another prune).
 pub const LOCKED: u8 = 12;
 /// Repository objects are corrupt, missing or refused as untrusted.
 pub const CORRUPT: u8 = 13;
@@ -112,6 +112,7 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
             (CORRUPT, "corrupt")
         }
         E::PermissionDenied { .. } => (PERMISSION, "permission_denied"),
+        E::Locked { .. } => (LOCKED, "locked"),
         E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
         _ => (ERROR, "error"),
     }
@@ -132,5 +133,7 @@ mod tests {
         ));
         assert_eq!(classify(&e).0, REPO_MISSING);
         assert_eq!(classify(&anyhow::anyhow!("other")).0, ERROR);
+        let e = anyhow::Error::from(chatvault_core::Error::Locked { reason: "x".into() });
+        assert_eq!(classify(&e), (LOCKED, "locked"));
     }
 }

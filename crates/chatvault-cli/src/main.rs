@@ -19,8 +19,8 @@ use clap::Parser;
 
 use args::{Cli, Command};
 use commands::{
-    backup, browse, check, demo, docs, drill, forget, init, key, msglog, plan, repair, restore,
-    snapshots, stats,
+    backup, browse, check, demo, docs, drill, forget, hold, init, key, msglog, plan, prune, repair,
+    restore, snapshots, stats,
 };
 use exit::Outcome;
 use output::Output;
@@ -93,6 +93,10 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Stats(a) => stats::run(g, out, a),
         Command::Check(a) => check::check(g, out, a),
         Command::Forget(a) => forget::run(g, out, a),
+        Command::Prune(a) => prune::run(g, out, a),
+        Command::Hold(a) => hold::hold(g, out, a),
+        Command::Release(a) => hold::release(g, out, a),
+        Command::Unlock(a) => hold::unlock(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
         Command::Repair(a) => repair::run(g, out, &a.command),
         Command::Drill(a) => drill::run(g, out, a),

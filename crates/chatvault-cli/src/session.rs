@@ -116,8 +116,13 @@ pub fn open(g: &Global) -> Result<Repository> {
     let location = location(g)?;
     let backend = LocalBackend::open(location)?;
     let key = key_source(g, false)?;
+    let mut locks = chatvault_core::LockOptions::default();
+    if let Some(s) = g.lock_wait {
+        locks.wait = std::time::Duration::from_secs(s);
+    }
     let opts = OpenOptions {
         cache_dir: g.cache_dir.clone(),
+        locks,
         ..OpenOptions::default()
     };
     Ok(Repository::open(Box::new(backend), &key, opts)?)

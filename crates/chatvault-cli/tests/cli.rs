@@ -1281,3 +1281,302 @@ fn drills_cover_message_log_sets() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn hold_forget_prune_release_and_snapshots_show_holds() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(
+            src.join("media.bin"),
+            chatvault_workload::media_bytes(i, 2 << 20),
+        )
+        .unwrap();
+        env.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let list = env.json(&["snapshots"]);
+    let oldest = list[0]["id"].as_str().unwrap().to_owned();
+    let hold = env.json(&["hold", &oldest[..8], "--reason", "case 42"]);
+    assert_eq!(hold["snapshot"], oldest.as_str());
+    let list = env.json(&["snapshots"]);
+    assert_eq!(list[0]["holds"][0]["reason"], "case 42");
+    assert_eq!(list[1]["holds"], serde_json::json!([]));
+    let human = String::from_utf8(env.ok(&["snapshots"])).unwrap();
+    assert!(human.lines().nth(1).unwrap().contains("yes"), "{human}");
+    // The held snapshot survives forget --prune, and says why.
+    let done = env.json(&["forget", "--keep-last", "1", "--prune"]);
+    let snaps = done["groups"][0]["snapshots"].as_array().unwrap();
+    assert_eq!(snaps[2]["reasons"], serde_json::json!(["held"]));
+    assert_eq!(done["removed"].as_array().unwrap().len(), 1);
+    assert!(done["prune"]["bytes_freed"].as_u64().unwrap() > 1 << 20);
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 2);
+    env.ok(&["check", "--read-data"]);
+    // Release, and the next forget --prune removes it and frees its data.
+    let released = env.json(&["release", &oldest[..8]]);
+    assert_eq!(released["released"].as_array().unwrap().len(), 1);
+    let dry = env.json(&["prune", "--dry-run"]);
+    assert_eq!(dry["packs_deleted"], 0);
+    let done = env.json(&["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(done["removed"].as_array().unwrap().len(), 1);
+    assert!(done["prune"]["bytes_freed"].as_u64().unwrap() > 1 << 20);
+    env.ok(&["check", "--read-data"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("out").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(restored(&env, "out", &src).join("media.bin")).unwrap(),
+        chatvault_workload::media_bytes(2, 2 << 20)
+    );
+}
+
+/// Writes a lock object into the repository as another process would.
+fn put_lock(env: &Env, kind: chatvault_core::LockKind, host: &str, pid: u32) -> PathBuf {
+    let bytes = chatvault_core::LockRecord {
+        kind,
+        host: host.into(),
+        pid,
+        refresh: 0,
+        created_unix_ms: 0,
+        refreshed_unix_ms: 0,
+    }
+    .encode();
+    let dir = env.path("repo/locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(blake3::hash(&bytes).to_hex().as_str());
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_live_lock_gives_exit_12_and_unlock_clears_stale_ones() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    // Another host's prune is deleting: a backup waits, then gives up with 12.
+    let other = put_lock(&env, chatvault_core::LockKind::Exclusive, "elsewhere", 1);
+    let err = env.fails(&["backup", "--lock-wait", "1", src.to_str().unwrap()], 12);
+    assert!(err.contains("exclusive lock"), "{err}");
+    env.fails(&["prune", "--lock-wait", "1"], 12);
+    // A lock of a process on this host that is gone is stale: unlock removes it; the
+    // other host's lock needs --all (or --watch).
+    let host = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let dead = put_lock(
+        &env,
+        chatvault_core::LockKind::Shared,
+        &host,
+        i32::MAX as u32,
+    );
+    let report = env.json(&["unlock"]);
+    assert_eq!(report["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(report["left"][0]["kind"], "exclusive");
+    assert!(!dead.exists() && other.exists());
+    let report = env.json(&["unlock", "--all"]);
+    assert_eq!(report["removed"].as_array().unwrap().len(), 1);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.ok(&["prune"]);
+}
+
+/// The state of stress worker `w` at step `k`: a file shared by every worker, a window of
+/// recent files, and a file cycling between three contents (so a backup often re-adds
+/// content whose last snapshot was just forgotten).
+fn stress_state(dir: &Path, w: u64, k: u64) {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let put = |name: String, seed: u64, len: usize| {
+        std::fs::write(dir.join(name), chatvault_workload::media_bytes(seed, len)).unwrap();
+    };
+    put("shared.bin".into(), 7, 300_000);
+    put("cycle.bin".into(), 500 + k % 3, 400_000);
+    for i in k.saturating_sub(2)..=k {
+        put(
+            format!("f{i}.bin"),
+            w * 1000 + i,
+            100_000 + i as usize * 1000,
+        );
+    }
+}
+
+/// Several `backup` processes and repeated `forget --prune` runs overlap; afterwards every
+/// remaining snapshot restores exactly and `check --read-data` passes. The long version:
+/// `CHATVAULT_STRESS_STEPS=40 cargo test --release -p chatvault-cli --test cli stress`.
+#[test]
+fn stress_concurrent_backups_and_prunes_lose_nothing() {
+    let env = Env::new();
+    let steps: u64 = std::env::var("CHATVAULT_STRESS_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let workers = 3u64;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let env = std::sync::Arc::new(env);
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let env = env.clone();
+        handles.push(std::thread::spawn(move || {
+            let dir = env.path(&format!("src-{w}"));
+            for k in 0..steps {
+                stress_state(&dir, w, k);
+                let tag = format!("w{w}k{k}");
+                env.ok(&["backup", "--tag", &tag, dir.to_str().unwrap()]);
+            }
+        }));
+    }
+    let pruner = {
+        let (env, done) = (env.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut ran, mut locked) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = env
+                    .cmd(&["forget", "--keep-last", "2", "--prune", "--lock-wait", "20"])
+                    .output()
+                    .unwrap();
+                match out.status.code() {
+                    Some(0) => ran += 1,
+                    Some(12) => locked += 1,
+                    c => panic!(
+                        "forget --prune exited {c:?}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                }
+            }
+            (ran, locked)
+        })
+    };
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ran, _locked) = pruner.join().unwrap();
+    assert!(ran >= 1, "at least one prune completed beside the backups");
+    env.ok(&["prune"]);
+    env.ok(&["check", "--read-data"]);
+    let snaps = env.json(&["snapshots"]);
+    let snaps = snaps.as_array().unwrap();
+    assert!(snaps.len() >= workers as usize);
+    for s in snaps {
+        let tag = s["tags"][0].as_str().unwrap();
+        let (w, k) = tag[1..].split_once('k').unwrap();
+        let (w, k): (u64, u64) = (w.parse().unwrap(), k.parse().unwrap());
+        let expect = env.path(&format!("expect-{tag}"));
+        stress_state(&expect, w, k);
+        let target = format!("out-{tag}");
+        env.ok(&[
+            "restore",
+            s["id"].as_str().unwrap(),
+            "--target",
+            env.path(&target).to_str().unwrap(),
+        ]);
+        let src = env.path(&format!("src-{w}"));
+        let got = snapshot_of(&restored(&env, &target, &src));
+        let want = snapshot_of(&expect);
+        let names = |m: &BTreeMap<PathBuf, (u32, Vec<u8>, i64)>| -> Vec<(PathBuf, Vec<u8>)> {
+            m.iter()
+                .map(|(p, (_, c, _))| (p.clone(), c.clone()))
+                .collect()
+        };
+        assert_eq!(names(&got), names(&want), "snapshot {tag}");
+    }
+}
+
+/// SIGKILLs `prune` at random points of its run, many times: after each kill `check`
+/// passes and every snapshot restores; a final prune completes.
+#[test]
+fn a_prune_killed_at_random_points_leaves_a_valid_repository() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n.max(1)
+    };
+    let mut timing = None;
+    for round in 0..8u64 {
+        // New garbage each round: two backups, the older forgotten.
+        for k in 0..2 {
+            stress_state(&src, 0, round * 2 + k);
+            env.ok(&["backup", src.to_str().unwrap()]);
+        }
+        env.ok(&["forget", "--keep-last", "1"]);
+        let full = *timing.get_or_insert_with(|| {
+            // Measure one prune on a copy to learn how long a run takes.
+            let copy = env.path("timing-repo");
+            let status = std::process::Command::new("cp")
+                .args([
+                    "-a",
+                    env.path("repo").to_str().unwrap(),
+                    copy.to_str().unwrap(),
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let start = std::time::Instant::now();
+            let mut c = env.cmd(&["prune"]);
+            c.env("CHATVAULT_REPO", &copy)
+                .env("CHATVAULT_CACHE_DIR", env.path("timing-cache"));
+            assert!(c.output().unwrap().status.success());
+            start.elapsed().as_millis() as u64
+        });
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("chatvault"))
+            .env_clear()
+            .env("CHATVAULT_REPO", env.path("repo"))
+            .env("CHATVAULT_CACHE_DIR", env.path("cache"))
+            .env("CHATVAULT_PASSWORD", PASSWORD)
+            .arg("prune")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(next(full)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        env.ok(&["check", "--read-data"]);
+        let target = format!("out-{round}");
+        env.ok(&[
+            "restore",
+            "latest",
+            "--target",
+            env.path(&target).to_str().unwrap(),
+        ]);
+        let names = |m: BTreeMap<PathBuf, (u32, Vec<u8>, i64)>| -> Vec<(PathBuf, Vec<u8>)> {
+            m.into_iter().map(|(p, (_, c, _))| (p, c)).collect()
+        };
+        assert_eq!(
+            names(snapshot_of(&restored(&env, &target, &src))),
+            names(snapshot_of(&src)),
+            "round {round}"
+        );
+    }
+    let report = env.json(&["prune"]);
+    assert!(report["snapshots"].as_u64().unwrap() >= 1);
+    let again = env.json(&["prune"]);
+    assert_eq!(
+        (
+            again["packs_deleted"].as_u64(),
+            again["packs_repacked"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    env.ok(&["check", "--read-data"]);
+    assert!(std::fs::read_dir(env.path("repo/locks")).map_or(true, |d| d.count() == 0));
+}

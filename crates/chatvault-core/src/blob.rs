@@ -185,6 +185,43 @@ pub(crate) fn seal(
     aead::seal_into(key, &aad(repo_id, meta), payload, out);
 }
 
+/// Opens a sealed blob and verifies it fully (decompression, length, id) like [`open`],
+/// but returns the payload as stored (compressed or raw): a repack re-seals it unchanged.
+pub(crate) fn open_payload(
+    key: &Key32,
+    id_key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    sealed: &[u8],
+    object: &str,
+) -> Result<Vec<u8>> {
+    let name = || format!("{object}#{}", meta.id);
+    if meta.raw_len as usize > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(name(), "blob length over the format limit"));
+    }
+    let payload = aead::open(key, &aad(repo_id, meta), sealed)
+        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    if meta.codec == Codec::Raw {
+        check_plaintext(id_key, meta, &payload, object)?;
+    } else {
+        let plain = zstd_decompress(&payload, meta.raw_len as usize)
+            .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?;
+        check_plaintext(id_key, meta, &plain, object)?;
+    }
+    Ok(payload)
+}
+
+fn check_plaintext(id_key: &Key32, meta: &BlobMeta, plain: &[u8], object: &str) -> Result<()> {
+    let name = || format!("{object}#{}", meta.id);
+    if plain.len() != meta.raw_len as usize {
+        return Err(Error::corrupt(name(), "blob length differs from the index"));
+    }
+    if blob_id(id_key, meta.blob_type, plain) != meta.id {
+        return Err(Error::corrupt(name(), "blob content does not match its id"));
+    }
+    Ok(())
+}
+
 /// [`open_owned`] on a copy of `sealed` (tests and callers holding a borrowed slice).
 #[cfg(test)]
 pub(crate) fn open(

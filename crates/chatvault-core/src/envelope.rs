@@ -17,6 +17,7 @@ pub(crate) mod magic {
     pub const CONFIG: &[u8; 8] = b"CVCONFIG";
     pub const SNAPSHOT: &[u8; 8] = b"CVSNAPSH";
     pub const INDEX: &[u8; 8] = b"CVINDEX1";
+    pub const HOLD: &[u8; 8] = b"CVHOLDRC";
 }
 
 /// Bytes of header before the body.

@@ -135,6 +135,13 @@ pub enum Error {
     /// Local I/O failed (reading input, the cache directory).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process holds a lock that this operation must wait for, and the wait ran
+    /// out; or this session's own lock was removed as stale.
+    #[error("repository is locked: {reason}")]
+    Locked {
+        /// Who holds the lock (kind, host, pid), or what happened to ours.
+        reason: String,
+    },
     /// The local index cache failed.
     #[error("index cache error: {0}")]
     Cache(String),

@@ -97,6 +97,14 @@ id_type!(
     /// A repository: random, fixed at init.
     RepoId
 );
+id_type!(
+    /// A hold record object: BLAKE3 of the object's bytes.
+    HoldId
+);
+id_type!(
+    /// A lock record: random, chosen by the process that takes the lock.
+    LockId
+);
 
 impl PackId {
     /// The name of the pack object: `data/<first 2 hex>/<64 hex>`.
@@ -122,6 +130,20 @@ impl SegmentId {
     /// The name of the index segment object.
     pub fn object_name(&self) -> String {
         format!("index/{}", self.to_hex())
+    }
+}
+
+impl HoldId {
+    /// The name of the hold object.
+    pub fn object_name(&self) -> String {
+        format!("holds/{}", self.to_hex())
+    }
+}
+
+impl LockId {
+    /// The name of the lock object.
+    pub fn object_name(&self) -> String {
+        format!("locks/{}", self.to_hex())
     }
 }
 

@@ -44,9 +44,11 @@ mod crypto;
 mod envelope;
 mod error;
 mod format;
+mod hold;
 mod id;
 mod index;
 mod keys;
+mod lock;
 mod pack;
 mod progress;
 #[cfg(feature = "repository")]
@@ -66,15 +68,17 @@ pub use chunker::{Chunk, Chunker, ChunkerParams};
 pub use config::{Config, Revocation, WriterEntry};
 pub use crypto::sign::PublicKey;
 pub use error::{Error, ObjectName, Result};
-pub use id::{BlobId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
+pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
+pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
+pub use lock::{LockKind, LockRecord};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
-    DataSubset, IndexRepairReport, InitOptions, Loss, LossKind, OpenOptions, ProblemKind,
-    REPAIRED_TAG, RebuildReport, RepairOptions, RepoStats, Repository, ScrubReport, SnapshotRepair,
-    SnapshotRepairReport, WriteStats, scrub,
+    DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss, LossKind, OpenOptions,
+    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, RebuildReport, RepairOptions, RepoStats,
+    Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -162,6 +162,8 @@ pub enum KeepReason {
     WithinBucket(&'static str, Period, String),
     /// Carries a kept tag.
     Tag(String),
+    /// On hold (legal hold): kept whatever the policy says.
+    Held,
 }
 
 impl fmt::Display for KeepReason {
@@ -172,6 +174,7 @@ impl fmt::Display for KeepReason {
             KeepReason::Within(p) => write!(f, "within {p}"),
             KeepReason::WithinBucket(rule, p, b) => write!(f, "within-{rule} {p}: {b}"),
             KeepReason::Tag(t) => write!(f, "tag {t}"),
+            KeepReason::Held => f.write_str("held"),
         }
     }
 }
@@ -410,8 +413,11 @@ pub struct ForgetReport {
 impl crate::Repository {
     /// Applies `policy` to every group of snapshots and, unless `dry_run`, removes the
     /// snapshot records it does not keep. Their data stays until a prune. Needs a full or
-    /// admin key. Snapshots that do not load are reported and never removed.
+    /// admin key. Snapshots that do not load are reported and never removed; held
+    /// snapshots are always kept ([`KeepReason::Held`]), and a hold that does not verify
+    /// stops the run before anything is removed.
     pub fn forget(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<ForgetReport> {
+        let held = self.holds_by_snapshot()?;
         let mut report = ForgetReport::default();
         let mut groups: std::collections::BTreeMap<String, Vec<Candidate>> = Default::default();
         for id in self.snapshot_ids()? {
@@ -424,7 +430,12 @@ impl crate::Repository {
             }
         }
         for (group, candidates) in groups {
-            let verdicts = policy.apply(&candidates)?;
+            let mut verdicts = policy.apply(&candidates)?;
+            for v in &mut verdicts {
+                if held.contains_key(&v.id) {
+                    v.reasons.push(KeepReason::Held);
+                }
+            }
             report.groups.push(GroupVerdicts { group, verdicts });
         }
         if !dry_run {

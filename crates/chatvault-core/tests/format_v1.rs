@@ -218,4 +218,28 @@ fn reads_the_format_v1_fixture() {
     }
     let report = repo.rebuild_index_from_packs().unwrap();
     assert!(report.unreadable_packs.is_empty() && report.blobs > 0);
+    // Data written before holds, locks and prune existed: forgetting one snapshot and
+    // pruning keeps the others whole, and the repository checks clean.
+    let node1 = snapshots
+        .iter()
+        .find(|s| s.record.host == "node-1")
+        .unwrap();
+    repo.place_hold(snapshots[0].id, "compatibility").unwrap();
+    let victim = snapshots
+        .iter()
+        .find(|s| s.id != snapshots[0].id && s.id != node1.id)
+        .unwrap();
+    repo.delete_snapshot(victim.id).unwrap();
+    repo.prune(&chatvault_core::PruneOptions::default())
+        .unwrap();
+    let check = repo
+        .check(&chatvault_core::CheckOptions::default())
+        .unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    for s in snapshots.iter().filter(|s| s.id != victim.id) {
+        let tree = repo.read_tree(s.record.root).unwrap();
+        for r in &tree.nodes()[0].content {
+            repo.read_blob(r.id, BlobType::Data).unwrap();
+        }
+    }
 }

@@ -173,6 +173,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
+    // The writer session (and its shared lock) starts before the parent is chosen: the
+    // parent's chunk lists are reused without re-reading, so a prune must not be able to
+    // delete them between choosing the parent and saving this snapshot.
+    let writer = repo.writer()?;
     let parent = match opts.parent {
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some(repo.load_parent_snapshot(id)?),
@@ -184,7 +188,6 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
     for f in &opts.exclude_files {
         exclude.extend(read_pattern_file(f)?);
     }
-    let writer = repo.writer()?;
     let walker = Walker {
         repo,
         writer: &writer,

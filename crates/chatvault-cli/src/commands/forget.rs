@@ -29,6 +29,11 @@ fn policy(a: &ForgetArgs) -> RetentionPolicy {
 }
 
 pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
+    let prune_opts = if a.prune {
+        Some(super::prune::options(g, &a.prune_flags, a.dry_run)?)
+    } else {
+        None
+    };
     let repo = session::open(g)?;
     let report = repo.forget(&policy(a), a.dry_run)?;
     let mut groups = Vec::new();
@@ -70,12 +75,19 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
         .flat_map(|g| &g.verdicts)
         .filter(|v| !v.keep())
         .count();
-    out.line(if a.dry_run {
-        format!("dry run: {would} snapshots would be removed")
-    } else {
-        format!("{removed} snapshots removed; their data stays until a prune")
+    out.line(match (a.dry_run, a.prune) {
+        (true, _) => format!("dry run: {would} snapshots would be removed"),
+        (false, true) => format!("{removed} snapshots removed; pruning"),
+        (false, false) => format!("{removed} snapshots removed; their data stays until a prune"),
     });
+    // A dry run's prune cannot see the snapshots it would forget as gone: it shows what
+    // a prune would free now.
+    let prune = match &prune_opts {
+        Some(o) => super::prune::prune(&repo, &out, o)?,
+        None => Value::Null,
+    };
     out.json(&json!({
+        "prune": prune,
         "dry_run": a.dry_run,
         "groups": groups,
         "removed": report.removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),

@@ -53,8 +53,8 @@ pub struct Plan {
     pub forget: Option<ForgetStep>,
     pub check: Option<CheckStep>,
     pub drill: Option<DrillStep>,
-    /// Reserved for prune (issue 5): parsed so that a plan naming it is refused with a
-    /// clear message rather than a generic unknown-key error.
+    /// Reserved for a prune step: parsed so that a plan naming it is refused with a clear
+    /// message rather than a generic unknown-key error.
     pub prune: Option<toml::Table>,
 }
 
@@ -152,10 +152,10 @@ pub fn load(path: &Path) -> Result<Plan> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let plan: Plan = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
     if plan.prune.is_some() {
-        // Prune is issue 5's; the step goes here (after forget, before check) once it exists.
+        // A prune step would go here (after forget, before check).
         bail!(
-            "{}: [prune] is not supported yet: prune does not exist in this build; remove the \
-             section (forget still removes snapshot records)",
+            "{}: [prune] is not supported in a plan yet: remove the section and run \
+             `chatvault forget --prune` or `chatvault prune` from its own timer",
             path.display()
         );
     }
@@ -209,6 +209,7 @@ fn steps(plan: &Plan) -> Result<Steps> {
             keep_tags: f.keep_tags.clone(),
             time_zone: f.time_zone.clone(),
             dry_run: false,
+            ..ForgetArgs::default()
         }),
     };
     let check = match &plan.check {

@@ -216,7 +216,12 @@ impl Backend for LocalBackend {
                 if full == TMP_DIR || check_name(&full).is_err() {
                     continue;
                 }
-                let meta = entry.metadata().map_err(|e| Error::backend(&*full, e))?;
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    // Deleted by another process since it was listed (locks come and go).
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::backend(&*full, e)),
+                };
                 if meta.is_dir() {
                     if prefix.starts_with(&format!("{full}/")) || full.starts_with(prefix) {
                         stack.push((entry.path(), full));

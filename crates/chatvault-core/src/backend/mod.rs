@@ -29,7 +29,8 @@ pub struct ObjectInfo {
 ///   `Ok`, the object survives a crash; until then, no reader sees any of it. It never
 ///   overwrites: an existing name gives [`Error::AlreadyExists`].
 /// - [`replace`](Backend::replace) atomically swaps an object's whole content (used only for
-///   `config`, whose sequence number guards against rollback).
+///   `config`, whose sequence number guards against rollback, and to refresh `locks/`
+///   objects).
 /// - [`get`](Backend::get) and [`get_range`](Backend::get_range) give
 ///   [`Error::NotFound`] for a missing object; a range past the end is an error, never
 ///   silently short.
@@ -42,7 +43,7 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// Stores a new object; fails with [`Error::AlreadyExists`] if the name is taken.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<()>;
-    /// Atomically creates or replaces an object.
+    /// Atomically creates or replaces an object (`config`, lock refreshes).
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()>;
     /// Reads a whole object.
     fn get(&self, name: &str) -> Result<Vec<u8>>;

@@ -93,7 +93,7 @@ fn cache_err(what: &'static str) -> impl FnOnce(rocksdb::Error) -> Error {
 }
 
 /// Options shared by every column family.
-fn cf_options(block_cache: &Cache, write_buffer: usize, bloom: bool) -> Options {
+pub(super) fn cf_options(block_cache: &Cache, write_buffer: usize, bloom: bool) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(block_cache);
     // Index and filter blocks go into the block cache rather than being held by every open

@@ -21,9 +21,13 @@
 #[cfg(feature = "repository")]
 mod cache;
 mod entry;
+#[cfg(feature = "repository")]
+mod mark;
 mod segment;
 
 #[cfg(feature = "repository")]
 pub(crate) use cache::IndexCache;
 pub(crate) use entry::IndexEntry;
+#[cfg(feature = "repository")]
+pub(crate) use mark::MarkSet;
 pub(crate) use segment::{MAX_ENTRIES_PER_SEGMENT, SegmentBody};

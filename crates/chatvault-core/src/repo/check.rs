@@ -178,6 +178,8 @@ pub enum ProblemKind {
     /// file can no longer open the repository (its sealed part can only be checked by
     /// opening it). Affects access, not data.
     SlotUnreadable,
+    /// A hold object does not verify (forget and prune refuse to run until it is fixed).
+    HoldUnreadable,
 }
 
 /// One thing found wrong.
@@ -343,6 +345,7 @@ impl Repository {
         self.check_slots(&mut run)?;
         self.check_packs(opts, &mut run, &mut report)?;
         self.check_snapshots(&mut run, &mut report)?;
+        self.check_holds(&mut run)?;
         report.problems = run.problems;
         report.duration = start.elapsed();
         Ok(report)
@@ -358,6 +361,25 @@ impl Repository {
             if let Err(e) = res {
                 let message = finding(e, &o.name)?;
                 run.push(problem(ProblemKind::SlotUnreadable, o.name, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every hold must verify: a damaged one stops forget.
+    fn check_holds(&self, run: &mut Run) -> Result<()> {
+        for o in self.backend.list("holds/")? {
+            let id = o
+                .name
+                .strip_prefix("holds/")
+                .and_then(|h| crate::id::HoldId::from_hex(h).ok());
+            let outcome = match id {
+                Some(id) => self.load_hold(id).map(|_| ()),
+                None => Err(Error::corrupt(&*o.name, "not a hold name")),
+            };
+            if let Err(e) = outcome {
+                let message = finding(e, &o.name)?;
+                run.push(problem(ProblemKind::HoldUnreadable, &*o.name, message));
             }
         }
         Ok(())
@@ -772,7 +794,7 @@ pub fn scrub(backend: &dyn Backend) -> Result<ScrubReport> {
         r => r.map(|_| ())?,
     }
     let mut objects = Vec::new();
-    for prefix in ["data/", "index/", "snapshots/"] {
+    for prefix in ["data/", "index/", "snapshots/", "holds/"] {
         objects.extend(backend.list(prefix)?);
     }
     let results: Vec<(u64, Option<CheckProblem>)> = objects
@@ -798,7 +820,8 @@ fn claimed_hash(name: &str) -> Option<[u8; 32]> {
     } else {
         let hex_id = name
             .strip_prefix("index/")
-            .or_else(|| name.strip_prefix("snapshots/"))?;
+            .or_else(|| name.strip_prefix("snapshots/"))
+            .or_else(|| name.strip_prefix("holds/"))?;
         PackId::from_hex(hex_id).ok()?
     };
     Some(*id.as_bytes())

@@ -163,8 +163,10 @@ impl Repository {
 
     /// Rebuilds the index from pack headers alone: writes new segments for every readable
     /// pack, then removes the segments that existed before. Needs a full or admin key.
+    /// Holds a prune lock meanwhile: it deletes segments, as a prune does.
     pub fn rebuild_index_from_packs(&self) -> Result<RebuildReport> {
         self.require_read("read pack headers")?;
+        let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
         let old: Vec<String> = self
             .backend
             .list("index/")?

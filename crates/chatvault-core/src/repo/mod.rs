@@ -8,9 +8,12 @@
 //! signer is a writer the verified config trusts.
 
 mod check;
+mod holds;
 mod index_sync;
 mod journal;
+mod locks;
 mod pins;
+mod prune;
 mod reader;
 mod repair;
 mod slots;
@@ -21,6 +24,8 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
 };
 pub use index_sync::RebuildReport;
+pub use locks::{LockInfo, LockOptions};
+pub use prune::{PruneOptions, PruneReport};
 pub use repair::{
     DamagedContent, IndexRepairReport, Loss, LossKind, REPAIRED_TAG, RepairOptions, SnapshotRepair,
     SnapshotRepairReport,
@@ -87,6 +92,9 @@ pub struct OpenOptions {
     pub allow_weak_kdf: bool,
     /// Progress callback for long operations. By default none.
     pub progress: Progress,
+    /// Lock timing: refresh interval, staleness, how long writers wait for a prune's
+    /// deletion step. By default [`LockOptions::default`].
+    pub locks: LockOptions,
 }
 
 /// Repository-wide figures.
@@ -122,8 +130,10 @@ pub struct Repository {
     pack_keys: PackKeyCache,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
+    lock_opts: LockOptions,
+    sessions: Mutex<locks::Sessions>,
     // Last: dropped after the index cache, so a private cache directory can be removed.
-    _cache: CacheDir,
+    cache_dir: CacheDir,
 }
 
 impl std::fmt::Debug for Repository {
@@ -216,6 +226,12 @@ impl Repository {
         config: Config,
         opts: OpenOptions,
     ) -> Result<Self> {
+        if opts.locks.stale_after < opts.locks.refresh * 3 {
+            return Err(Error::invalid(
+                "lock timing",
+                "stale_after must be at least three refresh intervals",
+            ));
+        }
         let mut cache = CacheDir::for_repo(opts.cache_dir.as_deref(), &config.repo_id)?;
         let mut pins = Pins::load(cache.path(), &config.repo_id)?;
         pins.check_and_update(&config)?;
@@ -235,7 +251,9 @@ impl Repository {
             pack_keys: PackKeyCache::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
-            _cache: cache,
+            lock_opts: opts.locks,
+            sessions: Mutex::new(locks::Sessions::default()),
+            cache_dir: cache,
         };
         repo.sync_index()?;
         Ok(repo)

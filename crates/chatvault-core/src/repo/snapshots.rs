@@ -59,7 +59,7 @@ impl Repository {
         aead::seal_into(&content_key, &aad, &plain, &mut body);
         let bytes = envelope::seal(magic::SNAPSHOT, signer, &self.config.repo_id, seq, &body);
         let id = SnapshotId::from_bytes(content_hash(&bytes));
-        self.backend.put(&id.object_name(), &bytes)?;
+        self.put_in_session(&id.object_name(), &bytes)?;
         self.lock_pins().set(&prev_key, id.to_hex())?;
         self.journal_snapshot(id, &record)?;
         Ok(id)
@@ -134,10 +134,18 @@ impl Repository {
     }
 
     /// Deletes a snapshot record (its data stays until a prune). Needs a full or admin key.
+    /// A held snapshot is refused ([`Error::PermissionDenied`]) until its holds are
+    /// released; so is any deletion while a hold does not verify.
     pub fn delete_snapshot(&self, id: SnapshotId) -> Result<()> {
         self.require_read("delete snapshots")?;
         let name = id.object_name();
         self.backend.stat(&name)?;
+        if self.list_holds()?.iter().any(|h| h.record.snapshot == id) {
+            return Err(Error::PermissionDenied {
+                role: self.secrets.role.as_str(),
+                operation: "delete a held snapshot (release its holds first)",
+            });
+        }
         self.backend.delete(&name)
     }
 }

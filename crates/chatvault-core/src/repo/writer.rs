@@ -98,6 +98,12 @@ pub struct BlobWriter<'r> {
     packs: AtomicU64,
     pack_bytes: AtomicU64,
     segments: AtomicU64,
+    /// Whether this writer counts in the repository's writer session (its shared lock);
+    /// cleared when `finish` hands the session on to `save_snapshot`.
+    in_session: bool,
+    /// Whether blobs the index already has are skipped. Off only for a prune's repack,
+    /// which copies blobs the index places in packs about to be deleted.
+    dedup: bool,
 }
 
 impl std::fmt::Debug for BlobWriter<'_> {
@@ -117,7 +123,30 @@ struct PackerContext {
 
 impl Repository {
     /// Starts a writer session.
+    ///
+    /// The session holds the repository's shared lock (taken here, after waiting for any
+    /// prune that is deleting) until the snapshot is saved with
+    /// [`save_snapshot`](Repository::save_snapshot), the writer is dropped unfinished, or
+    /// the repository handle is dropped; a prune deletes nothing while it is held. The
+    /// index cache is brought up to date when the lock is taken, so blobs a prune deleted
+    /// are never deduplicated against.
     pub fn writer(&self) -> Result<BlobWriter<'_>> {
+        self.enter_session()?;
+        match self.start_writer(true) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                self.leave_session();
+                Err(e)
+            }
+        }
+    }
+
+    /// A writer outside any session that stores every blob it is given (prune's repack).
+    pub(crate) fn repack_writer(&self) -> Result<BlobWriter<'_>> {
+        self.start_writer(false)
+    }
+
+    fn start_writer(&self, session: bool) -> Result<BlobWriter<'_>> {
         let ctx = PackerContext {
             repo_id: self.config.repo_id,
             data_pk: self.config.current_data_key()?,
@@ -147,6 +176,8 @@ impl Repository {
             packs: AtomicU64::new(0),
             pack_bytes: AtomicU64::new(0),
             segments: AtomicU64::new(0),
+            in_session: session,
+            dedup: session,
         })
     }
 }
@@ -312,6 +343,25 @@ impl<'r> BlobWriter<'r> {
         self.queue(prepared)
     }
 
+    /// Queues a blob that is already compressed (a repack copying a verified blob).
+    pub(crate) fn write_payload(
+        &self,
+        id: BlobId,
+        blob_type: BlobType,
+        codec: Codec,
+        raw_len: u32,
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        self.queue(Prepared::New(Item {
+            id,
+            blob_type,
+            codec,
+            raw_len,
+            payload,
+        }))
+        .map(|_| ())
+    }
+
     /// Encodes and stores a tree; returns its id.
     ///
     /// A writer whose key cannot read also remembers it in its local journal (see
@@ -342,7 +392,7 @@ impl<'r> BlobWriter<'r> {
         self.counters.blobs_in.fetch_add(1, Ordering::Relaxed);
         repo.progress
             .emit(ProgressEvent::BytesRead(data.len() as u64));
-        if self.is_pending(&id) || repo.index.contains(&id)? {
+        if self.is_pending(&id) || (self.dedup && repo.index.contains(&id)?) {
             return Ok(Prepared::Known(id, raw_len));
         }
         let (codec, payload) = blob::compress(repo.config.compression_level, data);
@@ -452,6 +502,9 @@ impl<'r> BlobWriter<'r> {
             let _ = t.join();
         }
         self.collect(true)?;
+        if std::mem::take(&mut self.in_session) {
+            self.repo.session_awaits_snapshot();
+        }
         let c = &self.counters;
         Ok(WriteStats {
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
@@ -473,6 +526,9 @@ impl Drop for BlobWriter<'_> {
         self.to_packer = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if self.in_session {
+            self.repo.leave_session();
         }
     }
 }

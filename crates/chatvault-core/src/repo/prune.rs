@@ -1,0 +1,629 @@
+//! Prune: delete the data no snapshot needs, and repack packs that are mostly unused.
+//!
+//! Steps (docs/ARCHITECTURE.md, "Concurrency and deletion", has the argument):
+//! 1. Take a `prune` lock (one prune at a time; writers go on).
+//! 2. Mark: walk every snapshot's trees, memoised by tree id, into an on-disk
+//!    [`MarkSet`]; sum each pack's live bytes through the index cache's chosen copy of
+//!    each blob.
+//! 3. Plan from one pass over the index segments (each pack's blobs and bytes, and which
+//!    segments name which packs): delete packs with no live blob; repack packs whose
+//!    unused share exceeds `max_unused`, or small packs, within `max_repack`; delete packs
+//!    no segment names (left by interrupted writers).
+//! 4. Repack: copy the live blobs of those packs, verified, into new packs and segments.
+//! 5. Delete, under an `exclusive` lock taken only when no writer session holds a
+//!    `shared` lock: re-mark snapshots saved since step 2 (a pack holding a newly live
+//!    blob is kept), write replacement segments without the doomed packs, delete the
+//!    segments they replace, then the packs.
+//!
+//! Invariants: nothing is deleted before the new packs and segments that keep its live
+//! blobs are stored; no segment ever names a deleted pack (segments go before packs); a
+//! snapshot that fails to load, a live blob missing from the index, or a segment that
+//! does not verify stops the prune before anything is deleted. Memory is bounded by the
+//! number of packs and segments, never by the number of blobs.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::Repository;
+use super::locks::HeldLock;
+use crate::blob::{self, BlobMeta, BlobType};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
+use crate::index::MarkSet;
+use crate::lock::LockKind;
+
+/// Trees read in parallel while marking.
+const TREE_BATCH: usize = 64;
+/// Blobs to copy that are closer than this are read in one range (a seek costs more than
+/// reading this much).
+const READ_GAP: u64 = 256 << 10;
+
+/// Options for [`Repository::prune`].
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this share of its bytes is unused (0.0 to 1.0). By
+    /// default 0.10.
+    pub max_unused: f64,
+    /// Repack packs totalling at most this many bytes. By default unlimited.
+    pub max_repack: Option<u64>,
+    /// Packs smaller than this are merged by repacking (when there are at least two). By
+    /// default a quarter of the repository's pack size.
+    pub small_pack: Option<u64>,
+    /// Plan and report, change nothing. By default disabled.
+    pub dry_run: bool,
+    /// How long to wait for running writer sessions (and another prune) before giving
+    /// up with [`Error::Locked`]. By default 60 s.
+    pub wait: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: 0.10,
+            max_repack: None,
+            small_pack: None,
+            dry_run: false,
+            wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a prune found and did (or, on a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PruneReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Snapshots marked.
+    pub snapshots: u64,
+    /// Distinct blobs they reach.
+    pub live_blobs: u64,
+    /// Packs in the repository before the prune, and their bytes.
+    pub packs_before: u64,
+    /// Bytes of those packs.
+    pub bytes_before: u64,
+    /// Packs deleted because no live blob is in them (or no segment names them).
+    pub packs_deleted: u64,
+    /// Packs repacked (their live blobs copied, then the pack deleted).
+    pub packs_repacked: u64,
+    /// Of the deleted packs, those no index segment named (left by interrupted writers).
+    pub packs_unindexed: u64,
+    /// Packs kept although planned for deletion, because a snapshot saved during the
+    /// prune needs them.
+    pub packs_rescued: u64,
+    /// Blobs copied by the repack.
+    pub blobs_repacked: u64,
+    /// Blob copies removed with their packs (unused blobs and superseded copies).
+    pub blobs_removed: u64,
+    /// Bytes of the new packs the repack wrote.
+    pub bytes_repacked: u64,
+    /// Bytes of the packs deleted.
+    pub bytes_deleted: u64,
+    /// Net space freed: bytes deleted minus bytes written by the repack (estimated on a
+    /// dry run).
+    pub bytes_freed: u64,
+    /// Index segments replaced by segments without the deleted packs.
+    pub segments_rewritten: u64,
+    /// How long the prune took.
+    pub duration: Duration,
+}
+
+/// One pack as the plan sees it.
+#[derive(Debug, Clone, Copy, Default)]
+struct PackStat {
+    /// Object size, if listed.
+    size: Option<u64>,
+    /// Blob copies the segments place in it.
+    blobs: u64,
+    /// Live blobs whose chosen copy is here, and their sealed bytes.
+    live_blobs: u64,
+    live_bytes: u64,
+    indexed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Delete,
+    Repack,
+    Unindexed,
+}
+
+/// The state a prune carries between its steps.
+struct Run {
+    marks: MarkSet,
+    packs: HashMap<PackId, PackStat>,
+    marked_snapshots: HashSet<SnapshotId>,
+    /// Segments listed at planning time and the packs each names.
+    segments: Vec<(SegmentId, Vec<PackId>)>,
+    fates: HashMap<PackId, Fate>,
+}
+
+impl Repository {
+    /// Removes unreferenced data. Needs a full or admin key. See [`PruneOptions`] for the
+    /// knobs and the module documentation of `repo/prune.rs` for the steps and their
+    /// safety with concurrent writers.
+    pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        self.require_read("prune")?;
+        if !(0.0..=1.0).contains(&opts.max_unused) {
+            return Err(Error::invalid("max unused", "must be between 0 and 1"));
+        }
+        let start = Instant::now();
+        let prune_lock = self.take_prune_lock(opts)?;
+        // Listed before the sync: a snapshot is saved after its segments, so every
+        // listed snapshot's blobs are in the synced cache.
+        let snapshots = self.snapshot_ids()?;
+        self.sync_index()?;
+        let mut run = Run {
+            marks: MarkSet::create(&self.scratch_dir("prune"))?,
+            packs: HashMap::new(),
+            marked_snapshots: HashSet::new(),
+            segments: Vec::new(),
+            fates: HashMap::new(),
+        };
+        let mut report = PruneReport {
+            dry_run: opts.dry_run,
+            ..PruneReport::default()
+        };
+        self.mark_all(&mut run, snapshots, None)?;
+        self.survey(&mut run)?;
+        self.plan(&mut run, opts, &mut report);
+        if opts.dry_run {
+            report.live_blobs = run.marks.len();
+            report.snapshots = run.marked_snapshots.len() as u64;
+            report.duration = start.elapsed();
+            return Ok(report);
+        }
+        self.repack(&run, &mut report)?;
+        self.delete_doomed(&mut run, opts, &prune_lock, &mut report)?;
+        report.live_blobs = run.marks.len();
+        report.snapshots = run.marked_snapshots.len() as u64;
+        report.bytes_freed = report.bytes_deleted.saturating_sub(report.bytes_repacked);
+        drop(prune_lock);
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    /// A fresh directory under the cache for scratch data.
+    pub(crate) fn scratch_dir(&self, what: &str) -> std::path::PathBuf {
+        self.cache_dir.path().join(format!(
+            "{what}-{}-{}",
+            std::process::id(),
+            hex::encode(crate::crypto::random_array::<4>())
+        ))
+    }
+
+    /// Takes the prune lock: one prune (or index rebuild) at a time. Two that start
+    /// together both see the other; both withdraw and retry after a random pause, so one
+    /// of them goes first.
+    pub(crate) fn take_prune_lock(&self, opts: &PruneOptions) -> Result<HeldLock> {
+        let deadline = Instant::now() + opts.wait;
+        loop {
+            let held = HeldLock::take(self.backend.clone(), LockKind::Prune, &self.lock_opts)?;
+            let mut others = self.wait_for_no(LockKind::Prune, Some(held.id()), Duration::ZERO)?;
+            others.extend(self.wait_for_no(LockKind::Exclusive, None, Duration::ZERO)?);
+            let Some(first) = others.first() else {
+                return Ok(held);
+            };
+            drop(held);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Locked {
+                    reason: format!("another prune is running: {}", first.describe()),
+                });
+            }
+            for kind in [LockKind::Prune, LockKind::Exclusive] {
+                self.wait_for_no(kind, None, left)?;
+            }
+            let jitter = u64::from(crate::crypto::random_array::<1>()[0]);
+            let pause = self.lock_opts.poll.mul_f64(jitter as f64 / 255.0);
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Marks every snapshot not marked yet. With `doomed`, a newly live blob whose chosen
+    /// copy is in a doomed pack rescues that pack (it is kept, not deleted).
+    fn mark_all(
+        &self,
+        run: &mut Run,
+        snapshots: Vec<SnapshotId>,
+        mut doomed: Option<&mut HashSet<PackId>>,
+    ) -> Result<u64> {
+        let mut rescued = 0;
+        for id in snapshots {
+            if run.marked_snapshots.contains(&id) {
+                continue;
+            }
+            let snap = match self.load_snapshot(id) {
+                Ok(s) => s,
+                // Forgotten since it was listed: nothing to keep for it.
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            let root = snap.record.root;
+            let mut pending = Vec::new();
+            if self.mark_blob(run, root, BlobType::Tree, &mut doomed, &mut rescued)? {
+                pending.push(root);
+            }
+            // Trees are read (opened, decompressed, re-hashed) in parallel, a batch at a
+            // time; marking stays on this thread. Memory: one batch of trees and the ids
+            // of trees still to read.
+            while !pending.is_empty() {
+                let batch = pending.split_off(pending.len().saturating_sub(TREE_BATCH));
+                let trees: Vec<Result<crate::tree::Tree>> =
+                    batch.par_iter().map(|t| self.read_tree(*t)).collect();
+                for tree in trees {
+                    let tree = tree?;
+                    for r in tree.data_refs() {
+                        self.mark_blob(run, r.id, BlobType::Data, &mut doomed, &mut rescued)?;
+                    }
+                    for sub in tree.subtrees() {
+                        if self.mark_blob(run, sub, BlobType::Tree, &mut doomed, &mut rescued)? {
+                            pending.push(sub);
+                        }
+                    }
+                }
+            }
+            run.marked_snapshots.insert(id);
+        }
+        Ok(rescued)
+    }
+
+    /// Marks one blob; returns whether it was new. Counts it towards its chosen copy's
+    /// pack.
+    fn mark_blob(
+        &self,
+        run: &mut Run,
+        id: BlobId,
+        expected: BlobType,
+        doomed: &mut Option<&mut HashSet<PackId>>,
+        rescued: &mut u64,
+    ) -> Result<bool> {
+        if !run.marks.insert(&id)? {
+            return Ok(false);
+        }
+        let entry = self.index.get(&id)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("blob {id}"),
+                "a snapshot needs it but the index does not list it (prune stopped; run check)",
+            )
+        })?;
+        if entry.blob_type != expected {
+            return Err(Error::corrupt(
+                format!("{}#{id}", entry.pack.object_name()),
+                "the index gives this blob another type than the tree that names it",
+            ));
+        }
+        let p = run.packs.entry(entry.pack).or_default();
+        p.live_blobs += 1;
+        p.live_bytes += u64::from(entry.length);
+        if let Some(d) = doomed.as_deref_mut()
+            && d.remove(&entry.pack)
+        {
+            *rescued += 1;
+        }
+        Ok(true)
+    }
+
+    /// One pass over the segments and the pack listing.
+    fn survey(&self, run: &mut Run) -> Result<()> {
+        for o in self.backend.list("data/")? {
+            let Some(id) = o
+                .name
+                .rsplit('/')
+                .next()
+                .and_then(|h| PackId::from_hex(h).ok())
+                .filter(|id| id.object_name() == o.name)
+            else {
+                continue; // not a pack name: not ours to delete
+            };
+            run.packs.entry(id).or_default().size = Some(o.size);
+        }
+        for seg in self.listed_segments()? {
+            let body = self.load_segment(&seg)?;
+            let mut named: Vec<PackId> = Vec::new();
+            for e in &body.entries {
+                let p = run.packs.entry(e.pack).or_default();
+                p.blobs += 1;
+                p.indexed = true;
+                if named.last() != Some(&e.pack) && !named.contains(&e.pack) {
+                    named.push(e.pack);
+                }
+            }
+            run.segments.push((seg, named));
+        }
+        for (id, p) in &run.packs {
+            if p.size.is_none() && p.live_blobs > 0 {
+                return Err(Error::NotFound {
+                    object: format!(
+                        "{} (holds {} blobs that snapshots need; prune stopped)",
+                        id.object_name(),
+                        p.live_blobs
+                    )
+                    .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn listed_segments(&self) -> Result<Vec<SegmentId>> {
+        let mut v: Vec<SegmentId> = self
+            .backend
+            .list("index/")?
+            .into_iter()
+            .filter_map(|o| SegmentId::from_hex(o.name.strip_prefix("index/")?).ok())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn plan(&self, run: &mut Run, opts: &PruneOptions, report: &mut PruneReport) {
+        let small = opts
+            .small_pack
+            .unwrap_or(u64::from(self.config.pack_size) / 4);
+        let mut candidates: Vec<(f64, PackId, u64)> = Vec::new();
+        let mut smalls: Vec<(f64, PackId, u64)> = Vec::new();
+        for (id, p) in &run.packs {
+            let Some(size) = p.size else { continue };
+            report.packs_before += 1;
+            report.bytes_before += size;
+            if !p.indexed {
+                run.fates.insert(*id, Fate::Unindexed);
+            } else if p.live_blobs == 0 {
+                run.fates.insert(*id, Fate::Delete);
+            } else {
+                let unused = size.saturating_sub(p.live_bytes) as f64 / size.max(1) as f64;
+                if unused > opts.max_unused {
+                    candidates.push((unused, *id, size));
+                } else if size < small {
+                    smalls.push((unused, *id, size));
+                }
+            }
+        }
+        // Most unused first; small packs only when at least two can be merged.
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        smalls.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if smalls.len() >= 2 {
+            candidates.extend(smalls);
+        }
+        let mut budget = opts.max_repack.unwrap_or(u64::MAX);
+        for (_, id, size) in candidates {
+            if size > budget {
+                continue;
+            }
+            budget -= size;
+            run.fates.insert(id, Fate::Repack);
+        }
+        for (id, fate) in &run.fates {
+            let p = &run.packs[id];
+            let size = p.size.unwrap_or(0);
+            match fate {
+                Fate::Delete => report.packs_deleted += 1,
+                Fate::Unindexed => {
+                    report.packs_deleted += 1;
+                    report.packs_unindexed += 1;
+                }
+                Fate::Repack => {
+                    report.packs_repacked += 1;
+                    report.blobs_repacked += p.live_blobs;
+                    report.bytes_repacked += p.live_bytes;
+                }
+            }
+            report.bytes_deleted += size;
+            report.blobs_removed += p.blobs - p.live_blobs;
+        }
+        report.bytes_freed = report.bytes_deleted.saturating_sub(report.bytes_repacked);
+    }
+
+    /// Copies the live blobs of the packs to repack into new packs and segments.
+    fn repack(&self, run: &Run, report: &mut PruneReport) -> Result<()> {
+        let mut to_repack: Vec<PackId> = run
+            .fates
+            .iter()
+            .filter(|(_, f)| **f == Fate::Repack)
+            .map(|(id, _)| *id)
+            .collect();
+        if to_repack.is_empty() {
+            report.bytes_repacked = 0;
+            return Ok(());
+        }
+        to_repack.sort();
+        let writer = self.repack_writer()?;
+        let mut copied = 0u64;
+        for pack in to_repack {
+            copied += self.repack_one(run, pack, &writer)?;
+        }
+        let stats = writer.finish()?;
+        report.blobs_repacked = copied;
+        report.bytes_repacked = stats.pack_bytes;
+        Ok(())
+    }
+
+    fn repack_one(&self, run: &Run, pack: PackId, writer: &super::BlobWriter<'_>) -> Result<u64> {
+        let name = pack.object_name();
+        let size = run.packs[&pack].size.unwrap_or(0);
+        let entries = self.read_pack_entries(&name, size)?;
+        let key = self.pack_key(&pack)?;
+        let mut chosen = Vec::new();
+        for e in entries {
+            // Only the copy readers use: other copies of the blob are surplus.
+            if run.marks.contains(&e.blob)?
+                && self.index.get(&e.blob)?.map(|ix| ix.pack) == Some(pack)
+            {
+                chosen.push(e);
+            }
+        }
+        // Read only what is copied: runs of chosen blobs, merged across small gaps.
+        chosen.sort_by_key(|e| e.offset);
+        let mut runs: Vec<(u64, u64, Vec<crate::index::IndexEntry>)> = Vec::new();
+        for e in chosen {
+            let (start, end) = (
+                u64::from(e.offset),
+                u64::from(e.offset) + u64::from(e.length),
+            );
+            match runs.last_mut() {
+                Some((_, run_end, members)) if start <= *run_end + READ_GAP => {
+                    *run_end = (*run_end).max(end);
+                    members.push(e);
+                }
+                _ => runs.push((start, end, vec![e])),
+            }
+        }
+        let mut copied = 0;
+        for (start, end, members) in runs {
+            let bytes = self.backend.get_range(&name, start, end - start)?;
+            copied += self.copy_run(&name, &key, start, &bytes, &members, writer)?;
+        }
+        Ok(copied)
+    }
+
+    /// Verifies (in parallel) and queues the blobs of one read run.
+    fn copy_run(
+        &self,
+        name: &str,
+        key: &crate::crypto::Key32,
+        start: u64,
+        bytes: &[u8],
+        chosen: &[crate::index::IndexEntry],
+        writer: &super::BlobWriter<'_>,
+    ) -> Result<u64> {
+        // Verification (authentication, decompression, id) is the costly part.
+        let payloads: Vec<Result<Vec<u8>>> = chosen
+            .par_iter()
+            .map(|e| {
+                let at = (u64::from(e.offset) - start) as usize;
+                let sealed = bytes
+                    .get(at..at + e.length as usize)
+                    .ok_or_else(|| Error::corrupt(name, "blob past the end of the pack"))?;
+                let meta = BlobMeta {
+                    id: e.blob,
+                    blob_type: e.blob_type,
+                    codec: e.codec,
+                    raw_len: e.raw_len,
+                    domain: e.domain,
+                    generation: e.generation,
+                };
+                blob::open_payload(
+                    key,
+                    &self.secrets.id_key,
+                    &self.config.repo_id,
+                    &meta,
+                    sealed,
+                    name,
+                )
+            })
+            .collect();
+        let mut copied = 0;
+        for (e, payload) in chosen.iter().zip(payloads) {
+            writer.write_payload(e.blob, e.blob_type, e.codec, e.raw_len, payload?)?;
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
+    /// The deletion step, under the exclusive lock.
+    fn delete_doomed(
+        &self,
+        run: &mut Run,
+        opts: &PruneOptions,
+        prune_lock: &HeldLock,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        if run.fates.is_empty() && run.packs.values().all(|p| p.size.is_some()) {
+            return Ok(());
+        }
+        let exclusive = HeldLock::take(self.backend.clone(), LockKind::Exclusive, &self.lock_opts)?;
+        let writers = self.wait_for_no(LockKind::Shared, None, opts.wait)?;
+        if !writers.is_empty() {
+            return Err(Error::Locked {
+                reason: format!(
+                    "{} writer session(s) still running ({}); packs and segments were \
+                     written, nothing was deleted; the next prune finishes",
+                    writers.len(),
+                    writers[0].describe()
+                ),
+            });
+        }
+        prune_lock.check_held()?;
+        // Writers that finished meanwhile wrote segments: their packs are indexed now.
+        self.sync_index()?;
+        let mut doomed: HashSet<PackId> = run.fates.keys().copied().collect();
+        let known: HashSet<SegmentId> = run.segments.iter().map(|(s, _)| *s).collect();
+        for seg in self.listed_segments()? {
+            if known.contains(&seg) {
+                continue;
+            }
+            for e in self.load_segment(&seg)?.entries {
+                if doomed.remove(&e.pack) {
+                    report.packs_rescued += 1;
+                }
+            }
+        }
+        // No writer session runs now, and the sync above came after the last one ended.
+        let snapshots = self.snapshot_ids()?;
+        report.packs_rescued += self.mark_all(run, snapshots, Some(&mut doomed))?;
+        let missing: HashSet<PackId> = run
+            .packs
+            .iter()
+            .filter(|(_, p)| p.size.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        exclusive.check_held()?;
+        // Segments first: no segment may name a pack that is gone.
+        let mut superseded = Vec::new();
+        for (seg, packs) in &run.segments {
+            if !packs
+                .iter()
+                .any(|p| doomed.contains(p) || missing.contains(p))
+            {
+                continue;
+            }
+            let mut body = self.load_segment(seg)?;
+            body.entries
+                .retain(|e| !doomed.contains(&e.pack) && !missing.contains(&e.pack));
+            if !body.entries.is_empty() {
+                self.write_segments(&body.entries, &[*seg])?;
+            }
+            superseded.push(*seg);
+        }
+        // Independent deletions, each with its own directory sync: in parallel.
+        superseded
+            .par_iter()
+            .try_for_each(|seg| self.backend.delete(&seg.object_name()))?;
+        report.segments_rewritten = superseded.len() as u64;
+        let mut doomed: Vec<PackId> = doomed.into_iter().collect();
+        doomed.sort();
+        self.recount(run, &doomed, report);
+        doomed
+            .par_iter()
+            .try_for_each(|pack| self.backend.delete(&pack.object_name()))?;
+        self.sync_index()?;
+        drop(exclusive);
+        Ok(())
+    }
+
+    /// The report's deletion figures for the packs actually deleted.
+    fn recount(&self, run: &Run, doomed: &[PackId], report: &mut PruneReport) {
+        let (mut deleted, mut unindexed, mut repacked) = (0, 0, 0);
+        let (mut bytes, mut removed) = (0, 0);
+        for id in doomed {
+            let p = &run.packs[id];
+            match run.fates.get(id) {
+                Some(Fate::Repack) => repacked += 1,
+                Some(Fate::Unindexed) => {
+                    unindexed += 1;
+                    deleted += 1;
+                }
+                _ => deleted += 1,
+            }
+            bytes += p.size.unwrap_or(0);
+            removed += p.blobs.saturating_sub(p.live_blobs);
+        }
+        report.packs_deleted = deleted;
+        report.packs_unindexed = unindexed;
+        report.packs_repacked = repacked;
+        report.bytes_deleted = bytes;
+        report.blobs_removed = removed;
+    }
+}
