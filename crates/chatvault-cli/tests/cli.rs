@@ -1022,7 +1022,7 @@ every_days = 7
     std::fs::write(&plan, "[prune]\nmax_unused = \"5%\"\n").unwrap();
     let m = metrics_dir.to_str().unwrap();
     let stderr = env.fails(&["run", p, "--metrics-file", m], 1);
-    assert!(stderr.contains("not supported yet"), "{stderr}");
+    assert!(stderr.contains("not supported in a plan yet"), "{stderr}");
     let run = metrics(&metrics_dir.join("chatvault-run.prom"));
     assert_eq!(metric(&run, "chatvault_success", "run"), Some(0.0));
     assert!(metric(&run, "chatvault_last_success_timestamp_seconds", "run").is_some());

@@ -551,7 +551,7 @@ every_days = 7
         assert!(e.contains("keep_dialy"), "{e}");
         std::fs::write(&p, "[prune]\nmax_unused = \"5%\"\n").unwrap();
         let e = format!("{:#}", load(&p).unwrap_err());
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("not supported in a plan yet"), "{e}");
         std::fs::write(&p, "[check]\nread_data_subset = \"abc\"\n").unwrap();
         assert!(steps(&load(&p).unwrap()).is_err());
     }
