@@ -216,7 +216,7 @@ fn reads_the_format_v1_fixture() {
             auditor.read_blob(r.id, BlobType::Data).unwrap();
         }
     }
-    let report = repo.rebuild_index_from_packs().unwrap();
+    let report = repo.repair_index().unwrap();
     assert!(report.unreadable_packs.is_empty() && report.blobs > 0);
     // Data written before holds, locks and prune existed: forgetting one snapshot and
     // pruning keeps the others whole, and the repository checks clean.

@@ -476,7 +476,7 @@ fn tampered_packs_and_segments_are_detected() {
         Err(Error::NotFound { .. })
     ));
     // Rebuilding from pack headers restores the index.
-    let report = repo.rebuild_index_from_packs().unwrap();
+    let report = repo.repair_index().unwrap();
     assert!(report.unreadable_packs.is_empty());
     assert_eq!(restore(&repo, &refs), data);
 }

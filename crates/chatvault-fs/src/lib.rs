@@ -68,7 +68,7 @@ pub use backup::{
 pub use browse::{Change, Difference, Entry, TreeSize, cat, diff, tree_size, walk};
 pub use error::{Error, Result};
 pub use meta::{EntryKind, FsMeta, Timestamp};
-pub use names::display as display_path;
+pub use names::{check_name, display as display_path};
 pub use pattern::Patterns;
 pub use progress::{FsEvent, FsProgress};
 pub use restore::{PARTIAL_DIR, RestoreOptions, RestoreReport, restore};

@@ -10,8 +10,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Why a name from a tree cannot be written to disk, or `None` when it can.
-pub(crate) fn check_name(name: &[u8]) -> Option<&'static str> {
+/// Why a name from a tree cannot be written to disk, or `None` when it can. Frontends
+/// that write their own files (or take names from a caller) use the same rule.
+pub fn check_name(name: &[u8]) -> Option<&'static str> {
     if name.is_empty() {
         Some("empty name")
     } else if name == b"." || name == b".." {

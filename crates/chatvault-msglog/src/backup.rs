@@ -621,20 +621,13 @@ pub fn backup_data_dir(repo: &Repository, dir: &Path, opts: BackupOptions) -> Re
     session.commit()
 }
 
-/// Refuses names that could not be a single path component on restore.
+/// Refuses names that could not be a single path component on restore (the directory
+/// frontend's rule).
 pub(crate) fn check_name(name: &str, what: &str) -> Result<()> {
-    let why = if name.is_empty() {
-        "is empty"
-    } else if name == "." || name == ".." {
-        "is . or .."
-    } else if name.contains('/') {
-        "contains /"
-    } else if name.contains('\0') {
-        "contains NUL"
-    } else {
-        return Ok(());
-    };
-    Err(Error::invalid(what, format!("{name:?} {why}")))
+    match chatvault_fs::check_name(name.as_bytes()) {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid(what, format!("{name:?}: {why}"))),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -647,19 +640,10 @@ fn now_ms() -> i64 {
 /// A stream's previous node, decoded and checked; `None` if there is none or it does not
 /// decode (the stream is then stored anew, with a problem noted).
 struct Previous {
+    /// The node as the parent stored it, reused as is when nothing changed.
+    node: Node,
     meta: NodeMeta,
     segments: Segments,
-}
-
-impl Previous {
-    fn node(&self, name: &[u8]) -> Node {
-        Node {
-            name: name.to_vec(),
-            subtree: None,
-            content: self.segments.content.clone(),
-            meta: self.meta.encode(),
-        }
-    }
 }
 
 struct LogsWalker<'a, 'r> {
@@ -713,7 +697,11 @@ impl LogsWalker<'_, '_> {
             content: node.content.clone(),
             meta: meta.segments.clone(),
         };
-        Some(Previous { meta, segments })
+        Some(Previous {
+            node: node.clone(),
+            meta,
+            segments,
+        })
     }
 
     /// A directory of log files, recursively; returns its tree.
@@ -800,7 +788,7 @@ impl LogsWalker<'_, '_> {
             && p.meta.stamp == Some(stamp)
         {
             stats.streams_unchanged = 1;
-            return Ok(Some((p.node(name), stats)));
+            return Ok(Some((p.node.clone(), stats)));
         }
         // A log that only grew: read the window before its old end (to check it against
         // the stored digest), and what follows. Anything else is read whole.
@@ -827,7 +815,7 @@ impl LogsWalker<'_, '_> {
             Ok(r) => r,
             Err(e) => {
                 self.problem(&shown, format!("{e}; the previous backup of it is kept"));
-                return Ok(prev.map(|p| (p.node(name), stats)));
+                return Ok(prev.map(|p| (p.node, stats)));
             }
         };
         let (from, data) = if grown.is_some() && !grown_ok {
@@ -836,7 +824,7 @@ impl LogsWalker<'_, '_> {
                 Ok(d) => (0, d),
                 Err(e) => {
                     self.problem(&shown, format!("{e}; the previous backup of it is kept"));
-                    return Ok(prev.map(|p| (p.node(name), stats)));
+                    return Ok(prev.map(|p| (p.node, stats)));
                 }
             }
         } else {
@@ -879,15 +867,7 @@ impl LogsWalker<'_, '_> {
             Some(window_digest(&data)),
             Some(stamp),
         );
-        Ok(Some((
-            Node {
-                name: name.to_vec(),
-                subtree: None,
-                content: segments.content,
-                meta: meta.encode(),
-            },
-            stats,
-        )))
+        Ok(Some((stream_node(name, segments, &meta), stats)))
     }
 
     /// One conversation of an embedding server.
@@ -909,7 +889,7 @@ impl LogsWalker<'_, '_> {
             && p.meta.last_seq == Some(c.last_seq)
         {
             stats.streams_unchanged = 1;
-            return Ok((p.node(name), stats));
+            return Ok((p.node.clone(), stats));
         }
         let read = |from: u64, to: u64| -> Result<Batch> {
             let mut batch = Batch::default();
@@ -973,15 +953,7 @@ impl LogsWalker<'_, '_> {
         })?;
         stats = stats.appended(a);
         let meta = stream_meta(NodeKind::Framed, &segments, None, None);
-        Ok((
-            Node {
-                name: name.to_vec(),
-                subtree: None,
-                content: segments.content,
-                meta: meta.encode(),
-            },
-            stats,
-        ))
+        Ok((stream_node(name, segments, &meta), stats))
     }
 }
 
@@ -1043,6 +1015,15 @@ fn verify_prefix(repo: &Repository, old: &Segments, data: &[u8]) -> usize {
         off = end;
     }
     old.content.len()
+}
+
+fn stream_node(name: &[u8], segments: Segments, meta: &NodeMeta) -> Node {
+    Node {
+        name: name.to_vec(),
+        subtree: None,
+        content: segments.content,
+        meta: meta.encode(),
+    }
 }
 
 fn stream_meta(

@@ -559,21 +559,6 @@ fn prepare_target(target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Why a stored name cannot be a path component on restore.
-fn hostile(name: &[u8]) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("empty name")
-    } else if name == b"." || name == b".." {
-        Some("name is . or ..")
-    } else if name.contains(&b'/') {
-        Some("name contains /")
-    } else if name.contains(&0) {
-        Some("name contains NUL")
-    } else {
-        None
-    }
-}
-
 /// Creates the file for a stream below `target`, with its directories; refuses hostile
 /// names and never follows a link.
 fn create_file(
@@ -588,7 +573,7 @@ fn create_file(
         .join("/");
     let mut p = target.to_path_buf();
     for (i, c) in path.iter().enumerate() {
-        if let Some(reason) = hostile(c) {
+        if let Some(reason) = chatvault_fs::check_name(c) {
             return Err(Error::Refused {
                 entry: shown,
                 reason,

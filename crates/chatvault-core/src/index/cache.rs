@@ -446,6 +446,13 @@ impl IndexCache {
             .map_err(cache_err("cannot write the writer journal"))
     }
 
+    /// One of this writer's snapshots' record, if the journal has it.
+    pub(crate) fn own_snapshot(&self, id: &SnapshotId) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_OWN_SNAPSHOTS)?, id.as_bytes())
+            .map_err(cache_err("cannot read the writer journal"))
+    }
+
     /// Forgets one of this writer's snapshots.
     pub(crate) fn delete_own_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.db

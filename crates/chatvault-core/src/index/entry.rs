@@ -9,7 +9,7 @@
 //!   codec bytes, `offset + length` within `u32` (a pack is at most 4 GiB), and a raw
 //!   length within [`MAX_BLOB_SIZE`]. Anything else is `Corrupt`, never a panic.
 
-use crate::blob::{BlobType, Codec, MAX_BLOB_SIZE};
+use crate::blob::{BlobMeta, BlobType, Codec, MAX_BLOB_SIZE};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 
@@ -44,6 +44,19 @@ pub(crate) struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// What a reader needs to open the blob this entry locates (its sealing's associated
+    /// data).
+    pub(crate) fn blob_meta(&self) -> BlobMeta {
+        BlobMeta {
+            id: self.blob,
+            blob_type: self.blob_type,
+            codec: self.codec,
+            raw_len: self.raw_len,
+            domain: self.domain,
+            generation: self.generation,
+        }
+    }
+
     /// Appends the full encoding (`blob id ‖ value`) to `out`.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.blob.as_bytes());

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::Repository;
 use crate::backend::Backend;
-use crate::blob::{self, BlobMeta, BlobType};
+use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::IndexEntry;
@@ -558,23 +558,9 @@ impl Repository {
             return Err(Error::corrupt(name, "too short to be a pack"));
         }
         let trailer = pack::read_trailer(&bytes[bytes.len() - TRAILER_LEN..], size, name)?;
-        let key = std::sync::Arc::new(self.unwrap_pack_key(&trailer, name)?);
-        self.pack_keys.insert(id, key.clone());
         let start = trailer.header_offset as usize;
         let sealed = &bytes[start..start + trailer.header_len as usize];
-        let header = pack::open_header(
-            sealed,
-            &key,
-            &self.config.repo_id,
-            trailer.header_offset,
-            trailer.generation(),
-            name,
-        )?;
-        Ok(header
-            .entries
-            .iter()
-            .map(|e| e.index_entry(id, header.generation))
-            .collect())
+        self.entries_from_header(id, name, &trailer, sealed)
     }
 
     /// Authenticates every blob of a pack read whole, in parallel, in place.
@@ -606,14 +592,7 @@ impl Repository {
         let found: Vec<Verified> = blobs
             .into_par_iter()
             .map(|(e, here, sealed)| {
-                let meta = BlobMeta {
-                    id: e.blob,
-                    blob_type: e.blob_type,
-                    codec: e.codec,
-                    raw_len: e.raw_len,
-                    domain: e.domain,
-                    generation: e.generation,
-                };
+                let meta = e.blob_meta();
                 let object = format!("{name}#{}", e.blob);
                 // Keep a tree the walk will read (the copy the index names), if the
                 // budget allows.

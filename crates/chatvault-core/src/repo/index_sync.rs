@@ -14,7 +14,7 @@ use super::Repository;
 use crate::crypto::aead;
 use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
-use crate::id::{SegmentId, content_hash};
+use crate::id::{PackId, SegmentId, content_hash};
 use crate::index::{IndexCache, IndexEntry, MAX_ENTRIES_PER_SEGMENT, SegmentBody};
 use crate::pack::{self, TRAILER_LEN};
 
@@ -37,21 +37,6 @@ pub(super) fn open_cache(dir: &Path) -> Result<(IndexCache, Option<std::path::Pa
 
 /// More segments than this applied in one sync count as a bulk load.
 const BULK_SEGMENTS: usize = 8;
-
-/// What a rebuild from pack headers found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RebuildReport {
-    /// Packs read.
-    pub packs: u64,
-    /// Blobs indexed.
-    pub blobs: u64,
-    /// Segments written.
-    pub segments_written: u64,
-    /// Old segments removed.
-    pub segments_removed: u64,
-    /// Packs that could not be read, with the reason.
-    pub unreadable_packs: Vec<(String, String)>,
-}
 
 impl Repository {
     /// Applies every segment in the repository that the cache lacks. Segments that fail
@@ -161,50 +146,12 @@ impl Repository {
         Ok(id)
     }
 
-    /// Rebuilds the index from pack headers alone: writes new segments for every readable
-    /// pack, then removes the segments that existed before. Needs a full or admin key.
-    /// Holds a prune lock meanwhile: it deletes segments, as a prune does.
-    pub fn rebuild_index_from_packs(&self) -> Result<RebuildReport> {
-        self.require_read("read pack headers")?;
-        let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
-        let old: Vec<String> = self
-            .backend
-            .list("index/")?
-            .into_iter()
-            .map(|o| o.name)
-            .collect();
-        let mut report = RebuildReport::default();
-        let mut batch = Vec::new();
-        for obj in self.backend.list("data/")? {
-            report.packs += 1;
-            match self.read_pack_entries(&obj.name, obj.size) {
-                Ok(entries) => batch.extend(entries),
-                Err(e) => report
-                    .unreadable_packs
-                    .push((obj.name.clone(), e.to_string())),
-            }
-            if batch.len() >= MAX_ENTRIES_PER_SEGMENT {
-                report.blobs += batch.len() as u64;
-                report.segments_written += self.write_segments(&batch, &[])?.len() as u64;
-                batch.clear();
-            }
-        }
-        report.blobs += batch.len() as u64;
-        report.segments_written += self.write_segments(&batch, &[])?.len() as u64;
-        for name in old {
-            self.backend.delete(&name)?;
-            report.segments_removed += 1;
-        }
-        self.sync_index()?;
-        Ok(report)
-    }
-
     /// Reads a pack's trailer and header into index entries.
     pub(crate) fn read_pack_entries(&self, name: &str, size: u64) -> Result<Vec<IndexEntry>> {
         let pack_id = name
             .rsplit('/')
             .next()
-            .and_then(|h| crate::id::PackId::from_hex(h).ok())
+            .and_then(|h| PackId::from_hex(h).ok())
             .ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
         if size < TRAILER_LEN as u64 {
             return Err(Error::corrupt(name, "too short to be a pack"));
@@ -213,15 +160,26 @@ impl Repository {
             .backend
             .get_range(name, size - TRAILER_LEN as u64, TRAILER_LEN as u64)?;
         let trailer = pack::read_trailer(&tail, size, name)?;
-        // Kept in the pack key cache: `check --read-data` reads the blobs next, and would
-        // otherwise read the trailer and unwrap the key a second time.
-        let key = std::sync::Arc::new(self.unwrap_pack_key(&trailer, name)?);
-        self.pack_keys.insert(pack_id, key.clone());
         let sealed =
             self.backend
                 .get_range(name, trailer.header_offset, u64::from(trailer.header_len))?;
+        self.entries_from_header(pack_id, name, &trailer, &sealed)
+    }
+
+    /// A pack's index entries from its trailer and its sealed header's bytes. The pack's
+    /// unwrapped key is kept in the pack key cache: `check --read-data` reads the blobs
+    /// next, and would otherwise read the trailer and unwrap the key a second time.
+    pub(crate) fn entries_from_header(
+        &self,
+        pack_id: PackId,
+        name: &str,
+        trailer: &pack::reader::Trailer,
+        sealed_header: &[u8],
+    ) -> Result<Vec<IndexEntry>> {
+        let key = std::sync::Arc::new(self.unwrap_pack_key(trailer, name)?);
+        self.pack_keys.insert(pack_id, key.clone());
         let header = pack::open_header(
-            &sealed,
+            sealed_header,
             &key,
             &self.config.repo_id,
             trailer.header_offset,

@@ -83,12 +83,7 @@ impl Repository {
     /// One of this writer's snapshots from the journal, if it is there and its object
     /// still exists.
     pub(crate) fn own_snapshot(&self, id: SnapshotId) -> Result<Option<Snapshot>> {
-        let Some((_, bytes)) = self
-            .index
-            .own_snapshots()?
-            .into_iter()
-            .find(|(s, _)| *s == id)
-        else {
+        let Some(bytes) = self.index.own_snapshot(&id)? else {
             return Ok(None);
         };
         match self.backend.stat(&id.object_name()) {

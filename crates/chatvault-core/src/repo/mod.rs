@@ -23,7 +23,6 @@ mod writer;
 pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
 };
-pub use index_sync::RebuildReport;
 pub use locks::{LockInfo, LockOptions};
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::{

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::Repository;
 use super::locks::HeldLock;
-use crate::blob::{self, BlobMeta, BlobType};
+use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
 use crate::index::MarkSet;
@@ -496,14 +496,7 @@ impl Repository {
                 let sealed = bytes
                     .get(at..at + e.length as usize)
                     .ok_or_else(|| Error::corrupt(name, "blob past the end of the pack"))?;
-                let meta = BlobMeta {
-                    id: e.blob,
-                    blob_type: e.blob_type,
-                    codec: e.codec,
-                    raw_len: e.raw_len,
-                    domain: e.domain,
-                    generation: e.generation,
-                };
+                let meta = e.blob_meta();
                 blob::open_payload(
                     key,
                     &self.secrets.id_key,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::Repository;
-use crate::blob::{self, BlobMeta, BlobType};
+use crate::blob::{self, BlobType};
 use crate::crypto::Key32;
 use crate::crypto::context;
 use crate::crypto::wrap::{ObjectKind, WrapBinding};
@@ -127,14 +127,7 @@ impl Repository {
         let sealed =
             self.backend
                 .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
-        let meta = BlobMeta {
-            id,
-            blob_type: entry.blob_type,
-            codec: entry.codec,
-            raw_len: entry.raw_len,
-            domain: entry.domain,
-            generation: entry.generation,
-        };
+        let meta = entry.blob_meta();
         blob::open_owned(
             &key,
             &self.secrets.id_key,

@@ -134,9 +134,11 @@ pub const REPAIRED_TAG: &str = "repaired";
 impl Repository {
     /// Rebuilds the index from pack headers: writes new segments for every readable pack,
     /// then retires the old segments that are unreadable or fully replaced (see the module
-    /// invariants). Needs a full or admin key.
+    /// invariants). Needs a full or admin key. Holds a prune lock meanwhile: it deletes
+    /// segments, as a prune does.
     pub fn repair_index(&self) -> Result<IndexRepairReport> {
         self.require_read("read pack headers")?;
+        let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
         // Segments first: a segment names only packs stored before it, so every pack an
         // old segment names is in the pack listing that follows.
         let old: Vec<SegmentId> = self
