@@ -77,6 +77,10 @@ pub struct Global {
     /// backups and for another prune (default 60).
     #[arg(long, env = "CHATVAULT_LOCK_WAIT", global = true, value_name = "SECS")]
     pub lock_wait: Option<u64>,
+    /// Read without a lock (restore, check, drill, ls, …), for storage this process may
+    /// not write to. A prune that deletes meanwhile can then make the command fail.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -484,6 +488,11 @@ pub struct ManArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ForgetArgs {
+    /// Forget exactly these snapshots (id, unique prefix, or `latest`) instead of applying
+    /// a policy. A record that no longer loads (damaged, or of an unknown format) can be
+    /// named too; held snapshots are refused.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     /// Keep the newest N snapshots of each group.
     #[arg(long, default_value_t = 0)]
     pub keep_last: u32,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 use chatvault_core::{
-    InitOptions, KeySource, LocalBackend, OpenOptions, Repository, Snapshot, SnapshotId,
+    InitOptions, KeySource, LocalBackend, OpenOptions, ReadLock, Repository, Snapshot, SnapshotId,
 };
 
 use zeroize::Zeroizing;
@@ -128,6 +128,20 @@ pub fn open(g: &Global) -> Result<Repository> {
     Ok(Repository::open(Box::new(backend), &key, opts)?)
 }
 
+/// Opens the repository for a command that reads data, with a read lock held until the
+/// returned lock is dropped (keep it bound for the whole command), unless `--no-lock`.
+pub fn open_reading(g: &Global) -> Result<(Repository, Option<ReadLock>)> {
+    let repo = open(g)?;
+    let lock = if g.no_lock {
+        None
+    } else {
+        Some(repo.read_lock().context(
+            "taking a read lock (on storage this process may not write to, use --no-lock)",
+        )?)
+    };
+    Ok((repo, lock))
+}
+
 /// Finds a snapshot by full id, unique hex prefix (at least 4 digits) or `latest`.
 pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
     if spec == "latest" {
@@ -143,6 +157,12 @@ pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
         }
         return best.ok_or_else(|| anyhow!("the repository has no snapshots"));
     }
+    Ok(repo.load_snapshot(resolve_id(repo, spec)?)?)
+}
+
+/// Finds a snapshot id by full id or unique hex prefix (at least 4 digits) without
+/// loading the record, so that a record which no longer loads can still be named.
+pub fn resolve_id(repo: &Repository, spec: &str) -> Result<SnapshotId> {
     if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{spec:?} is not a snapshot id: give at least 4 hex digits or `latest`");
     }
@@ -153,7 +173,7 @@ pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
         .filter(|id| id.to_hex().starts_with(&spec))
         .collect();
     match matches.as_slice() {
-        [id] => Ok(repo.load_snapshot(*id)?),
+        [id] => Ok(*id),
         [] => Err(anyhow::Error::from(chatvault_core::Error::NotFound {
             object: format!("snapshot {spec}").into(),
         })),

@@ -727,6 +727,48 @@ fn forget_dry_run_explains_and_forget_removes() {
     env.fails(&["forget", "--keep-within", "3x"], 2);
 }
 
+#[test]
+fn forget_by_id_removes_an_unreadable_record_and_refuses_a_held_one() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.join("f"), format!("version {i}")).unwrap();
+        env.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let list = env.json(&["snapshots"]);
+    let id = |i: usize| list[i]["id"].as_str().unwrap().to_owned();
+    let (oldest, damaged) = (id(0), id(1));
+    // A damaged record: check and forget's policy name it and leave it alone.
+    std::fs::write(env.path(&format!("repo/snapshots/{damaged}")), b"garbage").unwrap();
+    assert_ne!(env.cmd(&["check"]).output().unwrap().status.code(), Some(0));
+    let policy = env.cmd(&["forget", "--keep-last", "1"]).output().unwrap();
+    assert!(policy.status.success());
+    let stderr = String::from_utf8_lossy(&policy.stderr);
+    assert!(
+        stderr.contains(&format!("`chatvault forget {}` removes it", &damaged[..8])),
+        "{stderr}"
+    );
+    assert!(env.path(&format!("repo/snapshots/{damaged}")).exists());
+    // Named: a dry run removes nothing, a policy beside names is refused, then it goes.
+    let dry = env.json(&["forget", &damaged[..8], "--dry-run"]);
+    assert_eq!(dry["named"], serde_json::json!([damaged]));
+    assert_eq!(dry["removed"], serde_json::json!([]));
+    assert!(env.path(&format!("repo/snapshots/{damaged}")).exists());
+    let both = env.fails(&["forget", &damaged[..8], "--keep-last", "1"], 1);
+    assert!(both.contains("not both"), "{both}");
+    let done = env.json(&["forget", &damaged[..8]]);
+    assert_eq!(done["removed"], serde_json::json!([damaged]));
+    env.ok(&["check", "--read-data"]);
+    // The oldest one was removed by the policy run; a held one is refused by name.
+    env.fails(&["forget", &oldest[..8]], 13);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.ok(&["hold", "latest", "--reason", "case 7"]);
+    let held = env.fails(&["forget", "latest"], 1);
+    assert!(held.contains("is held"), "{held}");
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 2);
+}
+
 /// The samples of a metrics file, parsed by an independent Prometheus text-format parser:
 /// (metric, command label) → value. Every sample must be a typed gauge with help text.
 fn metrics(path: &Path) -> BTreeMap<(String, String), f64> {
@@ -948,7 +990,7 @@ fn hooks_get_the_report_and_a_failing_hook_leaves_the_exit_code_alone() {
 }
 
 #[test]
-fn run_plan_does_a_full_backup_and_drill_then_only_what_is_due() {
+fn run_plan_does_a_full_backup_prune_and_drill_then_only_what_is_due() {
     let env = Env::new();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -968,6 +1010,8 @@ full_every_days = 7
 tags = ["files"]
 [forget]
 keep_last = 1
+[prune]
+max_unused = 0
 [check]
 read_data_subset = "50%"
 [drill]
@@ -989,7 +1033,7 @@ every_days = 7
         .iter()
         .map(|s| s["command"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["backup", "forget", "check", "drill"]);
+    assert_eq!(steps, ["backup", "forget", "prune", "check", "drill"]);
     assert_eq!(first["steps"][0]["report"]["kind"], "full");
     assert_eq!(first["drill"]["success"], true);
     std::fs::write(src.join("f"), b"two").unwrap();
@@ -998,7 +1042,7 @@ every_days = 7
     assert_eq!(second["steps"][0]["report"]["kind"], "incremental");
     assert_eq!(
         second["steps"].as_array().unwrap().len(),
-        3,
+        4,
         "the drill is not due"
     );
     assert_eq!(
@@ -1008,9 +1052,18 @@ every_days = 7
             .len(),
         1
     );
+    // The prune after forget frees the forgotten snapshot's data.
+    let prune = &second["steps"][2];
+    assert_eq!(prune["command"], "prune");
+    assert!(
+        prune["report"]["bytes_freed"].as_u64().unwrap() > 0,
+        "{prune}"
+    );
+    env.ok(&["check", "--read-data"]);
     let st: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert!(st["last_full_unix_ms"].is_i64() && st["last_drill_unix_ms"].is_i64());
-    for command in ["backup", "forget", "check", "drill", "run"] {
+    assert!(st["last_prune_unix_ms"].is_i64());
+    for command in ["backup", "forget", "prune", "check", "drill", "run"] {
         let file = metrics_dir.join(format!("chatvault-{command}.prom"));
         assert_eq!(
             metric(&metrics(&file), "chatvault_success", command),
@@ -1018,11 +1071,11 @@ every_days = 7
             "{command}"
         );
     }
-    // Prune is reserved: refused before anything runs, and the failed run is reported.
-    std::fs::write(&plan, "[prune]\nmax_unused = \"5%\"\n").unwrap();
+    // A bad value is refused before anything runs, and the failed run is reported.
+    std::fs::write(&plan, "[prune]\nmax_unused = 150\n").unwrap();
     let m = metrics_dir.to_str().unwrap();
     let stderr = env.fails(&["run", p, "--metrics-file", m], 1);
-    assert!(stderr.contains("not supported in a plan yet"), "{stderr}");
+    assert!(stderr.contains("max_unused"), "{stderr}");
     let run = metrics(&metrics_dir.join("chatvault-run.prom"));
     assert_eq!(metric(&run, "chatvault_success", "run"), Some(0.0));
     assert!(metric(&run, "chatvault_last_success_timestamp_seconds", "run").is_some());
@@ -1388,6 +1441,36 @@ fn a_live_lock_gives_exit_12_and_unlock_clears_stale_ones() {
     assert_eq!(report["removed"].as_array().unwrap().len(), 1);
     env.ok(&["backup", src.to_str().unwrap()]);
     env.ok(&["prune"]);
+}
+
+#[test]
+fn readers_wait_for_a_deleting_prune_unless_no_lock_and_leave_no_lock_behind() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.path("out");
+    let o = out.to_str().unwrap();
+    let lock = put_lock(&env, chatvault_core::LockKind::Exclusive, "elsewhere", 1);
+    for args in [
+        &["restore", "latest", "--target", o][..],
+        &["check"],
+        &["ls", "latest"],
+        &["drill", "--verify-only"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--lock-wait", "1"]);
+        let err = env.fails(&args, 12);
+        assert!(err.contains("read lock"), "{args:?}: {err}");
+    }
+    // Without a lock (read-only storage), they read beside it.
+    env.ok(&["--no-lock", "restore", "latest", "--target", o]);
+    env.ok(&["--no-lock", "check", "--read-data"]);
+    std::fs::remove_file(&lock).unwrap();
+    env.ok(&["drill", "--verify-only"]);
+    let locks = std::fs::read_dir(env.path("repo/locks")).unwrap().count();
+    assert_eq!(locks, 0, "every reader removed its lock");
 }
 
 /// The state of stress worker `w` at step `k`: a file shared by every worker, a window of

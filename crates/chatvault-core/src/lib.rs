@@ -77,8 +77,8 @@ pub use progress::{Progress, ProgressEvent};
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
     DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss, LossKind, OpenOptions,
-    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, RepairOptions, RepoStats, Repository,
-    ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, scrub,
+    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, RepairOptions, RepoStats,
+    Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -7,7 +7,7 @@
 //! |--------|-------|-------|
 //! | 0 | 8 | magic `CVLOCKRC` |
 //! | 8 | 2 | version, `u16` = 1 |
-//! | 10 | 1 | kind: 1 shared (a writer session), 2 prune, 3 exclusive (prune deleting) |
+//! | 10 | 1 | kind: 1 shared (a writer session or a reader), 2 prune, 3 exclusive (prune deleting) |
 //! | 11 | 4 | pid, `u32` |
 //! | 15 | 8 | refresh counter, `u64`: 0 when taken, +1 per refresh |
 //! | 23 | 8 | created_unix_ms, `i64` (the holder's clock; informational) |
@@ -28,7 +28,8 @@ const MAGIC: &[u8; 8] = b"CVLOCKRC";
 /// What a lock holder is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LockKind {
-    /// A writer session (backup): deletion must wait until it ends.
+    /// A writer session (backup) or a reader (restore, check, drill): deletion must wait
+    /// until it ends.
     Shared,
     /// A prune that is marking and repacking: excludes other prunes only.
     Prune,

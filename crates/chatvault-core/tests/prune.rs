@@ -739,3 +739,37 @@ fn two_prunes_started_together_take_turns() {
     }
     assert!(fx.backend.list("locks/").unwrap().is_empty());
 }
+
+#[test]
+fn a_read_lock_holds_deletion_off_and_a_reader_locking_after_a_prune_sees_its_result() {
+    let (fx, repo, kept) = garbage_fixture();
+    drop(repo);
+    let packs_before = fx.backend.list("data/").unwrap().len();
+    // A reader opened before the prune, holding its lock: the prune repacks but deletes
+    // nothing while it reads, and the reader's index (synced before) stays usable.
+    let reader = fx.open("reader");
+    let lock = reader.read_lock().unwrap();
+    assert_eq!(reader.list_locks().unwrap().len(), 1);
+    let pruner = fx.open("pruner");
+    let gave_up = pruner.prune(&PruneOptions {
+        wait: Duration::from_millis(300),
+        ..PruneOptions::default()
+    });
+    assert!(matches!(gave_up, Err(Error::Locked { .. })), "{gave_up:?}");
+    assert!(fx.backend.list("data/").unwrap().len() >= packs_before);
+    for (id, data) in &kept {
+        assert_eq!(&restore(&reader, *id), data);
+    }
+    drop(lock);
+    assert!(fx.backend.list("locks/").unwrap().is_empty());
+    // Unlocked, the prune deletes. A reader opened before it takes its lock afterwards:
+    // the lock re-syncs its index, so it reads from the packs that remain.
+    let late = fx.open("late");
+    let report = pruner.prune(&prune_opts()).unwrap();
+    assert!(report.packs_deleted > 0, "{report:?}");
+    let _lock = late.read_lock().unwrap();
+    for (id, data) in &kept {
+        assert_eq!(&restore(&late, *id), data);
+    }
+    assert_clean(&late);
+}

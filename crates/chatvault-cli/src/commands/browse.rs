@@ -50,7 +50,7 @@ fn long_line(e: &Entry) -> String {
 }
 
 pub fn ls(g: &Global, out: Output, a: &LsArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = session::resolve(&repo, &a.snapshot)?;
     let mut entries = Vec::new();
     chatvault_fs::walk(
@@ -74,7 +74,7 @@ pub fn ls(g: &Global, out: Output, a: &LsArgs) -> Result<Outcome> {
 }
 
 pub fn find(g: &Global, out: Output, a: &FindArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let patterns = chatvault_fs::Patterns::new(&a.patterns)?;
     let snapshots = if a.snapshots.is_empty() {
         let mut all = repo.list_snapshots()?;
@@ -103,7 +103,7 @@ pub fn find(g: &Global, out: Output, a: &FindArgs) -> Result<Outcome> {
 }
 
 pub fn diff(g: &Global, out: Output, a: &DiffArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let first = session::resolve(&repo, &a.first)?;
     let second = session::resolve(&repo, &a.second)?;
     let mut changes = Vec::new();
@@ -136,7 +136,7 @@ pub fn diff(g: &Global, out: Output, a: &DiffArgs) -> Result<Outcome> {
 }
 
 pub fn cat(g: &Global, a: &CatArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = session::resolve(&repo, &a.snapshot)?;
     let stdout = std::io::stdout();
     let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -11,7 +11,7 @@ use crate::output::{self, Output};
 use crate::session;
 
 pub fn check(g: &Global, out: Output, a: &CheckArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let r = repo.check(&CheckOptions {
         read_data: a.read_data,
         read_data_subset: a.read_data_subset,

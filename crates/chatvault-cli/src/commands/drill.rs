@@ -177,7 +177,7 @@ impl DrillFrontend for FsDrill {
 pub fn run(g: &Global, out: Output, a: &DrillArgs) -> Result<Outcome> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let (snaps, mut failures) = select(&repo, a)?;
     if snaps.is_empty() && failures.is_empty() {
         bail!("no snapshots to drill");

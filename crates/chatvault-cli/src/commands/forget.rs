@@ -1,7 +1,7 @@
 //! `chatvault forget`: retention policies, applied per group of snapshots.
 
 use anyhow::Result;
-use chatvault_core::RetentionPolicy;
+use chatvault_core::{PruneOptions, Repository, RetentionPolicy, SnapshotId};
 use serde_json::{Value, json};
 
 use crate::args::{ForgetArgs, Global};
@@ -34,8 +34,15 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
     } else {
         None
     };
+    let policy = policy(a);
     let repo = session::open(g)?;
-    let report = repo.forget(&policy(a), a.dry_run)?;
+    if !a.snapshots.is_empty() {
+        if !policy.is_empty() {
+            anyhow::bail!("give either snapshots to forget or a retention policy, not both");
+        }
+        return forget_named(&repo, out, a, prune_opts.as_ref());
+    }
+    let report = repo.forget(&policy, a.dry_run)?;
     let mut groups = Vec::new();
     for group in &report.groups {
         out.line(format!("group: {}", group.group));
@@ -64,7 +71,8 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
     }
     for (id, e) in &report.unreadable {
         out.warn(format!(
-            "snapshot {} does not load, left alone: {e}",
+            "snapshot {} does not load, left alone (`chatvault forget {}` removes it): {e}",
+            id.short(),
             id.short()
         ));
     }
@@ -92,6 +100,63 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
         "groups": groups,
         "removed": report.removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
         "unreadable": report.unreadable.iter().map(|(id, e)| json!({"id": id.to_hex(), "error": e})).collect::<Value>(),
+    }));
+    Ok(Outcome::Complete)
+}
+
+/// `forget SNAPSHOT...`: removes the named snapshot records, loadable or not. Every name is
+/// resolved, and every hold checked, before anything is removed.
+fn forget_named(
+    repo: &Repository,
+    out: Output,
+    a: &ForgetArgs,
+    prune_opts: Option<&PruneOptions>,
+) -> Result<Outcome> {
+    let mut ids: Vec<SnapshotId> = Vec::new();
+    for spec in &a.snapshots {
+        let id = if spec == "latest" {
+            session::resolve(repo, spec)?.id
+        } else {
+            session::resolve_id(repo, spec)?
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let held = repo.holds_by_snapshot()?;
+    if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
+        anyhow::bail!(
+            "snapshot {} is held: release its holds first (`chatvault release`)",
+            id.short()
+        );
+    }
+    let mut removed = Vec::new();
+    for id in &ids {
+        if a.dry_run {
+            out.line(format!("  {}  would remove", id.short()));
+        } else {
+            repo.delete_snapshot(*id)?;
+            out.line(format!("  {}  removed", id.short()));
+            removed.push(*id);
+        }
+    }
+    out.line(match (a.dry_run, a.prune) {
+        (true, _) => format!("dry run: {} snapshots would be removed", ids.len()),
+        (false, true) => format!("{} snapshots removed; pruning", removed.len()),
+        (false, false) => format!(
+            "{} snapshots removed; their data stays until a prune",
+            removed.len()
+        ),
+    });
+    let prune = match prune_opts {
+        Some(o) => super::prune::prune(repo, &out, o)?,
+        None => Value::Null,
+    };
+    out.json(&json!({
+        "prune": prune,
+        "dry_run": a.dry_run,
+        "named": ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+        "removed": removed.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
     }));
     Ok(Outcome::Complete)
 }

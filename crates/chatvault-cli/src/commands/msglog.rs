@@ -216,7 +216,7 @@ fn selection(set: &SetReader<'_>, a: &MsglogSelectArgs) -> Result<Selection> {
 }
 
 fn ls(g: &Global, out: Output, a: &MsglogSelectArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = resolve(&repo, a)?;
     let set = SetReader::open(&repo, snap.id)?;
     let sel = selection(&set, a)?;
@@ -263,7 +263,7 @@ fn export(g: &Global, _out: Output, a: &MsglogExportArgs) -> Result<Outcome> {
     if g.json {
         bail!("export writes the records as JSONL on stdout; it has no --json report");
     }
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = resolve(&repo, &a.select)?;
     let set = SetReader::open(&repo, snap.id)?;
     let sel = selection(&set, &a.select)?;
@@ -280,7 +280,7 @@ fn export(g: &Global, _out: Output, a: &MsglogExportArgs) -> Result<Outcome> {
 }
 
 fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = resolve(&repo, &a.select)?;
     let s = &a.select;
     let whole = s.tenant.is_none()

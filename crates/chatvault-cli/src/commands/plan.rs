@@ -1,8 +1,10 @@
 //! `chatvault run PLAN.toml`: what an operator schedules, in one file and one command —
 //! a backup (incremental, or full every N days), forget with the plan's retention policy,
-//! a read-data subset check, and a restore drill every N days, with metrics and hooks.
+//! a prune (every run, or every N days), a read-data subset check, and a restore drill
+//! every N days, with metrics and hooks.
 //!
-//! Each step runs the same code as its command (`backup`, `forget`, `check`, `drill`),
+//! Each step runs the same code as its command (`backup`, `forget`, `prune`, `check`,
+//! `drill`),
 //! so a plan behaves exactly like the commands it stands for. Steps run in that order and
 //! each runs even when an earlier one failed (a failed backup is no reason to skip the
 //! check). The exit code is the first non-zero exit code of a step.
@@ -15,11 +17,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::args::{BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, RecordArgs, RunArgs};
+use crate::args::{
+    BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, PruneArgs, PruneFlags, RecordArgs,
+    RunArgs, parse_size,
+};
 use crate::exit::Outcome;
 use crate::monitor::{self, Record};
 use crate::output::{self, Output};
@@ -51,11 +56,9 @@ pub struct Plan {
     pub on_failure: Option<String>,
     pub backup: Option<BackupStep>,
     pub forget: Option<ForgetStep>,
+    pub prune: Option<PruneStep>,
     pub check: Option<CheckStep>,
     pub drill: Option<DrillStep>,
-    /// Reserved for a prune step: parsed so that a plan naming it is refused with a clear
-    /// message rather than a generic unknown-key error.
-    pub prune: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +109,17 @@ pub struct ForgetStep {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PruneStep {
+    /// Prune when the last successful prune is this many days old. Default: every run.
+    pub every_days: Option<u32>,
+    /// Repack packs with more than this share unused, in percent. Default: 10.
+    pub max_unused: Option<f64>,
+    /// Repack at most this many bytes (`500M`, `2G`). Default: no limit.
+    pub max_repack: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckStep {
     /// `n/m`, `P%` or a size; default: no data read (structure only).
     pub read_data_subset: Option<String>,
@@ -135,6 +149,8 @@ fn yes() -> bool {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     last_full_unix_ms: Option<i64>,
+    #[serde(default)]
+    last_prune_unix_ms: Option<i64>,
     last_drill_unix_ms: Option<i64>,
 }
 
@@ -142,6 +158,7 @@ struct State {
 struct Steps {
     backup: Option<(BackupArgs, Option<u32>)>,
     forget: Option<ForgetArgs>,
+    prune: Option<(PruneArgs, u32)>,
     check: Option<CheckArgs>,
     drill: Option<(DrillArgs, u32)>,
 }
@@ -150,16 +167,7 @@ struct Steps {
 pub fn load(path: &Path) -> Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let plan: Plan = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
-    if plan.prune.is_some() {
-        // A prune step would go here (after forget, before check).
-        bail!(
-            "{}: [prune] is not supported in a plan yet: remove the section and run \
-             `chatvault forget --prune` or `chatvault prune` from its own timer",
-            path.display()
-        );
-    }
-    Ok(plan)
+    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
 fn period(s: &Option<String>) -> Result<Option<chatvault_core::Period>> {
@@ -212,6 +220,27 @@ fn steps(plan: &Plan) -> Result<Steps> {
             ..ForgetArgs::default()
         }),
     };
+    let prune = match &plan.prune {
+        None => None,
+        Some(p) => {
+            let flags = PruneFlags {
+                max_unused: p.max_unused.unwrap_or(PruneFlags::default().max_unused),
+                max_repack: p
+                    .max_repack
+                    .as_deref()
+                    .map(|s| parse_size(s).map_err(|e| anyhow!("[prune] max_repack: {e}")))
+                    .transpose()?,
+            };
+            if !(0.0..=100.0).contains(&flags.max_unused) {
+                bail!("[prune] max_unused must be a percentage from 0 to 100");
+            }
+            let args = PruneArgs {
+                flags,
+                dry_run: false,
+            };
+            Some((args, p.every_days.unwrap_or(0)))
+        }
+    };
     let check = match &plan.check {
         None => None,
         Some(c) => Some(CheckArgs {
@@ -240,6 +269,7 @@ fn steps(plan: &Plan) -> Result<Steps> {
     Ok(Steps {
         backup,
         forget,
+        prune,
         check,
         drill,
     })
@@ -396,12 +426,23 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         .backup
         .as_ref()
         .is_some_and(|(_, every)| every.is_some_and(|d| due(state.last_full_unix_ms, d, now)));
+    let prune_due = steps
+        .prune
+        .as_ref()
+        .is_some_and(|(_, every)| due(state.last_prune_unix_ms, *every, now));
     let drill_due = steps
         .drill
         .as_ref()
         .is_some_and(|(_, every)| due(state.last_drill_unix_ms, *every, now));
     if a.dry_run {
-        return Ok(dry_run(out, &steps, full, drill_due, &state_file));
+        return Ok(dry_run(
+            out,
+            &steps,
+            full,
+            prune_due,
+            drill_due,
+            &state_file,
+        ));
     }
     let mut records = Vec::new();
     if let Some((args, _)) = &steps.backup {
@@ -417,6 +458,13 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
     }
     if let Some(args) = &steps.forget {
         records.push(step("forget", out, |o| super::forget::run(&g, o, args)));
+    }
+    if let (Some((args, _)), true) = (&steps.prune, prune_due) {
+        let r = step("prune", out, |o| super::prune::run(&g, o, args));
+        if r.success() {
+            state.last_prune_unix_ms = Some(now);
+        }
+        records.push(r);
     }
     if let Some(args) = &steps.check {
         records.push(step("check", out, |o| super::check::check(&g, o, args)));
@@ -438,6 +486,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         "plan": a.plan.display().to_string(),
         "success": code == 0,
         "full_backup": full,
+        "prune_due": prune_due,
         "drill_due": drill_due,
         "state_file": state_file.display().to_string(),
         "state_error": state_error.as_ref().map(|e| format!("{e:#}")),
@@ -476,7 +525,14 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
     })
 }
 
-fn dry_run(out: Output, steps: &Steps, full: bool, drill_due: bool, state: &Path) -> Outcome {
+fn dry_run(
+    out: Output,
+    steps: &Steps,
+    full: bool,
+    prune_due: bool,
+    drill_due: bool,
+    state: &Path,
+) -> Outcome {
     let mut list = Vec::new();
     if steps.backup.is_some() {
         list.push(if full {
@@ -487,6 +543,13 @@ fn dry_run(out: Output, steps: &Steps, full: bool, drill_due: bool, state: &Path
     }
     if steps.forget.is_some() {
         list.push("forget");
+    }
+    if steps.prune.is_some() {
+        list.push(if prune_due {
+            "prune"
+        } else {
+            "prune (not due)"
+        });
     }
     if steps.check.is_some() {
         list.push("check");
@@ -509,7 +572,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_plan_parses_and_unknown_keys_and_prune_are_refused() {
+    fn a_full_plan_parses_and_unknown_keys_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("plan.toml");
         std::fs::write(
@@ -526,6 +589,10 @@ full_every_days = 7
 keep_daily = 14
 keep_within = "30d"
 time_zone = "Europe/Berlin"
+[prune]
+every_days = 7
+max_unused = 5
+max_repack = "2G"
 [check]
 read_data_subset = "10%"
 [drill]
@@ -538,6 +605,11 @@ every_days = 7
         assert_eq!(s.backup.as_ref().unwrap().1, Some(7));
         assert_eq!(s.forget.as_ref().unwrap().keep_daily, 14);
         assert!(s.forget.as_ref().unwrap().keep_within.is_some());
+        let (prune, every) = s.prune.as_ref().unwrap();
+        assert_eq!(*every, 7);
+        assert!((prune.flags.max_unused - 5.0).abs() < f64::EPSILON);
+        assert_eq!(prune.flags.max_repack, Some(2 << 30));
+        assert!(!prune.dry_run);
         assert_eq!(
             s.check.unwrap().read_data_subset,
             Some(chatvault_core::DataSubset::Percent(10.0))
@@ -549,9 +621,19 @@ every_days = 7
         std::fs::write(&p, "[forget]\nkeep_dialy = 3\n").unwrap();
         let e = format!("{:#}", load(&p).unwrap_err());
         assert!(e.contains("keep_dialy"), "{e}");
+        // A percentage is a number; a misspelt key or an impossible value is refused.
         std::fs::write(&p, "[prune]\nmax_unused = \"5%\"\n").unwrap();
-        let e = format!("{:#}", load(&p).unwrap_err());
-        assert!(e.contains("not supported in a plan yet"), "{e}");
+        assert!(load(&p).is_err());
+        std::fs::write(&p, "[prune]\nmax_unusd = 5\n").unwrap();
+        assert!(format!("{:#}", load(&p).unwrap_err()).contains("max_unusd"));
+        std::fs::write(&p, "[prune]\nmax_unused = 150\n").unwrap();
+        assert!(steps(&load(&p).unwrap()).is_err());
+        std::fs::write(&p, "[prune]\nmax_repack = \"lots\"\n").unwrap();
+        let e = format!("{:#}", steps(&load(&p).unwrap()).err().unwrap());
+        assert!(e.contains("max_repack"), "{e}");
+        // Without every_days, the prune runs every time.
+        std::fs::write(&p, "[prune]\n").unwrap();
+        assert_eq!(steps(&load(&p).unwrap()).unwrap().prune.unwrap().1, 0);
         std::fs::write(&p, "[check]\nread_data_subset = \"abc\"\n").unwrap();
         assert!(steps(&load(&p).unwrap()).is_err());
     }

@@ -56,7 +56,7 @@ fn index(g: &Global, out: Output) -> Result<Outcome> {
 }
 
 fn snapshots(g: &Global, out: Output, a: &RepairSnapshotsArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let ids = a
         .snapshots
         .iter()

@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::session;
 
 pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let snap = session::resolve(&repo, &a.snapshot)?;
     let progress = Progress::new(g, "restore", None);
     if progress.visible() {

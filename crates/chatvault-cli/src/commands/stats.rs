@@ -11,7 +11,7 @@ use crate::output::{self, Output};
 use crate::session;
 
 pub fn run(g: &Global, out: Output, a: &StatsArgs) -> Result<Outcome> {
-    let repo = session::open(g)?;
+    let (repo, _lock) = session::open_reading(g)?;
     let s = repo.stats()?;
     let mut snapshots = repo.list_snapshots()?;
     snapshots.sort_by_key(|s| (s.record.time_unix_ms, s.id));

@@ -1,7 +1,8 @@
 //! Lock records in the repository: taking, refreshing, waiting for and clearing them.
 //!
 //! Three kinds (docs/ARCHITECTURE.md, "Concurrency and deletion"): a writer session holds a
-//! `shared` lock from [`Repository::writer`] until its snapshot is saved; a prune holds a
+//! `shared` lock from [`Repository::writer`] until its snapshot is saved, and a reader
+//! holds one as a [`ReadLock`] for as long as it reads; a prune holds a
 //! `prune` lock for its whole run (one prune at a time) and an `exclusive` lock only while
 //! it deletes. A writer session starts only when no live exclusive lock exists; a prune
 //! deletes only when no live shared lock exists. Each side first writes its own lock and
@@ -374,6 +375,27 @@ impl Repository {
                 });
             }
         }
+    }
+}
+
+/// A reader's shared lock: while it lives, no prune deletes anything (a prune's deletion
+/// step waits for it as for a writer session), so every pack and segment the reader's
+/// index names stays readable. Removed from the repository when dropped.
+#[derive(Debug)]
+pub struct ReadLock {
+    _held: HeldLock,
+}
+
+impl Repository {
+    /// Takes a shared lock for reading (restore, check, a drill): waits, like a writer
+    /// session, for a prune that is deleting (at most [`LockOptions::wait`], then
+    /// [`Error::Locked`]), and then brings the index cache up to date, since that prune
+    /// may have replaced segments and deleted packs the cache still named. Any key may take
+    /// one; it needs write access to `locks/`.
+    pub fn read_lock(&self) -> Result<ReadLock> {
+        let held = self.take_shared_lock()?;
+        self.sync_index()?;
+        Ok(ReadLock { _held: held })
     }
 }
 

@@ -23,7 +23,7 @@ mod writer;
 pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
 };
-pub use locks::{LockInfo, LockOptions};
+pub use locks::{LockInfo, LockOptions, ReadLock};
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::{
     DamagedContent, IndexRepairReport, Loss, LossKind, REPAIRED_TAG, RepairOptions, SnapshotRepair,
