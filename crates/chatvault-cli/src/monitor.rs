@@ -115,6 +115,18 @@ const METRICS: &[(&str, &str)] = &[
         "Bytes the last restore drill restored or verified.",
     ),
     (
+        "chatvault_snapshots_removed",
+        "Snapshot records the last forget removed.",
+    ),
+    (
+        "chatvault_prune_bytes_freed",
+        "Bytes the last prune freed (packs deleted, minus what repacking wrote).",
+    ),
+    (
+        "chatvault_prune_packs_deleted",
+        "Packs the last prune deleted (including those it repacked).",
+    ),
+    (
         "chatvault_hook_success",
         "1 if the last run's hook succeeded, 0 if it failed (absent without a hook).",
     ),
@@ -176,6 +188,22 @@ fn samples(r: &Record, host: &str, repo: Option<&Path>) -> Vec<Sample> {
         }
         if let Some(v) = drill.get("bytes").and_then(Value::as_f64) {
             push("chatvault_drill_bytes", v);
+        }
+    }
+    if let (true, Some(Value::Array(removed))) = (r.command == "forget", r.report.get("removed")) {
+        push("chatvault_snapshots_removed", removed.len() as f64);
+    }
+    // `prune`'s own report, or the prune half of `forget --prune`.
+    let prune = match r.report.get("prune") {
+        Some(p) if p.is_object() => Some(p),
+        _ if r.command == "prune" => Some(&r.report),
+        _ => None,
+    };
+    if let Some(p) = prune.filter(|p| p.get("dry_run") == Some(&Value::Bool(false))) {
+        let field = |k: &str| p.get(k).and_then(Value::as_f64);
+        if let (Some(freed), Some(deleted)) = (field("bytes_freed"), field("packs_deleted")) {
+            push("chatvault_prune_bytes_freed", freed);
+            push("chatvault_prune_packs_deleted", deleted);
         }
     }
     if let Some(ok) = r.hook_ok {
@@ -579,6 +607,44 @@ mod tests {
             1,
             "{text}"
         );
+    }
+
+    #[test]
+    fn prune_figures_come_from_prune_and_from_forget_prune_but_not_from_dry_runs() {
+        let get = |r: &Record, name: &str| {
+            samples(r, "h", None)
+                .into_iter()
+                .find(|s| s.name == name)
+                .map(|s| s.value)
+        };
+        let figures = |dry_run| serde_json::json!({"dry_run": dry_run, "bytes_freed": 900, "packs_deleted": 3});
+        let prune = record("prune", 0, figures(false));
+        assert_eq!(get(&prune, "chatvault_prune_bytes_freed"), Some(900.0));
+        assert_eq!(get(&prune, "chatvault_prune_packs_deleted"), Some(3.0));
+        assert_eq!(
+            get(
+                &record("prune", 0, figures(true)),
+                "chatvault_prune_bytes_freed"
+            ),
+            None
+        );
+        let forget = record(
+            "forget",
+            0,
+            serde_json::json!({"removed": ["a", "b"], "prune": figures(false)}),
+        );
+        assert_eq!(get(&forget, "chatvault_snapshots_removed"), Some(2.0));
+        assert_eq!(get(&forget, "chatvault_prune_bytes_freed"), Some(900.0));
+        let plain = record(
+            "forget",
+            0,
+            serde_json::json!({"removed": [], "prune": null}),
+        );
+        assert_eq!(get(&plain, "chatvault_snapshots_removed"), Some(0.0));
+        assert_eq!(get(&plain, "chatvault_prune_bytes_freed"), None);
+        // unlock's "removed" lists locks, not snapshots.
+        let unlock = record("unlock", 0, serde_json::json!({"removed": ["l"]}));
+        assert_eq!(get(&unlock, "chatvault_snapshots_removed"), None);
     }
 
     #[test]

@@ -1063,6 +1063,8 @@ every_days = 7
     let st: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert!(st["last_full_unix_ms"].is_i64() && st["last_drill_unix_ms"].is_i64());
     assert!(st["last_prune_unix_ms"].is_i64());
+    let prune_metrics = metrics(&metrics_dir.join("chatvault-prune.prom"));
+    assert!(metric(&prune_metrics, "chatvault_prune_bytes_freed", "prune").unwrap() > 0.0);
     for command in ["backup", "forget", "prune", "check", "drill", "run"] {
         let file = metrics_dir.join(format!("chatvault-{command}.prom"));
         assert_eq!(
