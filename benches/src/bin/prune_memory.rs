@@ -7,6 +7,10 @@
 //! Invariant: the child process does only the prune (open, mark, plan, repack, delete),
 //! so its VmHWM is the prune's working set.
 //!
+//! The child inherits the environment: with `MALLOC_MMAP_THRESHOLD_=131072`, glibc returns
+//! freed large buffers at once, which separates the prune's working set from what malloc
+//! keeps (README, the `prune_memory` table).
+//!
 //! Usage: `cargo run --release -p chatvault-benches --bin prune_memory -- [BLOBS]`
 #![allow(clippy::print_stdout, reason = "a report binary: printing is its job")]
 

@@ -31,7 +31,7 @@ use super::locks::HeldLock;
 use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
-use crate::index::MarkSet;
+use crate::index::{IndexEntry, MarkSet};
 use crate::lock::LockKind;
 
 /// Trees read in parallel while marking.
@@ -39,6 +39,10 @@ const TREE_BATCH: usize = 64;
 /// Blobs to copy that are closer than this are read in one range (a seek costs more than
 /// reading this much).
 const READ_GAP: u64 = 256 << 10;
+/// A read run stops growing at this many bytes (one blob may exceed it). A run is held in
+/// memory twice (its bytes, then its verified payloads) beside the packs in the writer
+/// pipeline; uncapped, a run was a whole pack.
+const READ_MAX: u64 = 4 << 20;
 
 /// Options for [`Repository::prune`].
 #[derive(Debug, Clone)]
@@ -107,6 +111,39 @@ pub struct PruneReport {
     pub segments_rewritten: u64,
     /// How long the prune took.
     pub duration: Duration,
+}
+
+/// Blobs of one pack fetched with one ranged read: `start..end` covers every member.
+#[derive(Debug)]
+struct ReadRun {
+    start: u64,
+    end: u64,
+    members: Vec<IndexEntry>,
+}
+
+/// Groups the blobs to copy from one pack into read runs: blobs in offset order, merged
+/// across gaps under [`READ_GAP`], a run ending before it would pass [`READ_MAX`] bytes (a
+/// run of one blob may be longer). Reads only what is copied, and bounds what the repack
+/// holds per run whatever the pack's size.
+fn read_runs(mut chosen: Vec<IndexEntry>) -> Vec<ReadRun> {
+    chosen.sort_by_key(|e| e.offset);
+    let mut runs: Vec<ReadRun> = Vec::new();
+    for e in chosen {
+        let start = u64::from(e.offset);
+        let end = start + u64::from(e.length);
+        match runs.last_mut() {
+            Some(r) if start <= r.end + READ_GAP && end - r.start <= READ_MAX => {
+                r.end = r.end.max(end);
+                r.members.push(e);
+            }
+            _ => runs.push(ReadRun {
+                start,
+                end,
+                members: vec![e],
+            }),
+        }
+    }
+    runs
 }
 
 /// One pack as the plan sees it.
@@ -454,26 +491,10 @@ impl Repository {
                 chosen.push(e);
             }
         }
-        // Read only what is copied: runs of chosen blobs, merged across small gaps.
-        chosen.sort_by_key(|e| e.offset);
-        let mut runs: Vec<(u64, u64, Vec<crate::index::IndexEntry>)> = Vec::new();
-        for e in chosen {
-            let (start, end) = (
-                u64::from(e.offset),
-                u64::from(e.offset) + u64::from(e.length),
-            );
-            match runs.last_mut() {
-                Some((_, run_end, members)) if start <= *run_end + READ_GAP => {
-                    *run_end = (*run_end).max(end);
-                    members.push(e);
-                }
-                _ => runs.push((start, end, vec![e])),
-            }
-        }
         let mut copied = 0;
-        for (start, end, members) in runs {
-            let bytes = self.backend.get_range(&name, start, end - start)?;
-            copied += self.copy_run(&name, &key, start, &bytes, &members, writer)?;
+        for r in read_runs(chosen) {
+            let bytes = self.backend.get_range(&name, r.start, r.end - r.start)?;
+            copied += self.copy_run(&name, &key, r.start, &bytes, &r.members, writer)?;
         }
         Ok(copied)
     }
@@ -485,7 +506,7 @@ impl Repository {
         key: &crate::crypto::Key32,
         start: u64,
         bytes: &[u8],
-        chosen: &[crate::index::IndexEntry],
+        chosen: &[IndexEntry],
         writer: &super::BlobWriter<'_>,
     ) -> Result<u64> {
         // Verification (authentication, decompression, id) is the costly part.
@@ -618,5 +639,73 @@ impl Repository {
         report.packs_repacked = repacked;
         report.bytes_deleted = bytes;
         report.blobs_removed = removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64, length: u64) -> IndexEntry {
+        IndexEntry {
+            blob: BlobId::from_bytes([1; 32]),
+            pack: PackId::from_bytes([2; 32]),
+            offset: offset as u32,
+            length: length as u32,
+            raw_len: length as u32,
+            blob_type: BlobType::Data,
+            codec: crate::blob::Codec::Raw,
+            domain: 0,
+            generation: 0,
+        }
+    }
+
+    fn spans(runs: &[ReadRun]) -> Vec<(u64, u64, usize)> {
+        runs.iter()
+            .map(|r| (r.start, r.end, r.members.len()))
+            .collect()
+    }
+
+    /// Before runs were capped, the live blobs of a pack of small blobs were read as one
+    /// run the size of the pack, and held twice (bytes, then payloads) during its copy.
+    #[test]
+    fn repack_reads_runs_of_at_most_read_max_not_whole_packs() {
+        let blob = 512;
+        let pack: Vec<IndexEntry> = (0..(16 << 20) / blob).map(|i| at(i * blob, blob)).collect();
+        let n = pack.len();
+        let runs = read_runs(pack.into_iter().rev().collect());
+        assert!(
+            runs.iter().all(|r| r.end - r.start <= READ_MAX),
+            "{:?}",
+            spans(&runs)
+        );
+        assert_eq!(runs.len(), 4, "{:?}", spans(&runs));
+        assert_eq!(runs.iter().map(|r| r.members.len()).sum::<usize>(), n);
+        for r in &runs {
+            assert!(r.members.windows(2).all(|w| w[0].offset < w[1].offset));
+            assert_eq!(u64::from(r.members[0].offset), r.start);
+        }
+    }
+
+    #[test]
+    fn read_runs_merge_small_gaps_split_large_ones_and_keep_big_blobs_whole() {
+        let big = READ_MAX + 1000;
+        let runs = read_runs(vec![
+            at(0, 100),
+            at(100 + READ_GAP, 100),
+            at(300 + 2 * READ_GAP, 100),
+            at(1 << 30, big),
+            at((1 << 30) + big, 10),
+        ]);
+        assert_eq!(
+            spans(&runs),
+            vec![
+                (0, 200 + READ_GAP, 2),
+                (300 + 2 * READ_GAP, 400 + 2 * READ_GAP, 1),
+                (1 << 30, (1 << 30) + big, 1),
+                ((1 << 30) + big, (1 << 30) + big + 10, 1),
+            ]
+        );
+        assert!(read_runs(Vec::new()).is_empty());
     }
 }
