@@ -299,14 +299,12 @@ fn zstd_decompress_into(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> std:
 }
 
 thread_local! {
-    /// The buffer [`verify_in_place`] decompresses into, reused across blobs.
+    /// The buffer [`open_in_place_with`] decompresses into, reused across blobs.
     static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Checks a sealed blob as [`open_into`] does (authenticate, decompress, length, id) without
-/// keeping the plaintext unless `keep`: it is decrypted in place in `sealed` (whose
-/// contents are then unspecified) and decompressed into a reused per-thread buffer, so
-/// checking allocates and copies nothing per blob. Used by `check --read-data`.
+/// keeping the plaintext unless `keep`. Used by `check --read-data`.
 pub(crate) fn verify_in_place(
     key: &Key32,
     id_key: &Key32,
@@ -316,29 +314,46 @@ pub(crate) fn verify_in_place(
     object: &str,
     keep: bool,
 ) -> Result<Option<Vec<u8>>> {
+    open_in_place_with(key, id_key, repo_id, meta, sealed, object, |plain| {
+        keep.then(|| plain.to_vec())
+    })
+}
+
+/// Opens a sealed blob as [`open_into`] does (authenticate, decompress, length, id) and
+/// hands the checked plaintext to `f`, without copying it: it is decrypted in place in
+/// `sealed` (whose contents are then unspecified) and a compressed blob is decompressed
+/// into a reused per-thread buffer, so opening allocates and copies nothing per blob.
+/// `f` runs only on a plaintext that passed every check.
+pub(crate) fn open_in_place_with<R>(
+    key: &Key32,
+    id_key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    sealed: &mut [u8],
+    object: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     let name = || format!("{object}#{}", meta.id);
     if meta.raw_len as usize > MAX_BLOB_SIZE {
         return Err(Error::corrupt(name(), "blob length over the format limit"));
     }
     let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
         .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
-    let check = |plain: &[u8]| {
-        if plain.len() != meta.raw_len as usize {
-            return Err(Error::corrupt(name(), "blob length differs from the index"));
-        }
-        if blob_id(id_key, meta.blob_type, plain) != meta.id {
-            return Err(Error::corrupt(name(), "blob content does not match its id"));
-        }
-        Ok(keep.then(|| plain.to_vec()))
-    };
     match meta.codec {
-        Codec::Raw => check(payload),
-        Codec::Zstd => VERIFY_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            zstd_decompress_into(payload, meta.raw_len as usize, &mut buf)
-                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?;
-            check(&buf)
-        }),
+        Codec::Raw => {
+            check_plaintext(id_key, meta, payload, object)?;
+            Ok(f(payload))
+        }
+        Codec::Zstd => {
+            // Taken out of the thread-local for the call, so that `f` may open blobs too.
+            let mut buf = VERIFY_BUF.take();
+            let r = zstd_decompress_into(payload, meta.raw_len as usize, &mut buf)
+                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))
+                .and_then(|()| check_plaintext(id_key, meta, &buf, object))
+                .map(|()| f(&buf));
+            VERIFY_BUF.set(buf);
+            r
+        }
     }
 }
 

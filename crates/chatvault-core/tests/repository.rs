@@ -164,7 +164,7 @@ fn noise(n: usize, mut x: u64) -> Vec<u8> {
 }
 
 #[test]
-fn read_blob_into_one_reused_buffer_agrees_with_read_blob() {
+fn read_blob_into_and_read_blob_with_agree_with_read_blob() {
     let (fx, repo) = Fixture::new();
     // Compressed and raw chunks of several sizes, so the buffer shrinks and grows.
     let mut data = text(3 << 20);
@@ -177,6 +177,15 @@ fn read_blob_into_one_reused_buffer_agrees_with_read_blob() {
         repo.read_blob_into(r.id, BlobType::Data, &mut buf).unwrap();
         assert_eq!(buf, repo.read_blob(r.id, BlobType::Data).unwrap());
         assert_eq!(buf.len(), r.len as usize);
+        // The borrowed plaintext is the same, also with another read nested in the call.
+        let nested = repo
+            .read_blob_with(r.id, BlobType::Data, |plain| {
+                assert_eq!(plain, &buf[..]);
+                repo.read_blob_with(refs[0].id, BlobType::Data, <[u8]>::to_vec)
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(nested, repo.read_blob(refs[0].id, BlobType::Data).unwrap());
     }
     // A damaged blob is Corrupt and leaves nothing in the buffer.
     for obj in fx.backend.list("data/").unwrap() {
@@ -189,6 +198,13 @@ fn read_blob_into_one_reused_buffer_agrees_with_read_blob() {
         .unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     assert!(buf.is_empty());
+    // The callback never sees bytes that failed a check.
+    let e = repo
+        .read_blob_with(refs[0].id, BlobType::Data, |_| {
+            panic!("called on a damaged blob")
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
 }
 
 #[test]

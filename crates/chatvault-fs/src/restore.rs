@@ -488,7 +488,13 @@ impl Restorer<'_> {
         meta: &FsMeta,
         path: &[u8],
     ) -> std::result::Result<(), Failure> {
-        let mut bufs = self.buffers.take(content.len().min(READ_AHEAD));
+        // A one-chunk file reads without a buffer of its own.
+        let need = if content.len() > 1 {
+            content.len().min(READ_AHEAD)
+        } else {
+            0
+        };
+        let mut bufs = self.buffers.take(need);
         let copied = self.copy_chunks(out, out_path, content, &mut bufs);
         self.buffers.put(bufs);
         let (written, digest) = copied?;
@@ -505,9 +511,9 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Reads `content` through `bufs` (one per chunk of a batch), `READ_AHEAD` chunks at a
-    /// time in parallel; hashes and writes them in order. Returns the bytes written and
-    /// their digest.
+    /// Reads `content`, hashes and writes it in order: a batch of one chunk straight from
+    /// the engine's per-thread buffers (no copy), larger ones `READ_AHEAD` chunks at a time
+    /// in parallel through `bufs`. Returns the bytes written and their digest.
     fn copy_chunks(
         &self,
         out: &mut dyn Write,
@@ -515,45 +521,31 @@ impl Restorer<'_> {
         content: &[ContentRef],
         bufs: &mut [Vec<u8>],
     ) -> std::result::Result<(u64, blake3::Hash), Failure> {
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
+        let mut sink = ChunkSink {
+            r: self,
+            out,
+            out_path,
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        };
         for batch in content.chunks(READ_AHEAD) {
+            if let [r] = batch {
+                self.repo
+                    .read_blob_with(r.id, BlobType::Data, |data| sink.take(r, data))??;
+                continue;
+            }
             let bufs = &mut bufs[..batch.len()];
-            let read: Vec<chatvault_core::Result<()>> = if batch.len() == 1 {
-                vec![
-                    self.repo
-                        .read_blob_into(batch[0].id, BlobType::Data, &mut bufs[0]),
-                ]
-            } else {
-                batch
-                    .par_iter()
-                    .zip(bufs.par_iter_mut())
-                    .map(|(r, buf)| self.repo.read_blob_into(r.id, BlobType::Data, buf))
-                    .collect()
-            };
+            let read: Vec<chatvault_core::Result<()>> = batch
+                .par_iter()
+                .zip(bufs.par_iter_mut())
+                .map(|(r, buf)| self.repo.read_blob_into(r.id, BlobType::Data, buf))
+                .collect();
             for ((r, res), data) in batch.iter().zip(read).zip(bufs.iter()) {
                 res?;
-                if data.len() != r.len as usize {
-                    return Err(Failure::Entry(
-                        ProblemKind::Corrupt,
-                        format!(
-                            "chunk {} has {} bytes, the tree says {}",
-                            r.id,
-                            data.len(),
-                            r.len
-                        ),
-                    ));
-                }
-                hasher.update(data);
-                out.write_all(data).map_err(|e| Error::io(out_path, e))?;
-                written += data.len() as u64;
-                self.counts
-                    .bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                self.progress.emit(FsEvent::Bytes(data.len() as u64));
+                sink.take(r, data)?;
             }
         }
-        Ok((written, hasher.finalize()))
+        Ok((sink.written, sink.hasher.finalize()))
     }
 
     fn symlink(
@@ -671,6 +663,41 @@ impl Restorer<'_> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_real_dir(dir) => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
         }
+    }
+}
+
+/// Where a file's verified chunks go, in order: its digest, its output, the counts.
+struct ChunkSink<'a, 'r> {
+    r: &'a Restorer<'r>,
+    out: &'a mut dyn Write,
+    out_path: &'a Path,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl ChunkSink<'_, '_> {
+    /// Takes the next chunk, `data`, which the engine checked against `r.id`.
+    fn take(&mut self, r: &ContentRef, data: &[u8]) -> std::result::Result<(), Failure> {
+        if data.len() != r.len as usize {
+            return Err(Failure::Entry(
+                ProblemKind::Corrupt,
+                format!(
+                    "chunk {} has {} bytes, the tree says {}",
+                    r.id,
+                    data.len(),
+                    r.len
+                ),
+            ));
+        }
+        self.hasher.update(data);
+        self.out
+            .write_all(data)
+            .map_err(|e| Error::io(self.out_path, e))?;
+        self.written += data.len() as u64;
+        let n = data.len() as u64;
+        self.r.counts.bytes.fetch_add(n, Ordering::Relaxed);
+        self.r.progress.emit(FsEvent::Bytes(n));
+        Ok(())
     }
 }
 

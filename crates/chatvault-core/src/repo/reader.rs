@@ -126,6 +126,49 @@ impl Repository {
     /// allocating or zeroing memory per blob. On an error `out` holds nothing usable.
     pub fn read_blob_into(&self, id: BlobId, expected: BlobType, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
+        self.with_sealed(id, expected, |key, meta, sealed, name| {
+            blob::open_into(
+                key,
+                &self.secrets.id_key,
+                &self.config.repo_id,
+                meta,
+                sealed,
+                name,
+                out,
+            )
+        })
+    }
+
+    /// [`read_blob`](Self::read_blob) without a copy: `f` gets the verified plaintext,
+    /// which lives in per-thread buffers until `f` returns, and its result is returned.
+    /// `f` runs only when every check passed.
+    pub fn read_blob_with<R>(
+        &self,
+        id: BlobId,
+        expected: BlobType,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.with_sealed(id, expected, |key, meta, sealed, name| {
+            blob::open_in_place_with(
+                key,
+                &self.secrets.id_key,
+                &self.config.repo_id,
+                meta,
+                sealed,
+                name,
+                f,
+            )
+        })
+    }
+
+    /// Looks a blob up, checks its type, and hands its pack key, meta, sealed bytes (in
+    /// this thread's read buffer) and pack name to `open`.
+    fn with_sealed<R>(
+        &self,
+        id: BlobId,
+        expected: BlobType,
+        open: impl FnOnce(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+    ) -> Result<R> {
         self.require_read("read blobs")?;
         let entry = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
             object: format!("blob {id}").into(),
@@ -148,31 +191,24 @@ impl Repository {
         }
         let key = self.pack_key(&entry.pack)?;
         let meta = entry.blob_meta();
-        SEALED_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            let len = entry.length as usize;
-            // Grown (and zeroed) only when a longer blob comes; the backend overwrites the
-            // part it reads.
-            if buf.len() < len {
-                buf.resize(len, 0);
-            }
-            let sealed = &mut buf[..len];
-            self.backend
-                .get_range_into(&name, u64::from(entry.offset), sealed)?;
-            let opened = blob::open_into(
-                &key,
-                &self.secrets.id_key,
-                &self.config.repo_id,
-                &meta,
-                sealed,
-                &name,
-                out,
-            );
-            if buf.len() > SEALED_BUF_KEEP {
-                *buf = Vec::new();
-            }
-            opened
-        })
+        // Taken out of the thread-local for the call, so that `open` may read blobs too
+        // (such a nested read starts from an empty buffer).
+        let mut buf = SEALED_BUF.take();
+        let len = entry.length as usize;
+        // Grown (and zeroed) only when a longer blob comes; the backend overwrites the
+        // part it reads.
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let sealed = &mut buf[..len];
+        let r = self
+            .backend
+            .get_range_into(&name, u64::from(entry.offset), sealed)
+            .and_then(|()| open(&key, &meta, sealed, &name));
+        if buf.len() <= SEALED_BUF_KEEP {
+            SEALED_BUF.set(buf);
+        }
+        r
     }
 
     /// Reads and decodes a tree.
