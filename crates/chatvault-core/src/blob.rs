@@ -298,6 +298,11 @@ fn zstd_decompress_into(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> std:
     })
 }
 
+/// The largest decompression buffer a thread keeps between blobs: a chunk of the largest
+/// default size (4 MiB). A larger blob's buffer is freed after use, so a long-lived thread
+/// of an embedding process does not hold on to the largest blob it ever read.
+const VERIFY_BUF_KEEP: usize = 4 << 20;
+
 thread_local! {
     /// The buffer [`open_in_place_with`] decompresses into, reused across blobs.
     static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -351,7 +356,9 @@ pub(crate) fn open_in_place_with<R>(
                 .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))
                 .and_then(|()| check_plaintext(id_key, meta, &buf, object))
                 .map(|()| f(&buf));
-            VERIFY_BUF.set(buf);
+            if buf.capacity() <= VERIFY_BUF_KEEP {
+                VERIFY_BUF.set(buf);
+            }
             r
         }
     }
