@@ -2,7 +2,8 @@
 //! plaintext, compressed with zstd when that helps, and sealed with XChaCha20-Poly1305.
 //!
 //! Invariants: opening a blob re-computes its id from the plaintext and refuses a mismatch;
-//! decompression never produces more than the recorded raw length; the associated data
+//! decompression never writes past the room reserved for the recorded raw length (a reused
+//! buffer may offer more; a longer result is refused); the associated data
 //! binds repository, format version, type, key domain, key generation, id, raw length and
 //! codec, so a sealed blob cannot be replayed under another identity.
 
@@ -222,7 +223,7 @@ fn check_plaintext(id_key: &Key32, meta: &BlobMeta, plain: &[u8], object: &str) 
     Ok(())
 }
 
-/// [`open_owned`] on a copy of `sealed` (tests and callers holding a borrowed slice).
+/// [`open_into`] on a copy of `sealed`, into a new buffer (tests).
 #[cfg(test)]
 pub(crate) fn open(
     key: &Key32,
@@ -232,56 +233,83 @@ pub(crate) fn open(
     sealed: &[u8],
     object: &str,
 ) -> Result<Vec<u8>> {
-    open_owned(key, id_key, repo_id, meta, sealed.to_vec(), object)
+    let mut out = Vec::new();
+    open_into(
+        key,
+        id_key,
+        repo_id,
+        meta,
+        &mut sealed.to_vec(),
+        object,
+        &mut out,
+    )?;
+    Ok(out)
 }
 
-/// Opens a sealed blob the caller owns (a fresh ranged read), decompresses it and checks
-/// the plaintext against its id. `object` names the pack in errors. The blob is decrypted
-/// in place; a raw blob's plaintext is returned in the same buffer, so reading allocates
-/// no second copy.
-pub(crate) fn open_owned(
+/// Opens a sealed blob into `out` (replacing its contents, reusing its allocation),
+/// decompresses it and checks the plaintext against its id. `object` names the pack in
+/// errors. `sealed` is decrypted in place (its contents are then unspecified); the
+/// plaintext is written to `out` once, straight from the decryptor or the decompressor,
+/// so a caller that reuses `sealed` and `out` reads a blob without allocating. On an
+/// error, `out` holds nothing the caller may use.
+pub(crate) fn open_into(
     key: &Key32,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
-    mut sealed: Vec<u8>,
+    sealed: &mut [u8],
     object: &str,
-) -> Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let name = || format!("{object}#{}", meta.id);
+    out.clear();
     if meta.raw_len as usize > MAX_BLOB_SIZE {
         return Err(Error::corrupt(name(), "blob length over the format limit"));
     }
-    let n = aead::open_in_place(key, &aad(repo_id, meta), &mut sealed)
-        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?
-        .len();
-    let payload = aead::NONCE_LEN..aead::NONCE_LEN + n;
-    let plain = match meta.codec {
-        Codec::Raw => {
-            sealed.copy_within(payload, 0);
-            sealed.truncate(n);
-            sealed
-        }
-        Codec::Zstd => zstd_decompress(&sealed[payload], meta.raw_len as usize)
+    let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
+        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    match meta.codec {
+        Codec::Raw => out.extend_from_slice(payload),
+        Codec::Zstd => zstd_decompress_into(payload, meta.raw_len as usize, out)
             .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?,
-    };
-    if plain.len() != meta.raw_len as usize {
-        return Err(Error::corrupt(name(), "blob length differs from the index"));
     }
-    if blob_id(id_key, meta.blob_type, &plain) != meta.id {
-        return Err(Error::corrupt(name(), "blob content does not match its id"));
+    let checked = check_plaintext(id_key, meta, out, object);
+    if checked.is_err() {
+        out.clear();
     }
-    Ok(plain)
+    checked
 }
 
+/// Decompresses one frame into `out` (cleared first) through this thread's context,
+/// producing at most `capacity` bytes; `out`'s spare capacity is written, never zeroed
+/// first.
+fn zstd_decompress_into(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(capacity);
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress_to_buffer(data, out).map(drop),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
+/// The largest decompression buffer a thread keeps between blobs: a chunk of the largest
+/// default size (4 MiB). A larger blob's buffer is freed after use, so a long-lived thread
+/// of an embedding process does not hold on to the largest blob it ever read.
+const VERIFY_BUF_KEEP: usize = 4 << 20;
+
 thread_local! {
-    /// The buffer [`verify_in_place`] decompresses into, reused across blobs.
+    /// The buffer [`open_in_place_with`] decompresses into, reused across blobs.
     static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Checks a sealed blob as [`open_owned`] does (authenticate, decompress, length, id) without
-/// keeping the plaintext unless `keep`: it is decrypted in place in `sealed` (whose
-/// contents are then unspecified) and decompressed into a reused per-thread buffer, so
-/// checking allocates and copies nothing per blob. Used by `check --read-data`.
+/// Checks a sealed blob as [`open_into`] does (authenticate, decompress, length, id) without
+/// keeping the plaintext unless `keep`. Used by `check --read-data`.
 pub(crate) fn verify_in_place(
     key: &Key32,
     id_key: &Key32,
@@ -291,41 +319,48 @@ pub(crate) fn verify_in_place(
     object: &str,
     keep: bool,
 ) -> Result<Option<Vec<u8>>> {
+    open_in_place_with(key, id_key, repo_id, meta, sealed, object, |plain| {
+        keep.then(|| plain.to_vec())
+    })
+}
+
+/// Opens a sealed blob as [`open_into`] does (authenticate, decompress, length, id) and
+/// hands the checked plaintext to `f`, without copying it: it is decrypted in place in
+/// `sealed` (whose contents are then unspecified) and a compressed blob is decompressed
+/// into a reused per-thread buffer, so opening allocates and copies nothing per blob.
+/// `f` runs only on a plaintext that passed every check.
+pub(crate) fn open_in_place_with<R>(
+    key: &Key32,
+    id_key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    sealed: &mut [u8],
+    object: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     let name = || format!("{object}#{}", meta.id);
     if meta.raw_len as usize > MAX_BLOB_SIZE {
         return Err(Error::corrupt(name(), "blob length over the format limit"));
     }
     let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
         .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
-    let check = |plain: &[u8]| {
-        if plain.len() != meta.raw_len as usize {
-            return Err(Error::corrupt(name(), "blob length differs from the index"));
-        }
-        if blob_id(id_key, meta.blob_type, plain) != meta.id {
-            return Err(Error::corrupt(name(), "blob content does not match its id"));
-        }
-        Ok(keep.then(|| plain.to_vec()))
-    };
     match meta.codec {
-        Codec::Raw => check(payload),
-        Codec::Zstd => VERIFY_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            buf.clear();
-            buf.reserve(meta.raw_len as usize);
-            DECOMPRESSOR
-                .with(|d| {
-                    let mut d = d.borrow_mut();
-                    if d.is_none() {
-                        *d = Some(zstd::bulk::Decompressor::new()?);
-                    }
-                    match d.as_mut() {
-                        Some(d) => d.decompress_to_buffer(payload, &mut *buf),
-                        None => Err(std::io::Error::other("no zstd context")),
-                    }
-                })
-                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?;
-            check(&buf)
-        }),
+        Codec::Raw => {
+            check_plaintext(id_key, meta, payload, object)?;
+            Ok(f(payload))
+        }
+        Codec::Zstd => {
+            // Taken out of the thread-local for the call, so that `f` may open blobs too.
+            let mut buf = VERIFY_BUF.take();
+            let r = zstd_decompress_into(payload, meta.raw_len as usize, &mut buf)
+                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))
+                .and_then(|()| check_plaintext(id_key, meta, &buf, object))
+                .map(|()| f(&buf));
+            if buf.capacity() <= VERIFY_BUF_KEEP {
+                VERIFY_BUF.set(buf);
+            }
+            r
+        }
     }
 }
 

@@ -151,6 +151,62 @@ fn init_write_reopen_with_fresh_cache_and_read_back() {
     assert!(repo.index_problems().is_empty());
 }
 
+/// Incompressible bytes (stored raw), from a fixed seed.
+fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn read_blob_into_and_read_blob_with_agree_with_read_blob() {
+    let (fx, repo) = Fixture::new();
+    // Compressed and raw chunks of several sizes, so the buffer shrinks and grows.
+    let mut data = text(3 << 20);
+    data.extend(noise(3 << 20, 7));
+    data.extend(text(100_000));
+    let (refs, _) = backup(&repo, &data, "h");
+    assert!(refs.len() >= 3, "{} chunks", refs.len());
+    let mut buf = Vec::with_capacity(16 << 20);
+    for r in refs.iter().rev().chain(&refs) {
+        repo.read_blob_into(r.id, BlobType::Data, &mut buf).unwrap();
+        assert_eq!(buf, repo.read_blob(r.id, BlobType::Data).unwrap());
+        assert_eq!(buf.len(), r.len as usize);
+        // The borrowed plaintext is the same, also with another read nested in the call.
+        let nested = repo
+            .read_blob_with(r.id, BlobType::Data, |plain| {
+                assert_eq!(plain, &buf[..]);
+                repo.read_blob_with(refs[0].id, BlobType::Data, <[u8]>::to_vec)
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(nested, repo.read_blob(refs[0].id, BlobType::Data).unwrap());
+    }
+    // A damaged blob is Corrupt and leaves nothing in the buffer.
+    for obj in fx.backend.list("data/").unwrap() {
+        fx.backend.corrupt_object(&obj.name, |b| b[30] ^= 1);
+    }
+    let repo = fx.open_fresh(&pass()).unwrap();
+    buf.extend_from_slice(b"stale");
+    let e = repo
+        .read_blob_into(refs[0].id, BlobType::Data, &mut buf)
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(buf.is_empty());
+    // The callback never sees bytes that failed a check.
+    let e = repo
+        .read_blob_with(refs[0].id, BlobType::Data, |_| {
+            panic!("called on a damaged blob")
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+}
+
 #[test]
 fn second_backup_of_same_data_adds_no_blobs() {
     let (_fx, repo) = Fixture::new();

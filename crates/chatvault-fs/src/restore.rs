@@ -134,6 +134,7 @@ pub fn restore(repo: &Repository, root: BlobId, opts: &RestoreOptions) -> Result
         next_temp: AtomicU64::new(0),
         counts: Counts::default(),
         problems: Mutex::new(Vec::new()),
+        buffers: BufferPool::default(),
     };
     let selected = r.include.is_empty();
     match start {
@@ -221,6 +222,35 @@ struct Restorer<'a> {
     next_temp: AtomicU64,
     counts: Counts,
     problems: Mutex<Vec<Problem>>,
+    buffers: BufferPool,
+}
+
+/// Chunk buffers shared by the files being restored, so that reading a chunk allocates
+/// and zeroes no memory (fresh multi-megabyte buffers cost page faults and a memset per
+/// chunk). At most [`POOL_KEEP`] buffers are kept between files.
+#[derive(Default)]
+struct BufferPool {
+    bufs: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers the pool keeps: two files' read-ahead.
+const POOL_KEEP: usize = 2 * READ_AHEAD;
+
+impl BufferPool {
+    fn take(&self, n: usize) -> Vec<Vec<u8>> {
+        let mut pool = self.bufs.lock().unwrap_or_else(|p| p.into_inner());
+        let keep = pool.len().saturating_sub(n);
+        let mut bufs = pool.split_off(keep);
+        drop(pool);
+        bufs.resize_with(n, Vec::new);
+        bufs
+    }
+
+    fn put(&self, bufs: Vec<Vec<u8>>) {
+        let mut pool = self.bufs.lock().unwrap_or_else(|p| p.into_inner());
+        let room = POOL_KEEP.saturating_sub(pool.len());
+        pool.extend(bufs.into_iter().take(room));
+    }
 }
 
 /// Whether an entry failed on its own (reported, the restore goes on) or the restore must
@@ -458,42 +488,17 @@ impl Restorer<'_> {
         meta: &FsMeta,
         path: &[u8],
     ) -> std::result::Result<(), Failure> {
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
-        for batch in content.chunks(READ_AHEAD) {
-            let blobs: Vec<chatvault_core::Result<Vec<u8>>> = if batch.len() == 1 {
-                vec![self.repo.read_blob(batch[0].id, BlobType::Data)]
-            } else {
-                batch
-                    .par_iter()
-                    .map(|r| self.repo.read_blob(r.id, BlobType::Data))
-                    .collect()
-            };
-            for (r, blob) in batch.iter().zip(blobs) {
-                let data = blob?;
-                if data.len() != r.len as usize {
-                    return Err(Failure::Entry(
-                        ProblemKind::Corrupt,
-                        format!(
-                            "chunk {} has {} bytes, the tree says {}",
-                            r.id,
-                            data.len(),
-                            r.len
-                        ),
-                    ));
-                }
-                hasher.update(&data);
-                out.write_all(&data).map_err(|e| Error::io(out_path, e))?;
-                written += data.len() as u64;
-                self.counts
-                    .bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                self.progress.emit(FsEvent::Bytes(data.len() as u64));
-            }
-        }
-        let digest_ok = meta
-            .digest
-            .is_none_or(|d| d == *hasher.finalize().as_bytes());
+        // A one-chunk file reads without a buffer of its own.
+        let need = if content.len() > 1 {
+            content.len().min(READ_AHEAD)
+        } else {
+            0
+        };
+        let mut bufs = self.buffers.take(need);
+        let copied = self.copy_chunks(out, out_path, content, &mut bufs);
+        self.buffers.put(bufs);
+        let (written, digest) = copied?;
+        let digest_ok = meta.digest.is_none_or(|d| d == *digest.as_bytes());
         if written != meta.size || !digest_ok {
             return Err(Failure::Entry(
                 ProblemKind::Corrupt,
@@ -504,6 +509,43 @@ impl Restorer<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Reads `content`, hashes and writes it in order: a batch of one chunk straight from
+    /// the engine's per-thread buffers (no copy), larger ones `READ_AHEAD` chunks at a time
+    /// in parallel through `bufs`. Returns the bytes written and their digest.
+    fn copy_chunks(
+        &self,
+        out: &mut dyn Write,
+        out_path: &Path,
+        content: &[ContentRef],
+        bufs: &mut [Vec<u8>],
+    ) -> std::result::Result<(u64, blake3::Hash), Failure> {
+        let mut sink = ChunkSink {
+            r: self,
+            out,
+            out_path,
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        };
+        for batch in content.chunks(READ_AHEAD) {
+            if let [r] = batch {
+                self.repo
+                    .read_blob_with(r.id, BlobType::Data, |data| sink.take(r, data))??;
+                continue;
+            }
+            let bufs = &mut bufs[..batch.len()];
+            let read: Vec<chatvault_core::Result<()>> = batch
+                .par_iter()
+                .zip(bufs.par_iter_mut())
+                .map(|(r, buf)| self.repo.read_blob_into(r.id, BlobType::Data, buf))
+                .collect();
+            for ((r, res), data) in batch.iter().zip(read).zip(bufs.iter()) {
+                res?;
+                sink.take(r, data)?;
+            }
+        }
+        Ok((sink.written, sink.hasher.finalize()))
     }
 
     fn symlink(
@@ -621,6 +663,41 @@ impl Restorer<'_> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_real_dir(dir) => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
         }
+    }
+}
+
+/// Where a file's verified chunks go, in order: its digest, its output, the counts.
+struct ChunkSink<'a, 'r> {
+    r: &'a Restorer<'r>,
+    out: &'a mut dyn Write,
+    out_path: &'a Path,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl ChunkSink<'_, '_> {
+    /// Takes the next chunk, `data`, which the engine checked against `r.id`.
+    fn take(&mut self, r: &ContentRef, data: &[u8]) -> std::result::Result<(), Failure> {
+        if data.len() != r.len as usize {
+            return Err(Failure::Entry(
+                ProblemKind::Corrupt,
+                format!(
+                    "chunk {} has {} bytes, the tree says {}",
+                    r.id,
+                    data.len(),
+                    r.len
+                ),
+            ));
+        }
+        self.hasher.update(data);
+        self.out
+            .write_all(data)
+            .map_err(|e| Error::io(self.out_path, e))?;
+        self.written += data.len() as u64;
+        let n = data.len() as u64;
+        self.r.counts.bytes.fetch_add(n, Ordering::Relaxed);
+        self.r.progress.emit(FsEvent::Bytes(n));
+        Ok(())
     }
 }
 

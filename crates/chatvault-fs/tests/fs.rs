@@ -1264,6 +1264,83 @@ fn damaged_and_missing_packs_fail_only_their_files() {
     assert_eq!(out, fs::read(src.join("b.bin")).unwrap());
 }
 
+/// Runs `f` on a rayon pool of `threads` threads (restore parallelises on the current
+/// pool).
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+fn report_facts(r: &RestoreReport) -> (u64, u64, u64, u64, BTreeMap<String, ProblemKind>) {
+    (r.files, r.dirs, r.symlinks, r.bytes, problems_of(r))
+}
+
+#[test]
+fn a_damaged_chunk_shared_by_two_files_fails_both_on_any_number_of_threads() {
+    let fx = Fixture::local();
+    let repo_dir = fx.store.path().join("repo");
+    // One incompressible chunk in a pack of its own, then used by two files.
+    let shared = Rng(31).bytes(300 << 10);
+    let before = packs(&repo_dir);
+    chatvault_fs::backup_stream(&fx.repo, "shared", &shared[..], &BackupOptions::default())
+        .unwrap();
+    let pack = only_new(&before, &packs(&repo_dir));
+
+    let src = fx.path("src");
+    write(&src.join("one.bin"), &shared);
+    write(&src.join("sub/two.bin"), &shared);
+    // Files of many chunks (more than one read-ahead batch) and many small ones, so
+    // that workers interleave chunks of different files.
+    write(&src.join("big.bin"), &varied(32, 12 << 20));
+    write(&src.join("sub/big2.bin"), &Rng(33).bytes(9 << 20));
+    for i in 0..40 {
+        write(
+            &src.join(format!("small/{i}.txt")),
+            &varied(100 + i, 1000 * i as usize),
+        );
+    }
+    let report = fx.backup(&[&src], |_| {});
+    flip_middle_byte(&pack);
+
+    let repo = fx.reopen_local("cache-after-damage");
+    let root = repo.load_snapshot(report.snapshot).unwrap().record.root;
+    let expected: BTreeMap<String, ProblemKind> = [src.join("one.bin"), src.join("sub/two.bin")]
+        .iter()
+        .map(|p| (show(p.as_os_str().as_bytes()), ProblemKind::Corrupt))
+        .collect();
+    let nowhere = fx.path("never-created");
+    let verify = |threads| {
+        on_threads(threads, || {
+            restore_root(&repo, root, &nowhere, |o| o.verify_only = true).unwrap()
+        })
+    };
+    let sequential = report_facts(&verify(1));
+    assert_eq!(sequential.4, expected);
+    assert_eq!(report_facts(&verify(4)), sequential);
+    assert!(fs::symlink_metadata(&nowhere).is_err());
+    // A real restore reports the same, on one thread or several, and writes the rest.
+    for (threads, dir) in [(1, "restored-1"), (4, "restored-4")] {
+        let target = fx.path(dir);
+        let r = on_threads(threads, || {
+            restore_root(&repo, root, &target, |_| {}).unwrap()
+        });
+        assert_eq!(report_facts(&r), sequential);
+        let dest = inside(&target, &src);
+        assert!(fs::symlink_metadata(dest.join("one.bin")).is_err());
+        assert_eq!(
+            fs::read(dest.join("big.bin")).unwrap(),
+            fs::read(src.join("big.bin")).unwrap()
+        );
+        assert_eq!(
+            fs::read(dest.join("sub/big2.bin")).unwrap(),
+            fs::read(src.join("sub/big2.bin")).unwrap()
+        );
+    }
+}
+
 #[test]
 fn digest_or_size_mismatch_is_corrupt_and_not_written() {
     let fx = Fixture::memory();

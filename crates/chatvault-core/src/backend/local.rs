@@ -186,6 +186,13 @@ impl Backend for LocalBackend {
         Ok(buf)
     }
 
+    fn get_range_into(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (f, size) = self.handle(name)?;
+        range_in(name, size, offset, buf.len() as u64)?;
+        f.read_exact_at(buf, offset)
+            .map_err(|e| Error::backend(name, e))
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         // Walk only the directory the prefix points into.
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");

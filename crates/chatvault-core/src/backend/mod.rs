@@ -49,6 +49,19 @@ pub trait Backend: Send + Sync {
     fn get(&self, name: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset`.
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Reads `buf.len()` bytes at `offset` into `buf`, as [`get_range`](Backend::get_range)
+    /// does, for readers that reuse one buffer. By default, a `get_range` and a copy.
+    fn get_range_into(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = self.get_range(name, offset, buf.len() as u64)?;
+        if bytes.len() != buf.len() {
+            return Err(Error::backend(
+                name,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short ranged read"),
+            ));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
     /// Lists objects whose names start with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Deletes an object (missing is fine).

@@ -1,8 +1,11 @@
-//! Reading blobs and trees: index lookup, pack key unwrap (cached), ranged read, open.
+//! Reading blobs and trees: index lookup, pack key unwrap (cached), ranged read into a
+//! per-thread buffer, open (decrypted in place, decompressed or copied once into the
+//! caller's buffer).
 //!
 //! Invariant: every blob returned has been authenticated and its plaintext re-hashed to its
 //! id; a blob of the wrong type is `Corrupt`, never returned.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +21,16 @@ use crate::tree::Tree;
 
 /// Most pack keys kept unwrapped in memory.
 const PACK_KEY_CACHE: usize = 4096;
+
+/// The largest per-thread read buffer kept between blob reads: room for a sealed chunk of
+/// the largest default size (4 MiB) and its overhead. Larger blobs are read into a buffer
+/// freed afterwards.
+const SEALED_BUF_KEEP: usize = (4 << 20) + 4096;
+
+thread_local! {
+    /// Each thread's buffer for sealed blob bytes, decrypted in place, reused across reads.
+    static SEALED_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Unwrapped pack data keys (zeroized when evicted or dropped).
 #[derive(Default)]
@@ -103,6 +116,59 @@ impl Repository {
 
     /// Reads, authenticates and verifies one blob. Needs a full or admin key.
     pub fn read_blob(&self, id: BlobId, expected: BlobType) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_blob_into(id, expected, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read_blob`](Self::read_blob) into `out`, replacing its contents and reusing its
+    /// allocation: a caller that keeps a few buffers reads any number of blobs without
+    /// allocating or zeroing memory per blob. On an error `out` holds nothing usable.
+    pub fn read_blob_into(&self, id: BlobId, expected: BlobType, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        self.with_sealed(id, expected, |key, meta, sealed, name| {
+            blob::open_into(
+                key,
+                &self.secrets.id_key,
+                &self.config.repo_id,
+                meta,
+                sealed,
+                name,
+                out,
+            )
+        })
+    }
+
+    /// [`read_blob`](Self::read_blob) without a copy: `f` gets the verified plaintext,
+    /// which lives in per-thread buffers until `f` returns, and its result is returned.
+    /// `f` runs only when every check passed.
+    pub fn read_blob_with<R>(
+        &self,
+        id: BlobId,
+        expected: BlobType,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.with_sealed(id, expected, |key, meta, sealed, name| {
+            blob::open_in_place_with(
+                key,
+                &self.secrets.id_key,
+                &self.config.repo_id,
+                meta,
+                sealed,
+                name,
+                f,
+            )
+        })
+    }
+
+    /// Looks a blob up, checks its type, and hands its pack key, meta, sealed bytes (in
+    /// this thread's read buffer) and pack name to `open`.
+    fn with_sealed<R>(
+        &self,
+        id: BlobId,
+        expected: BlobType,
+        open: impl FnOnce(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+    ) -> Result<R> {
         self.require_read("read blobs")?;
         let entry = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
             object: format!("blob {id}").into(),
@@ -124,18 +190,25 @@ impl Repository {
             ));
         }
         let key = self.pack_key(&entry.pack)?;
-        let sealed =
-            self.backend
-                .get_range(&name, u64::from(entry.offset), u64::from(entry.length))?;
         let meta = entry.blob_meta();
-        blob::open_owned(
-            &key,
-            &self.secrets.id_key,
-            &self.config.repo_id,
-            &meta,
-            sealed,
-            &name,
-        )
+        // Taken out of the thread-local for the call, so that `open` may read blobs too
+        // (such a nested read starts from an empty buffer).
+        let mut buf = SEALED_BUF.take();
+        let len = entry.length as usize;
+        // Grown (and zeroed) only when a longer blob comes; the backend overwrites the
+        // part it reads.
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let sealed = &mut buf[..len];
+        let r = self
+            .backend
+            .get_range_into(&name, u64::from(entry.offset), sealed)
+            .and_then(|()| open(&key, &meta, sealed, &name));
+        if buf.len() <= SEALED_BUF_KEEP {
+            SEALED_BUF.set(buf);
+        }
+        r
     }
 
     /// Reads and decodes a tree.
