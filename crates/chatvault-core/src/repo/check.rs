@@ -823,10 +823,12 @@ fn scrub_object(
     };
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0;
+    // One buffer per object, reused for every range: no fresh pages to fault in per read.
+    let mut buf = vec![0u8; SCRUB_CHUNK.min(size) as usize];
     while offset < size {
-        let len = SCRUB_CHUNK.min(size - offset);
-        match backend.get_range(name, offset, len) {
-            Ok(b) => hasher.update(&b),
+        let len = SCRUB_CHUNK.min(size - offset) as usize;
+        match backend.get_range_into(name, offset, &mut buf[..len]) {
+            Ok(()) => hasher.update(&buf[..len]),
             Err(e) => {
                 let message = finding(e, name)?;
                 return Ok((
@@ -835,7 +837,7 @@ fn scrub_object(
                 ));
             }
         };
-        offset += len;
+        offset += len as u64;
     }
     let p = (*hasher.finalize().as_bytes() != claimed).then(|| {
         problem(
