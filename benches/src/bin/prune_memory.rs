@@ -7,9 +7,9 @@
 //! Invariant: the child process does only the prune (open, mark, plan, repack, delete),
 //! so its VmHWM is the prune's working set.
 //!
-//! The child inherits the environment: with `MALLOC_MMAP_THRESHOLD_=131072`, glibc returns
-//! freed large buffers at once, which separates the prune's working set from what malloc
-//! keeps (README, the `prune_memory` table).
+//! Like the `chatvault` binary it uses jemalloc: under glibc malloc, freed pack-sized
+//! buffers stayed in malloc's arenas and the peak grew with N (README, the `prune_memory`
+//! table). RocksDB's C++ allocations still go through glibc.
 //!
 //! Usage: `cargo run --release -p chatvault-benches --bin prune_memory -- [BLOBS]`
 #![allow(clippy::print_stdout, reason = "a report binary: printing is its job")]
@@ -23,6 +23,10 @@ use chatvault_core::{
     BlobWriter, ContentRef, LocalBackend, Node, OpenOptions, PruneOptions, Repository,
     SnapshotKind, SnapshotRecord, Summary, Tree,
 };
+
+/// The `chatvault` binary's allocator, so that these figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const DEFAULT_BLOBS: u64 = 1_000_000;
 /// Bytes per blob: small, like message-log segments and thumbnails.

@@ -18,6 +18,10 @@ use chatvault_core::{LocalBackend, Repository};
 
 const DEFAULT_MIB: u64 = 1024;
 
+/// The `chatvault` binary's allocator, so that these figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> Result<(), Box<dyn Error>> {
     let mib = match std::env::args().nth(1) {
         None => DEFAULT_MIB,
