@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by .ci/run and scripts/demo: installs what the build needs when it is missing
-# (clang/libclang for the RocksDB bindings) and points cargo at a target directory outside
+# (clang/libclang for the RocksDB bindings, make for jemalloc's build) and points cargo at a target directory outside
 # the clone, so RocksDB's C++ is compiled once per machine rather than once per clone.
 
 have_libclang() {
@@ -11,12 +11,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "chatvault needs the Rust toolchain (cargo) on PATH" >&2
   exit 1
 fi
-if ! command -v clang >/dev/null 2>&1 || ! have_libclang; then
-  echo "installing clang and libclang (needed by the RocksDB bindings)" >&2
+if ! command -v clang >/dev/null 2>&1 || ! have_libclang || ! command -v make >/dev/null 2>&1; then
+  echo "installing clang, libclang (the RocksDB bindings) and make (jemalloc)" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev make >/dev/null
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chatvault/target}"
