@@ -246,6 +246,24 @@ pub(crate) fn open(
     Ok(out)
 }
 
+/// The first step of opening: refuses a recorded length over the format limit, then
+/// decrypts `sealed` in place and returns the authenticated payload (still compressed
+/// when the codec says so).
+fn authenticate<'a>(
+    key: &Key32,
+    repo_id: &RepoId,
+    meta: &BlobMeta,
+    sealed: &'a mut [u8],
+    object: &str,
+) -> Result<&'a [u8]> {
+    let name = || format!("{object}#{}", meta.id);
+    if meta.raw_len as usize > MAX_BLOB_SIZE {
+        return Err(Error::corrupt(name(), "blob length over the format limit"));
+    }
+    aead::open_in_place(key, &aad(repo_id, meta), sealed)
+        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))
+}
+
 /// Opens a sealed blob into `out` (replacing its contents, reusing its allocation),
 /// decompresses it and checks the plaintext against its id. `object` names the pack in
 /// errors. `sealed` is decrypted in place (its contents are then unspecified); the
@@ -263,11 +281,7 @@ pub(crate) fn open_into(
 ) -> Result<()> {
     let name = || format!("{object}#{}", meta.id);
     out.clear();
-    if meta.raw_len as usize > MAX_BLOB_SIZE {
-        return Err(Error::corrupt(name(), "blob length over the format limit"));
-    }
-    let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
-        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    let payload = authenticate(key, repo_id, meta, sealed, object)?;
     match meta.codec {
         Codec::Raw => out.extend_from_slice(payload),
         Codec::Zstd => zstd_decompress_into(payload, meta.raw_len as usize, out)
@@ -339,11 +353,7 @@ pub(crate) fn open_in_place_with<R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
     let name = || format!("{object}#{}", meta.id);
-    if meta.raw_len as usize > MAX_BLOB_SIZE {
-        return Err(Error::corrupt(name(), "blob length over the format limit"));
-    }
-    let payload = aead::open_in_place(key, &aad(repo_id, meta), sealed)
-        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
+    let payload = authenticate(key, repo_id, meta, sealed, object)?;
     match meta.codec {
         Codec::Raw => {
             check_plaintext(id_key, meta, payload, object)?;
