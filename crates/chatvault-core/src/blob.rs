@@ -147,19 +147,6 @@ fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// `zstd::bulk::decompress` through this thread's context.
-fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        d.as_mut()
-            .expect("just initialised")
-            .decompress(data, capacity)
-    })
-}
-
 /// Compresses with zstd at `level` (0 = never compress); keeps the raw bytes when the
 /// frame would not be smaller, or when a probe of a large chunk says it will not be.
 pub(crate) fn compress(level: i32, plaintext: &[u8]) -> (Codec, Cow<'_, [u8]>) {
@@ -196,20 +183,13 @@ pub(crate) fn open_payload(
     sealed: &[u8],
     object: &str,
 ) -> Result<Vec<u8>> {
-    let name = || format!("{object}#{}", meta.id);
-    if meta.raw_len as usize > MAX_BLOB_SIZE {
-        return Err(Error::corrupt(name(), "blob length over the format limit"));
-    }
-    let payload = aead::open(key, &aad(repo_id, meta), sealed)
-        .map_err(|_| Error::corrupt(name(), "blob failed authentication"))?;
-    if meta.codec == Codec::Raw {
-        check_plaintext(id_key, meta, &payload, object)?;
-    } else {
-        let plain = zstd_decompress(&payload, meta.raw_len as usize)
-            .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))?;
-        check_plaintext(id_key, meta, &plain, object)?;
-    }
-    Ok(payload)
+    let mut buf = sealed.to_vec();
+    let n = authenticate(key, repo_id, meta, &mut buf, object)?.len();
+    let payload = aead::NONCE_LEN..aead::NONCE_LEN + n;
+    check_payload(id_key, meta, &buf[payload.clone()], object, |_| ())?;
+    buf.copy_within(payload, 0);
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn check_plaintext(id_key: &Key32, meta: &BlobMeta, plain: &[u8], object: &str) -> Result<()> {
@@ -318,7 +298,7 @@ fn zstd_decompress_into(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> std:
 const VERIFY_BUF_KEEP: usize = 4 << 20;
 
 thread_local! {
-    /// The buffer [`open_in_place_with`] decompresses into, reused across blobs.
+    /// The buffer [`check_payload`] decompresses into, reused across blobs.
     static VERIFY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -352,8 +332,20 @@ pub(crate) fn open_in_place_with<R>(
     object: &str,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    let name = || format!("{object}#{}", meta.id);
     let payload = authenticate(key, repo_id, meta, sealed, object)?;
+    check_payload(id_key, meta, payload, object, f)
+}
+
+/// The second step of opening: decompresses an authenticated payload when its codec says
+/// so (into a reused per-thread buffer), checks the plaintext's length and id, and hands
+/// it to `f`, which runs only on a plaintext that passed every check.
+fn check_payload<R>(
+    id_key: &Key32,
+    meta: &BlobMeta,
+    payload: &[u8],
+    object: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     match meta.codec {
         Codec::Raw => {
             check_plaintext(id_key, meta, payload, object)?;
@@ -363,7 +355,12 @@ pub(crate) fn open_in_place_with<R>(
             // Taken out of the thread-local for the call, so that `f` may open blobs too.
             let mut buf = VERIFY_BUF.take();
             let r = zstd_decompress_into(payload, meta.raw_len as usize, &mut buf)
-                .map_err(|_| Error::corrupt(name(), "zstd frame does not decode"))
+                .map_err(|_| {
+                    Error::corrupt(
+                        format!("{object}#{}", meta.id),
+                        "zstd frame does not decode",
+                    )
+                })
                 .and_then(|()| check_plaintext(id_key, meta, &buf, object))
                 .map(|()| f(&buf));
             if buf.capacity() <= VERIFY_BUF_KEEP {
