@@ -420,6 +420,28 @@ mod tests {
                 prop_assert_eq!(kept, Some(data));
             }
         }
+
+        #[test]
+        fn open_payload_returns_the_stored_payload_and_refuses_what_open_refuses(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            level in prop_oneof![Just(0), Just(3)],
+            flip in any::<Option<prop::sample::Index>>(),
+        ) {
+            let (key, id_key, repo, meta, mut out) = sealed(&data, level);
+            if let Some(i) = flip {
+                let i = i.index(out.len());
+                out[i] ^= 0x40;
+            }
+            let payload = open_payload(&key, &id_key, &repo, &meta, &out, "p");
+            prop_assert_eq!(payload.is_ok(), flip.is_none());
+            if let Ok(payload) = payload {
+                // What a repack re-seals: the bytes compress() stored, opening to the data.
+                prop_assert_eq!(&payload[..], &compress(level, &data).1[..]);
+                let mut resealed = Vec::new();
+                seal(&key, &repo, &meta, &payload, &mut resealed);
+                prop_assert_eq!(open(&key, &id_key, &repo, &meta, &resealed, "p").unwrap(), data);
+            }
+        }
     }
 
     #[test]
