@@ -604,18 +604,7 @@ pub struct UnlockArgs {
 
 /// A byte count with an optional K, M, G or T suffix (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let (digits, shift) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 30),
-        Some('T' | 't') => (&s[..s.len() - 1], 40),
-        _ => (s, 0),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("{s:?}: expected a size like 500M or 2G"))
+    chatvault_core::parse_size(s).ok_or_else(|| format!("{s:?}: expected a size like 500M or 2G"))
 }
 
 #[derive(Debug, Args)]

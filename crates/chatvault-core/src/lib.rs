@@ -78,7 +78,7 @@ pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
     DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss, LossKind, OpenOptions,
     ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, RepairOptions, RepoStats,
-    Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, scrub,
+    Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

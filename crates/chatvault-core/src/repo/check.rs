@@ -91,19 +91,24 @@ impl std::str::FromStr for DataSubset {
                 Err(bad())
             };
         }
-        let (digits, shift) = match s.chars().last() {
-            Some('K' | 'k') => (&s[..s.len() - 1], 10),
-            Some('M' | 'm') => (&s[..s.len() - 1], 20),
-            Some('G' | 'g') => (&s[..s.len() - 1], 30),
-            Some('T' | 't') => (&s[..s.len() - 1], 40),
-            _ => (s, 0),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        n.checked_mul(1 << shift)
+        parse_size(s)
             .filter(|b| *b > 0)
             .map(DataSubset::Bytes)
             .ok_or_else(bad)
     }
+}
+
+/// A byte count with an optional `K`, `M`, `G` or `T` suffix (powers of 1024), as
+/// operators write sizes (`500M`, `2G`); `None` if it is not one or overflows.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// The pins key holding the last pack a budgeted partial read reached.

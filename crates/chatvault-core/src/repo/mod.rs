@@ -21,7 +21,8 @@ mod snapshots;
 mod writer;
 
 pub use check::{
-    CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, scrub,
+    CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, parse_size,
+    scrub,
 };
 pub use locks::{LockInfo, LockOptions, ReadLock};
 pub use prune::{PruneOptions, PruneReport};
