@@ -88,6 +88,22 @@ pub fn throughput(n: u64, d: std::time::Duration) -> String {
     )
 }
 
+/// The first line of a backup's report: `snapshot ID saved (KIND[, parent ID])`.
+pub fn saved(
+    snapshot: chatvault_core::SnapshotId,
+    kind: chatvault_core::SnapshotKind,
+    parent: Option<chatvault_core::SnapshotId>,
+) -> String {
+    format!(
+        "snapshot {} saved ({}{})",
+        snapshot.short(),
+        kind.as_str(),
+        parent
+            .map(|p| format!(", parent {}", p.short()))
+            .unwrap_or_default()
+    )
+}
+
 /// A Unix time in milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

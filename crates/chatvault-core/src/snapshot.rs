@@ -65,6 +65,14 @@ pub enum SnapshotKind {
 }
 
 impl SnapshotKind {
+    /// `full` or `incremental`, as reports and listings name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Full => "full",
+            SnapshotKind::Incremental => "incremental",
+        }
+    }
+
     fn to_u64(self) -> u64 {
         match self {
             SnapshotKind::Full => 0,

@@ -118,10 +118,7 @@ fn nightly(
     println!(
         "day {day:>2}: {:<11} set {}: {} conversations ({} appended, {} unchanged, {} verified), \
          {} KiB appended, {} KiB written, {} KiB stored, {} ms",
-        match r.kind {
-            chatvault_core::SnapshotKind::Full => "full",
-            chatvault_core::SnapshotKind::Incremental => "incremental",
-        },
+        r.kind.as_str(),
         r.snapshot.short(),
         r.logs.streams,
         r.logs.streams_appended,

@@ -51,17 +51,7 @@ pub fn run(g: &Global, out: Output, a: &BackupArgs) -> Result<Outcome> {
 }
 
 fn print(out: Output, r: &BackupReport) {
-    let kind = match r.kind {
-        chatvault_core::SnapshotKind::Full => "full",
-        chatvault_core::SnapshotKind::Incremental => "incremental",
-    };
-    out.line(format!(
-        "snapshot {} saved ({kind}{})",
-        r.snapshot.short(),
-        r.parent
-            .map(|p| format!(", parent {}", p.short()))
-            .unwrap_or_default()
-    ));
+    out.line(output::saved(r.snapshot, r.kind, r.parent));
     out.line(format!(
         "files: {} new, {} changed, {} unchanged; {} directories, {} links",
         r.files_new, r.files_changed, r.files_unchanged, r.dirs, r.symlinks
@@ -89,7 +79,7 @@ fn print(out: Output, r: &BackupReport) {
     }
     out.json(&json!({
         "snapshot": r.snapshot.to_hex(),
-        "kind": kind,
+        "kind": r.kind.as_str(),
         "parent": r.parent.map(|p| p.to_hex()),
         "files_new": r.files_new,
         "files_changed": r.files_changed,

@@ -36,10 +36,7 @@ pub fn snapshot_json(s: &Snapshot) -> Value {
         "source_kind": r.source_kind,
         "paths": r.paths,
         "parent": r.parent.map(|p| p.to_hex()),
-        "kind": match r.kind {
-            chatvault_core::SnapshotKind::Full => "full",
-            chatvault_core::SnapshotKind::Incremental => "incremental",
-        },
+        "kind": r.kind.as_str(),
         "writer": s.writer.to_hex(),
         "writer_seq": r.writer_seq,
         "summary": {

@@ -74,18 +74,8 @@ fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> {
 }
 
 pub fn print_backup(out: Output, r: &BackupReport) {
-    let kind = match r.kind {
-        chatvault_core::SnapshotKind::Full => "full",
-        chatvault_core::SnapshotKind::Incremental => "incremental",
-    };
     let l = &r.logs;
-    out.line(format!(
-        "snapshot {} saved ({kind}{})",
-        r.snapshot.short(),
-        r.parent
-            .map(|p| format!(", parent {}", p.short()))
-            .unwrap_or_default()
-    ));
+    out.line(output::saved(r.snapshot, r.kind, r.parent));
     out.line(format!(
         "logs: {} streams ({} new, {} appended, {} unchanged, {} rewritten, {} verified); \
          {} appended, {} written in {} segments ({} tail merges)",
@@ -132,7 +122,7 @@ pub fn print_backup(out: Output, r: &BackupReport) {
     });
     out.json(&json!({
         "snapshot": r.snapshot.to_hex(),
-        "kind": kind,
+        "kind": r.kind.as_str(),
         "parent": r.parent.map(|p| p.to_hex()),
         "logs": {
             "streams": l.streams,

@@ -45,10 +45,7 @@ pub fn run(g: &Global, out: Output, a: &SnapshotsArgs) -> Result<Outcome> {
             s.id.short(),
             output::time(r.time_unix_ms),
             r.host,
-            match r.kind {
-                chatvault_core::SnapshotKind::Full => "full",
-                chatvault_core::SnapshotKind::Incremental => "incremental",
-            },
+            r.kind.as_str(),
             r.summary.files,
             output::bytes(r.summary.bytes_added),
             if holds.contains_key(&s.id) { "yes" } else { "" },
