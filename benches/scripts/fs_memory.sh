@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
+source benches/scripts/measure.sh
 cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_corpus
 BIN="$CARGO_TARGET_DIR/release"
 WORK=$(mktemp -d /tmp/chatvault-mem.XXXXXX)
@@ -18,9 +19,8 @@ export CHATVAULT_PASSWORD=bench RESTIC_PASSWORD=bench
 peak() { # peak NAME CMD...: prints seconds and peak RSS of CMD
     local name=$1
     shift
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/log" 2>&1 || { cat "$WORK/log"; exit 1; }
-    read -r secs kib <"$WORK/time"
-    printf '%-40s %8.1f s %7d MiB peak\n' "$name" "$secs" $((kib / 1024))
+    measure "$WORK/log" "$@"
+    printf '%-40s %8.1f s %7d MiB peak\n' "$name" "$SECS" "$PEAK_MIB"
 }
 
 for n in "$@"; do

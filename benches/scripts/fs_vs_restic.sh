@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
+source benches/scripts/measure.sh
 DAYS=${1:-24}
 WORK=${2:-$(mktemp -d /tmp/chatvault-bench.XXXXXX)}
 mkdir -p "$WORK"
@@ -32,12 +33,9 @@ rm -rf "$CHATVAULT_REPO" "$CHATVAULT_CACHE_DIR" "$RESTIC_REPOSITORY" "$RESTIC_CA
 run() {
     local name=$1
     shift
-    sync
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/$name.log" 2>&1 ||
-        { cat "$WORK/$name.log"; exit 1; }
-    read -r secs kib <"$WORK/time"
-    printf '%-26s %8.2f s %8.1f MB/s %7d MiB peak\n' "$name" "$secs" \
-        "$(echo "$BYTES / $secs / 1000000" | bc -l)" $((kib / 1024))
+    measure "$WORK/$name.log" "$@"
+    printf '%-26s %8.2f s %8.1f MB/s %7d MiB peak\n' "$name" "$SECS" \
+        "$(echo "$BYTES / $SECS / 1000000" | bc -l)" "$PEAK_MIB"
 }
 
 "$BIN/chatvault" init >/dev/null

@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
+source benches/scripts/measure.sh
 DAYS=${1:-30}
 WORK=${2:-$(mktemp -d /tmp/chatvault-msglog-bench.XXXXXX)}
 mkdir -p "$WORK"
@@ -37,11 +38,7 @@ size() { du -sb "$1" | cut -f1; }
 timed() {
     local name=$1
     shift
-    sync
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/$name.log" 2>&1 ||
-        { cat "$WORK/$name.log"; exit 1; }
-    read -r SECS kib <"$WORK/time"
-    PEAK_MIB=$((kib / 1024))
+    measure "$WORK/$name.log" "$@"
 }
 
 cv_all() { "$BIN/chatvault" -r "$CV_ALL" --no-progress msglog backup "$SRC" --name server; }

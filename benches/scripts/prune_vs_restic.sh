@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
+source benches/scripts/measure.sh
 DAYS=${1:-30}
 KEEP=${2:-10}
 PRESET=${3:-bench}
@@ -38,11 +39,8 @@ rs() { RESTIC_REPOSITORY="$1" restic -q "${@:2}"; }
 timed() {
     local name=$1
     shift
-    sync
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/$name.log" 2>&1 ||
-        { cat "$WORK/$name.log"; exit 1; }
-    read -r secs kib <"$WORK/time"
-    printf '%-22s %8.2f s %7d MiB peak\n' "$name" "$secs" $((kib / 1024))
+    measure "$WORK/$name.log" "$@"
+    printf '%-22s %8.2f s %7d MiB peak\n' "$name" "$SECS" "$PEAK_MIB"
 }
 
 size() { du -sb "$1" | cut -f1; }

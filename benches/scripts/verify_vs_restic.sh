@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
+source benches/scripts/measure.sh
 DAYS=${1:-24}
 WORK=${2:-$(mktemp -d /tmp/chatvault-verify.XXXXXX)}
 ROUNDS=${3:-3}
@@ -40,13 +41,10 @@ echo "tree: $((BYTES / 1048576)) MiB; repositories: chatvault" \
 run() {
     local name=$1
     shift
-    sync
-    /usr/bin/time -f "%e %U %S" -o "$WORK/time" "$@" >"$WORK/last.log" 2>&1 ||
-        { cat "$WORK/last.log"; exit 1; }
-    read -r secs user sys <"$WORK/time"
-    echo "$secs $(echo "$user + $sys" | bc -l)" >>"$WORK/$name.times"
-    printf '  %-30s %7.2f s %8.1f MB/s  (cpu %6.2f s)\n' "$name" "$secs" \
-        "$(echo "$BYTES / $secs / 1000000" | bc -l)" "$(echo "$user + $sys" | bc -l)"
+    measure "$WORK/last.log" "$@"
+    echo "$SECS $CPU_SECS" >>"$WORK/$name.times"
+    printf '  %-30s %7.2f s %8.1f MB/s  (cpu %6.2f s)\n' "$name" "$SECS" \
+        "$(echo "$BYTES / $SECS / 1000000" | bc -l)" "$CPU_SECS"
 }
 
 rm -f "$WORK"/*.times
