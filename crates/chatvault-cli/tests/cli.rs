@@ -1660,7 +1660,8 @@ fn a_prune_killed_at_random_points_leaves_a_valid_repository() {
             again["packs_deleted"].as_u64(),
             again["packs_repacked"].as_u64()
         ),
-        (Some(0), Some(0))
+        (Some(0), Some(0)),
+        "a second prune found work: {again}; the first reported {report}"
     );
     env.ok(&["check", "--read-data"]);
     assert!(std::fs::read_dir(env.path("repo/locks")).map_or(true, |d| d.count() == 0));
