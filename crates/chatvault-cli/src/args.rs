@@ -340,11 +340,16 @@ pub enum KeyCommand {
     List,
     /// Add a key slot (needs an admin key).
     Add(KeyAddArgs),
-    /// Remove a key slot (needs an admin key).
+    /// Remove a key slot and revoke its writer key (needs an admin key): what it signed
+    /// so far stays trusted, nothing it signs later is accepted.
     Remove {
         /// The slot id (or unique prefix) from `key list`.
         slot: String,
     },
+    /// Revoke a writer key that may be compromised (needs an admin key): readers accept
+    /// only the snapshots and index segments it signed up to --trusted-until, as they
+    /// exist now, and nothing it signs later.
+    Revoke(KeyRevokeArgs),
     /// Change the passphrase of the slot that opened the repository.
     Passwd(NewSecret),
 }
@@ -358,11 +363,28 @@ pub struct KeyAddArgs {
     /// A label for the slot (host or person).
     #[arg(long, default_value = "")]
     pub label: String,
-    /// Limit the key to snapshots of this host (default: any host).
+    /// The host whose snapshots the key may write (`*`: any host). Default: the label
+    /// for backup and full keys, any host for admin keys.
     #[arg(long)]
     pub scope: Option<String>,
+    /// Let other writers deduplicate against what this key stores (default: yes for full
+    /// and admin keys, no for backup keys). Only for backup keys of nodes that trust each
+    /// other: a compromised one could make the others skip storing data.
+    #[arg(long)]
+    pub dedup_source: bool,
     #[command(flatten)]
     pub secret: NewSecret,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRevokeArgs {
+    /// The writer key (hex, or a unique prefix) or slot id prefix from `key list`.
+    pub key: String,
+    /// Trust its objects with a writer sequence up to this one (`snapshots --json` shows
+    /// each snapshot's `writer_seq`); `all` keeps everything it signed so far, `none`
+    /// nothing.
+    #[arg(long, default_value = "none")]
+    pub trusted_until: String,
 }
 
 /// Where a new passphrase or key comes from.

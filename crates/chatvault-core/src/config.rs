@@ -45,6 +45,11 @@ pub struct WriterEntry {
     /// The slot's X25519 grant key, for roles that read: rotated data keys are wrapped to
     /// it. Listed here, in the admin-signed config, so that storage cannot substitute one.
     pub grant_key: Option<[u8; 32]>,
+    /// Whether other writers may skip storing a blob because this writer's index segments
+    /// list it (deduplicate against its announcements). A writer always trusts its own.
+    /// By default true for admin and full keys, false for backup keys: a backup key can
+    /// announce any blob id without storing its content.
+    pub dedup_source: bool,
 }
 
 /// A rotated data secret key, wrapped to one reading slot's grant key.
@@ -58,15 +63,33 @@ pub struct DataKeyGrant {
     pub wrapped: Vec<u8>,
 }
 
-/// A revoked writer: its objects with a sequence above `trusted_until_seq` are refused.
+/// A revoked writer. Readers accept its objects only if the admin endorsed them when
+/// revoking it: `endorsed` lists the content hashes (object ids) of the snapshots and index
+/// segments it had signed then, up to `trusted_until_seq`; every other object it signs,
+/// before or after, is refused. (A revocation written by an older version has no list,
+/// and readers fall back to comparing the object's sequence with `trusted_until_seq`,
+/// which the signer chooses: a revoked key could backdate.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     /// The revoked key.
     pub key: PublicKey,
-    /// The last writer sequence still trusted (objects written before the compromise).
+    /// The last writer sequence the admin trusted when revoking (objects written before
+    /// the compromise).
     pub trusted_until_seq: u64,
     /// When it was revoked.
     pub revoked_unix_ms: i64,
+    /// The endorsed objects' ids, sorted, without repeats.
+    pub endorsed: Option<Vec<[u8; 32]>>,
+}
+
+impl Revocation {
+    /// Whether readers still accept the revoked writer's object `id` with sequence `seq`.
+    pub fn accepts(&self, id: &[u8; 32], seq: u64) -> bool {
+        match &self.endorsed {
+            Some(list) => list.binary_search(id).is_ok(),
+            None => seq <= self.trusted_until_seq,
+        }
+    }
 }
 
 /// The repository's config.
@@ -99,10 +122,12 @@ pub struct Config {
 const OBJECT: &str = "config";
 
 impl Config {
-    /// Whether `key` may sign an object with writer sequence `seq` for `host`.
+    /// Whether `key` may sign the object `id` (its content hash), with writer sequence
+    /// `seq`, for `host`.
     pub(crate) fn check_writer(
         &self,
         object: &str,
+        id: &[u8; 32],
         key: &PublicKey,
         seq: u64,
         host: Option<&str>,
@@ -112,11 +137,11 @@ impl Config {
                 Error::untrusted(object, format!("signed by unknown writer {key}"))
             })?;
         if let Some(r) = self.revocations.iter().find(|r| r.key == *key)
-            && seq > r.trusted_until_seq
+            && !r.accepts(id, seq)
         {
             return Err(Error::untrusted(
                 object,
-                format!("signed by revoked writer {key}"),
+                format!("signed by revoked writer {key}, and not endorsed by the admin"),
             ));
         }
         if let Some(host) = host
@@ -129,6 +154,17 @@ impl Config {
             ));
         }
         Ok(w)
+    }
+
+    /// A digest of what decides how far readers trust each writer's index segments (the
+    /// revocations): a local index cache built under another epoch is rebuilt.
+    pub(crate) fn trust_epoch(&self) -> [u8; 32] {
+        let mut w = Writer::new();
+        w.array_head(self.revocations.len());
+        for r in &self.revocations {
+            encode_revocation(&mut w, r);
+        }
+        *blake3::hash(&w.into_bytes()).as_bytes()
     }
 
     /// The data public key of the current generation.
@@ -177,11 +213,7 @@ impl Config {
             f.field(9, |w| {
                 w.array_head(self.revocations.len());
                 for r in &self.revocations {
-                    w.fields(|f| {
-                        f.field(0, |w| w.bytes(r.key.as_bytes()));
-                        f.field(1, |w| w.uint(r.trusted_until_seq));
-                        f.field(2, |w| w.int(r.revoked_unix_ms));
-                    });
+                    encode_revocation(w, r);
                 }
             });
             f.field(10, |w| w.bytes(self.admin_key.as_bytes()));
@@ -333,6 +365,20 @@ impl Config {
     }
 }
 
+fn encode_revocation(w: &mut Writer, r: &Revocation) {
+    w.fields(|f| {
+        f.field(0, |w| w.bytes(r.key.as_bytes()));
+        f.field(1, |w| w.uint(r.trusted_until_seq));
+        f.field(2, |w| w.int(r.revoked_unix_ms));
+        if let Some(list) = &r.endorsed {
+            f.field(3, |w| {
+                w.array_head(list.len());
+                list.iter().for_each(|id| w.bytes(id));
+            });
+        }
+    });
+}
+
 fn encode_writer(w: &mut Writer, e: &WriterEntry) {
     w.fields(|f| {
         f.field(0, |w| w.bytes(e.key.as_bytes()));
@@ -342,6 +388,9 @@ fn encode_writer(w: &mut Writer, e: &WriterEntry) {
         f.field(4, |w| w.int(e.added_unix_ms));
         if let Some(g) = &e.grant_key {
             f.field(5, |w| w.bytes(g));
+        }
+        if e.dedup_source != e.role.can_read() {
+            f.field(6, |w| w.uint(u64::from(e.dedup_source)));
         }
     });
 }
@@ -354,7 +403,9 @@ fn decode_writer(r: &mut Reader<'_>) -> Result<WriterEntry> {
         scope: "*".into(),
         added_unix_ms: 0,
         grant_key: None,
+        dedup_source: false,
     };
+    let mut dedup_source = None;
     let mut fields = r.fields()?;
     while let Some(key) = fields.next_key(r)? {
         match key {
@@ -369,9 +420,16 @@ fn decode_writer(r: &mut Reader<'_>) -> Result<WriterEntry> {
             3 => w.scope = r.text("writer scope")?.to_owned(),
             4 => w.added_unix_ms = r.i64("writer time")?,
             5 => w.grant_key = Some(r.id("writer grant key")?),
+            6 => match r.u64("writer dedup source")? {
+                0 => dedup_source = Some(false),
+                1 => dedup_source = Some(true),
+                _ => return Err(r.corrupt("writer dedup source is not 0 or 1")),
+            },
             _ => r.skip()?,
         }
     }
+    // Absent: the default of the writer's role (configs written before the field existed).
+    w.dedup_source = dedup_source.unwrap_or(w.role.can_read());
     Ok(w)
 }
 
@@ -401,6 +459,7 @@ fn decode_revocation(r: &mut Reader<'_>) -> Result<Revocation> {
         key: PublicKey::from_bytes([0; 32]),
         trusted_until_seq: 0,
         revoked_unix_ms: 0,
+        endorsed: None,
     };
     let mut fields = r.fields()?;
     while let Some(key) = fields.next_key(r)? {
@@ -408,6 +467,19 @@ fn decode_revocation(r: &mut Reader<'_>) -> Result<Revocation> {
             0 => v.key = PublicKey::from_bytes(r.id("revoked key")?),
             1 => v.trusted_until_seq = r.u64("trusted until")?,
             2 => v.revoked_unix_ms = r.i64("revocation time")?,
+            3 => {
+                // Each id takes 34 encoded bytes, so the length is checked against the input.
+                let n = r.array_len(34, "endorsed objects")?;
+                let mut list: Vec<[u8; 32]> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = r.id("endorsed object")?;
+                    if list.last().is_some_and(|prev| *prev >= id) {
+                        return Err(r.corrupt("endorsed objects are not strictly increasing"));
+                    }
+                    list.push(id);
+                }
+                v.endorsed = Some(list);
+            }
             _ => r.skip()?,
         }
     }
@@ -415,7 +487,7 @@ fn decode_revocation(r: &mut Reader<'_>) -> Result<Revocation> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use minicbor::Encoder;
 
@@ -435,11 +507,13 @@ mod tests {
                 scope: "node-1".into(),
                 added_unix_ms: 1_700_000_000_000,
                 grant_key: None,
+                dedup_source: false,
             }],
             revocations: vec![Revocation {
                 key: PublicKey::from_bytes([5; 32]),
                 trusted_until_seq: 10,
                 revoked_unix_ms: 1_700_000_000_001,
+                endorsed: None,
             }],
             admin_key: admin.public(),
             grants: Vec::new(),
@@ -474,13 +548,14 @@ mod tests {
         let admin = Signer::random();
         let mut c = sample(&admin);
         let w = PublicKey::from_bytes([4; 32]);
-        c.check_writer("o", &w, 100, Some("node-1")).unwrap();
+        let id = [0x1d; 32];
+        c.check_writer("o", &id, &w, 100, Some("node-1")).unwrap();
         assert!(
-            c.check_writer("o", &w, 100, Some("node-2")).is_err(),
+            c.check_writer("o", &id, &w, 100, Some("node-2")).is_err(),
             "out of scope"
         );
         assert!(
-            c.check_writer("o", &PublicKey::from_bytes([6; 32]), 1, None)
+            c.check_writer("o", &id, &PublicKey::from_bytes([6; 32]), 1, None)
                 .is_err()
         );
         c.writers.push(WriterEntry {
@@ -490,13 +565,47 @@ mod tests {
             scope: "*".into(),
             added_unix_ms: 0,
             grant_key: None,
+            dedup_source: true,
         });
         let revoked = PublicKey::from_bytes([5; 32]);
-        c.check_writer("o", &revoked, 10, None).unwrap();
+        c.check_writer("o", &id, &revoked, 10, None).unwrap();
         assert!(matches!(
-            c.check_writer("o", &revoked, 11, None),
+            c.check_writer("o", &id, &revoked, 11, None),
             Err(Error::Untrusted { .. })
         ));
+    }
+
+    /// Before: a revoked writer's objects were accepted up to `trusted_until_seq`, a number
+    /// the signer itself chooses, so a revoked key could sign new objects with an old
+    /// sequence. With an endorsement list, only the listed objects are accepted.
+    #[test]
+    fn a_revoked_writer_is_trusted_only_for_endorsed_objects_whatever_their_sequence() {
+        let admin = Signer::random();
+        let mut c = sample(&admin);
+        let revoked = PublicKey::from_bytes([5; 32]);
+        c.writers.push(WriterEntry {
+            key: revoked,
+            role: Role::Backup,
+            label: "old".into(),
+            scope: "*".into(),
+            added_unix_ms: 0,
+            grant_key: None,
+            dedup_source: false,
+        });
+        c.revocations[0].endorsed = Some(vec![[1; 32], [7; 32]]);
+        c.check_writer("o", &[7; 32], &revoked, 999, None).unwrap();
+        assert!(matches!(
+            c.check_writer("o", &[8; 32], &revoked, 1, None),
+            Err(Error::Untrusted { .. })
+        ));
+        let obj = c.to_object(&admin).unwrap();
+        let back = Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap();
+        assert_eq!(back, c);
+        assert_ne!(back.trust_epoch(), sample(&admin).trust_epoch());
+        // The list must be strictly increasing.
+        c.revocations[0].endorsed = Some(vec![[7; 32], [1; 32]]);
+        let e = Config::decode_body(&c.encode_body()).unwrap_err();
+        assert!(e.to_string().contains("increasing"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,15 @@ pub(crate) fn header(
     h
 }
 
+/// The signer and sequence an envelope's header claims, unverified (the header alone
+/// cannot be verified); `None` if `head` is not an envelope header of this version.
+pub(crate) fn peek_signer(head: &[u8]) -> Option<(PublicKey, u64)> {
+    let head = head.get(..HEADER_LEN)?;
+    let key: [u8; 32] = head[12..44].try_into().ok()?;
+    let seq = u64::from_le_bytes(head[44..52].try_into().ok()?);
+    Some((PublicKey::from_bytes(key), seq))
+}
+
 /// Builds and signs an envelope.
 pub(crate) fn seal(
     magic: &[u8; 8],

@@ -128,7 +128,7 @@ pub mod bench_support {
                 );
                 #[allow(clippy::expect_used)]
                 self.cache
-                    .apply_segment(&seg, &entries)
+                    .apply_segment(&seg, &entries, crate::index::Voucher::new(0, 0))
                     .expect("apply segment");
                 start = end;
             }
@@ -238,6 +238,7 @@ pub mod fuzzing {
         }
         .encode();
         let segment = SegmentBody {
+            origin: crate::index::Origin::Signer,
             supersedes: vec![SegmentId::from_bytes([3; 32])],
             entries: vec![IndexEntry {
                 blob: id,

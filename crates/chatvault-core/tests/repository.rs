@@ -356,11 +356,14 @@ fn backup_only_key_writes_and_dedupes_but_cannot_read() {
     drop(admin);
     let admin = fx.open(&pass()).unwrap();
     assert_eq!(admin.load_snapshot(own).unwrap().writer, node.writer_key());
-    // Out of scope: a snapshot claiming another host is refused.
-    let (_, other_host) = backup(&node, &text(1000), "node-2");
+    // Out of scope: a snapshot claiming another host is refused by the writer itself
+    // (readers refuse it too: `config::tests::writer_trust_rules`).
+    let w = node.writer().unwrap();
+    let root = w.write_tree(&Tree::new(Vec::new()).unwrap()).unwrap();
+    w.finish().unwrap();
     assert!(matches!(
-        admin.load_snapshot(other_host),
-        Err(Error::Untrusted { .. })
+        node.save_snapshot(record(root, "node-2")),
+        Err(Error::PermissionDenied { .. })
     ));
 }
 
@@ -459,6 +462,95 @@ fn snapshot_by_unknown_or_revoked_writer_is_rejected() {
     assert!(matches!(
         admin.load_snapshot(foreign),
         Err(Error::Untrusted { .. })
+    ));
+}
+
+/// Before: each config change wrote `sequence + 1` of the handle's own copy of the config,
+/// so a second admin (or a handle opened before another admin's change) wrote the same
+/// sequence and silently dropped the first change, a revocation included.
+#[test]
+fn two_admins_changing_the_config_keep_both_changes() {
+    let (fx, mut first) = Fixture::new();
+    let mut second = fx.open_fresh(&pass()).unwrap();
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    first.add_slot(&KeySource::passphrase("n1"), &o).unwrap();
+    let node = first.config().writers[1].key;
+    first.revoke_writer(node, 0).unwrap();
+    // `second` still holds the config from before both changes.
+    let mut o = AddSlotOptions::new(Role::Backup, "node-2");
+    o.kdf = KdfParams::insecure_for_tests();
+    second.add_slot(&KeySource::passphrase("n2"), &o).unwrap();
+    let fresh = fx.open_fresh(&pass()).unwrap();
+    let c = fresh.config();
+    assert_eq!(c.sequence, 4, "init, add, revoke, add");
+    assert!(
+        c.revocations.iter().any(|r| r.key == node),
+        "the revocation survived"
+    );
+    assert_eq!(
+        c.writers
+            .iter()
+            .map(|w| w.label.as_str())
+            .collect::<Vec<_>>(),
+        ["admin", "node-1", "node-2"]
+    );
+    assert_eq!(
+        c,
+        second.config(),
+        "the stale handle wrote on top of the newest config"
+    );
+}
+
+/// A client that saw one config refuses another with the same sequence (a fork).
+#[test]
+fn a_different_config_with_a_seen_sequence_is_refused() {
+    let (fx, mut admin) = Fixture::new();
+    let before = fx.backend.get("config").unwrap();
+    let mut o = AddSlotOptions::new(Role::Full, "ops");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&KeySource::passphrase("ops"), &o).unwrap();
+    let one = fx.backend.get("config").unwrap();
+    // Another change built on the same old config (sequence 2 as well), as a forked
+    // admin would sign it: put back the old config, change it through a fresh handle.
+    fx.backend.replace("config", &before).unwrap();
+    let mut other = fx.open_fresh(&pass()).unwrap();
+    let mut o = AddSlotOptions::new(Role::Full, "elsewhere");
+    o.kdf = KdfParams::insecure_for_tests();
+    other.add_slot(&KeySource::passphrase("else"), &o).unwrap();
+    let two = fx.backend.get("config").unwrap();
+    assert_ne!(one, two);
+    drop(admin);
+    // The first handle's cache pinned sequence 2 with the first config's hash.
+    match fx.open(&pass()) {
+        Err(Error::Untrusted { reason, .. }) => assert!(reason.contains("two configs"), "{reason}"),
+        other => panic!("expected a fork to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_new_keys_scope_defaults_to_its_label_and_out_of_scope_snapshots_are_refused_at_once() {
+    let (fx, mut admin) = Fixture::new();
+    let o = AddSlotOptions::new(Role::Backup, "node-1");
+    assert_eq!(o.scope, "node-1");
+    assert_eq!(AddSlotOptions::new(Role::Admin, "ops").scope, "*");
+    let mut o = AddSlotOptions::new(Role::Backup, "");
+    o.kdf = KdfParams::insecure_for_tests();
+    assert!(matches!(
+        admin.add_slot(&KeySource::passphrase("x"), &o),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&KeySource::passphrase("n1"), &o).unwrap();
+    let node = fx.open_fresh(&KeySource::passphrase("n1")).unwrap();
+    backup(&node, &text(100), "node-1");
+    let w = node.writer().unwrap();
+    let root = w.write_tree(&Tree::new(Vec::new()).unwrap()).unwrap();
+    w.finish().unwrap();
+    assert!(matches!(
+        node.save_snapshot(record(root, "node-2")),
+        Err(Error::PermissionDenied { .. })
     ));
 }
 

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use chatvault_core::{AddSlotOptions, KdfParams, KeySource, Role, SlotId};
 use serde_json::{Value, json};
 
-use crate::args::{Global, KeyAddArgs, KeyCommand, NewSecret, RoleArg};
+use crate::args::{Global, KeyAddArgs, KeyCommand, KeyRevokeArgs, NewSecret, RoleArg};
 use crate::exit::Outcome;
 use crate::output::{self, Output};
 use crate::session;
@@ -54,9 +54,13 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
         KeyCommand::Remove { slot } => {
             let id = find_slot(&repo, slot)?;
             repo.remove_slot(id)?;
-            out.line(format!("removed key slot {}", id.short()));
+            out.line(format!(
+                "removed key slot {} (its writer key is revoked; what it signed so far stays trusted)",
+                id.short()
+            ));
             out.json(&json!({ "removed": id.to_hex() }));
         }
+        KeyCommand::Revoke(a) => revoke(&mut repo, out, a)?,
         KeyCommand::Passwd(secret) => {
             let key = new_secret(secret)?;
             let id = repo.change_passphrase(&key, KdfParams::default())?;
@@ -82,9 +86,50 @@ fn add(repo: &mut chatvault_core::Repository, out: Output, a: &KeyAddArgs) -> Re
     if let Some(scope) = &a.scope {
         opts.scope = scope.clone();
     }
+    if a.dedup_source {
+        opts.dedup_source = true;
+    }
     let id = repo.add_slot(&key, &opts)?;
     out.line(format!("added {} key slot {}", role.as_str(), id.short()));
     out.json(&json!({ "slot": id.to_hex(), "role": role.as_str() }));
+    Ok(())
+}
+
+fn revoke(repo: &mut chatvault_core::Repository, out: Output, a: &KeyRevokeArgs) -> Result<()> {
+    let until = match a.trusted_until.as_str() {
+        "all" => u64::MAX,
+        "none" => 0,
+        n => n
+            .parse()
+            .with_context(|| format!("--trusted-until {n:?}: a sequence, `all` or `none`"))?,
+    };
+    let spec = a.key.to_ascii_lowercase();
+    let mut keys: Vec<chatvault_core::PublicKey> = repo
+        .config()
+        .writers
+        .iter()
+        .map(|w| w.key)
+        .filter(|k| k.to_hex().starts_with(&spec))
+        .collect();
+    keys.extend(
+        repo.list_slots()?
+            .into_iter()
+            .filter(|s| s.id.to_hex().starts_with(&spec))
+            .map(|s| s.signing_key),
+    );
+    keys.sort_by_key(|k| k.to_hex());
+    keys.dedup();
+    let key = match keys.as_slice() {
+        [k] => *k,
+        [] => bail!("no writer key or key slot {spec}"),
+        _ => bail!("{spec} is ambiguous"),
+    };
+    let endorsed = repo.revoke_writer(key, until)?;
+    out.line(format!(
+        "revoked writer {}: {endorsed} of its snapshots and index segments stay trusted",
+        &key.to_hex()[..16]
+    ));
+    out.json(&json!({ "revoked": key.to_hex(), "endorsed_objects": endorsed }));
     Ok(())
 }
 

@@ -21,14 +21,12 @@ fn index(g: &Global, out: Output) -> Result<Outcome> {
     let repo = session::open(g)?;
     let r = repo.repair_index()?;
     out.line(format!(
-        "read {} packs: {} blobs indexed in {} new segments",
-        r.packs, r.blobs, r.segments_written
+        "read {} packs listing {} blobs: {} were not indexed and are now; {} new segments",
+        r.packs, r.blobs, r.blobs_reindexed, r.segments_written
     ));
     out.line(format!(
-        "retired {} old segments ({} unreadable); kept {}",
-        r.segments_retired,
-        r.segments_unreadable,
-        r.segments_kept.len()
+        "retired {} old segments ({} unreadable, {} rewritten without packs that are gone)",
+        r.segments_retired, r.segments_unreadable, r.segments_rewritten,
     ));
     for s in &r.segments_kept {
         out.line(format!(
@@ -42,7 +40,9 @@ fn index(g: &Global, out: Output) -> Result<Outcome> {
     out.json(&json!({
         "packs": r.packs,
         "blobs": r.blobs,
+        "blobs_reindexed": r.blobs_reindexed,
         "segments_written": r.segments_written,
+        "segments_rewritten": r.segments_rewritten,
         "segments_retired": r.segments_retired,
         "segments_unreadable": r.segments_unreadable,
         "segments_kept": r.segments_kept.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),

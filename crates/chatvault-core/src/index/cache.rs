@@ -10,9 +10,17 @@
 //!   after a crash either both are there or neither, so "applied" always implies "present".
 //!   (Writes are not fsynced: a crash may lose the last batches, markers included, and
 //!   those segments are simply applied again.)
-//! - First writer wins: an entry already present for a blob id is never replaced. The same
-//!   blob stored in two packs is harmless, and keeping the first answer stable means a
-//!   lookup never flips between packs.
+//! - Every copy is kept: a blob listed at several locations (two writers stored it, a
+//!   repack copied it, or a writer announced a location that is not genuine) keeps every
+//!   location, each with the [`Voucher`] of the writer whose segment lists it. One of them
+//!   is the *preferred* copy that lookups answer: the least by (voucher, pack id, offset),
+//!   a function of the set of copies alone, so the answer does not depend on the order in
+//!   which segments were applied (an incrementally synced cache and a rebuilt one agree).
+//!   The others are *surplus* copies, which readers fall back on when the preferred copy
+//!   fails verification and which prune must not delete unless a verified copy remains.
+//! - The cache records the trust epoch (`ensure_trust_epoch`) it was built under: vouchers
+//!   depend on which writers the config trusts, so a cache built under other revocations
+//!   is cleared and rebuilt.
 //! - Memory is bounded whatever the repository size: one shared block cache holds data,
 //!   index and filter blocks; iteration streams; nothing loads every entry.
 //! - RocksDB's `LOCK` file allows one process at a time per cache directory: a second
@@ -20,22 +28,27 @@
 //!   `Error::Cache` while the first is open. Callers that run several processes give each
 //!   its own directory or serialise them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
-    DBCompressionType, DataBlockIndexType, Options, ReadOptions, WriteBatch, WriteOptions,
+    DBCompressionType, DataBlockIndexType, Options, ReadOptions, SliceTransform, WriteBatch,
+    WriteOptions,
 };
 
+use super::entry::VALUE_LEN;
 use super::{IndexEntry, MAX_ENTRIES_PER_SEGMENT};
 use crate::error::{Error, Result};
-use crate::id::{BlobId, SegmentId, SnapshotId};
+use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
 
 /// Column family: blob id (32 bytes) → [`IndexEntry::encode_value`].
 const CF_BLOBS: &str = "blobs";
+/// Column family: blob id ‖ pack id ‖ offset (u32 big-endian) → [`IndexEntry::encode_value`]
+/// ‖ voucher: every copy of a blob other than its preferred one.
+const CF_COPIES: &str = "copies";
 /// Column family: segment id (32 bytes) → empty; the segments already applied.
 const CF_SEGMENTS: &str = "segments";
 /// Column family: small key/value metadata (the cache's layout version). The rollback pins
@@ -52,8 +65,16 @@ const CF_OWN_SNAPSHOTS: &str = "own_snapshots";
 /// Meta key holding the layout of this cache's values, as a u32 LE. A cache written with
 /// another layout is cleared on open (it is only a cache), never misread.
 const LAYOUT_KEY: &[u8] = b"index_cache_layout";
-/// The value layout this build writes: [`IndexEntry::encode_value`] as of format v1.
-const LAYOUT: u32 = 1;
+/// The value layout this build writes: [`IndexEntry::encode_value`] ‖ voucher (u32 LE), and
+/// the surplus copies in their own family. Layout 1 kept one copy per blob, first writer
+/// wins.
+const LAYOUT: u32 = 2;
+/// Meta key holding the trust epoch the entries were vouched under.
+const TRUST_EPOCH_KEY: &[u8] = b"trust_epoch";
+/// Length of a cache value: the entry's value encoding and the voucher.
+const CACHED_LEN: usize = VALUE_LEN + 4;
+/// Length of a surplus copy's key: blob id, pack id, offset.
+const COPY_KEY_LEN: usize = 32 + 32 + 4;
 
 /// One LRU block cache shared by every column family: data, index and filter blocks all
 /// count against it, so it is the cap on read memory. 32 MiB holds the filters of about
@@ -69,6 +90,103 @@ const TOTAL_WRITE_BUFFER: usize = 48 << 20;
 /// Cap on the write-ahead log: the rarely written small column families would otherwise
 /// keep old log files alive.
 const MAX_WAL_BYTES: u64 = 64 << 20;
+
+/// Who vouches for a copy of a blob: the trust tier and config position of the writer whose
+/// index segment lists it. Lower is preferred: admin keys before full keys before backup
+/// keys before revoked (endorsed) writers, and among equals the writer the config added
+/// first (the oldest trusted writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Voucher(u32);
+
+impl Voucher {
+    /// Writers beyond this position share the last rank (no repository has that many).
+    const MAX_WRITER: u32 = 0x00ff_ffff;
+    /// Tiers, most trusted first.
+    pub(crate) const ADMIN: u8 = 0;
+    pub(crate) const FULL: u8 = 1;
+    pub(crate) const BACKUP: u8 = 2;
+    /// A revoked writer whose segments the admin endorsed.
+    pub(crate) const REVOKED: u8 = 3;
+    /// Entries read from pack headers by an index rebuild.
+    pub(crate) const UNVERIFIED: u8 = 4;
+    /// A writer the config does not list.
+    pub(crate) const UNKNOWN: u8 = 5;
+
+    /// The voucher of the writer at `position` in the config's writer list, in `tier`
+    /// (0 = most trusted).
+    pub(crate) fn new(tier: u8, position: usize) -> Self {
+        let pos = u32::try_from(position)
+            .unwrap_or(Self::MAX_WRITER)
+            .min(Self::MAX_WRITER);
+        Self((u32::from(tier) << 24) | pos)
+    }
+
+    /// The position of the vouching writer in the config's writer list.
+    pub(crate) fn writer(self) -> usize {
+        (self.0 & Self::MAX_WRITER) as usize
+    }
+
+    /// The trust tier.
+    pub(crate) fn tier(self) -> u8 {
+        (self.0 >> 24) as u8
+    }
+
+    fn to_le_bytes(self) -> [u8; 4] {
+        self.0.to_le_bytes()
+    }
+}
+
+/// One stored copy of a blob and who vouches for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlobCopy {
+    /// Where the copy is and how to open it.
+    pub entry: IndexEntry,
+    /// The writer whose segment lists it.
+    pub voucher: Voucher,
+}
+
+impl BlobCopy {
+    /// The preference order among copies of one blob: least first.
+    fn rank(&self) -> (Voucher, PackId, u32) {
+        (self.voucher, self.entry.pack, self.entry.offset)
+    }
+
+    /// Whether both name the same bytes (pack and offset).
+    pub(crate) fn same_location(&self, other: &BlobCopy) -> bool {
+        self.entry.pack == other.entry.pack && self.entry.offset == other.entry.offset
+    }
+
+    fn encode_value(&self) -> [u8; CACHED_LEN] {
+        let mut v = [0u8; CACHED_LEN];
+        v[..VALUE_LEN].copy_from_slice(&self.entry.encode_value());
+        v[VALUE_LEN..].copy_from_slice(&self.voucher.to_le_bytes());
+        v
+    }
+
+    fn decode_value(blob: BlobId, v: &[u8], object: &str) -> Result<Self> {
+        if v.len() != CACHED_LEN {
+            return Err(Error::corrupt(
+                object,
+                "index cache value has the wrong length",
+            ));
+        }
+        let (entry, voucher) = v.split_at(VALUE_LEN);
+        Ok(Self {
+            entry: IndexEntry::decode_value(blob, entry, object)?,
+            voucher: Voucher(u32::from_le_bytes([
+                voucher[0], voucher[1], voucher[2], voucher[3],
+            ])),
+        })
+    }
+
+    fn copy_key(&self) -> [u8; COPY_KEY_LEN] {
+        let mut k = [0u8; COPY_KEY_LEN];
+        k[..32].copy_from_slice(self.entry.blob.as_bytes());
+        k[32..64].copy_from_slice(self.entry.pack.as_bytes());
+        k[64..].copy_from_slice(&self.entry.offset.to_be_bytes());
+        k
+    }
+}
 
 /// The local RocksDB index cache. See the module documentation for its guarantees.
 pub(crate) struct IndexCache {
@@ -159,16 +277,23 @@ impl IndexCache {
         db_opts.set_keep_log_file_num(2);
         db_opts.set_max_log_file_size(1 << 20);
 
-        let cfs = [
+        let mut copies = cf_options(&block_cache, SMALL_WRITE_BUFFER, true);
+        // Surplus copies are found by blob id: a prefix bloom answers "no other copy" (the
+        // common case) without reading a data block.
+        copies.set_prefix_extractor(SliceTransform::create_fixed_prefix(32));
+        let mut cfs: Vec<ColumnFamilyDescriptor> = [
             (CF_BLOBS, BLOBS_WRITE_BUFFER, true),
             (CF_SEGMENTS, SMALL_WRITE_BUFFER, false),
             (CF_META, SMALL_WRITE_BUFFER, false),
             (CF_OWN_TREES, SMALL_WRITE_BUFFER, true),
             (CF_OWN_SNAPSHOTS, SMALL_WRITE_BUFFER, false),
         ]
+        .into_iter()
         .map(|(name, wb, bloom)| {
             ColumnFamilyDescriptor::new(name, cf_options(&block_cache, wb, bloom))
-        });
+        })
+        .collect();
+        cfs.push(ColumnFamilyDescriptor::new(CF_COPIES, copies));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
             .map_err(cache_err("cannot open the index cache"))?;
         let cache = IndexCache {
@@ -203,15 +328,99 @@ impl IndexCache {
         format!("index-cache/{CF_BLOBS}/{id}")
     }
 
-    /// The entry for `id`, or `None` if no applied segment lists it.
+    /// The preferred copy's entry for `id`, or `None` if no applied segment lists it.
     pub(crate) fn get(&self, id: &BlobId) -> Result<Option<IndexEntry>> {
+        Ok(self.preferred(id)?.map(|c| c.entry))
+    }
+
+    /// The preferred copy of `id` with its voucher.
+    pub(crate) fn preferred(&self, id: &BlobId) -> Result<Option<BlobCopy>> {
         let value = self
             .db
             .get_pinned_cf(self.cf(CF_BLOBS)?, id.as_bytes())
             .map_err(cache_err("index cache lookup failed"))?;
         value
-            .map(|v| IndexEntry::decode_value(*id, &v, &Self::entry_object(id)))
+            .map(|v| BlobCopy::decode_value(*id, &v, &Self::entry_object(id)))
             .transpose()
+    }
+
+    /// Every copy of `id`, the preferred one first, the others in preference order.
+    pub(crate) fn copies(&self, id: &BlobId) -> Result<Vec<BlobCopy>> {
+        let Some(first) = self.preferred(id)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![first];
+        self.for_each_surplus_of(id, |c| {
+            out.push(c);
+            Ok(true)
+        })?;
+        out[1..].sort_by_key(BlobCopy::rank);
+        Ok(out)
+    }
+
+    /// Whether some copy of `id` is vouched for by a writer `trusted` accepts: the
+    /// deduplication check of a writer that trusts only some writers' announcements.
+    pub(crate) fn has_copy_vouched_by(
+        &self,
+        id: &BlobId,
+        trusted: impl Fn(Voucher) -> bool,
+    ) -> Result<bool> {
+        let Some(first) = self.preferred(id)? else {
+            return Ok(false);
+        };
+        if trusted(first.voucher) {
+            return Ok(true);
+        }
+        let mut found = false;
+        self.for_each_surplus_of(id, |c| {
+            found = trusted(c.voucher);
+            Ok(!found)
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `f` with each surplus copy of `id` (in key order) while it returns `true`.
+    fn for_each_surplus_of(
+        &self,
+        id: &BlobId,
+        mut f: impl FnMut(BlobCopy) -> Result<bool>,
+    ) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_COPIES)?, ro);
+        it.seek(id.as_bytes());
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if !key.starts_with(id.as_bytes()) {
+                break;
+            }
+            if !f(BlobCopy::decode_value(*id, value, &Self::entry_object(id))?)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(cache_err("cannot iterate the index cache"))
+    }
+
+    /// Calls `f` with every surplus copy in the cache, in blob-id order, streaming.
+    pub(crate) fn for_each_surplus(&self, mut f: impl FnMut(BlobCopy) -> Result<()>) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_total_order_seek(true);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_COPIES)?, ro);
+        it.seek_to_first();
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let id = (key.len() == COPY_KEY_LEN)
+                .then(|| BlobId::from_slice(&key[..32]))
+                .flatten()
+                .ok_or_else(|| {
+                    Error::corrupt(format!("index-cache/{CF_COPIES}"), "key is not a copy key")
+                })?;
+            f(BlobCopy::decode_value(id, value, &Self::entry_object(&id))?)?;
+            it.next();
+        }
+        it.status()
+            .map_err(cache_err("cannot iterate the index cache"))
     }
 
     /// Whether `id` has an entry. For an absent id this is usually one bloom-filter probe
@@ -224,14 +433,22 @@ impl IndexCache {
         Ok(value.is_some())
     }
 
-    /// Records the entries of segment `seg` and marks it applied, atomically.
+    /// Records the entries of segment `seg`, vouched for by `voucher`, and marks it applied,
+    /// atomically.
     ///
-    /// Entries whose blob id is already present (from an earlier segment, or earlier in
-    /// `entries`) are skipped: first writer wins. Applying a segment already marked is a
-    /// no-op, so this is idempotent. Refuses (`InvalidArgument`) more than
+    /// Every location is kept. A copy at a location the cache already has keeps the better
+    /// of the two vouchers; a new location becomes the preferred copy if it ranks before
+    /// the current one (which becomes surplus), and surplus otherwise. Applying a segment
+    /// already marked is a no-op, so this is idempotent, and the result does not depend on
+    /// the order segments are applied in. Refuses (`InvalidArgument`) more than
     /// [`MAX_ENTRIES_PER_SEGMENT`] entries, which bounds the batch's memory, and entries
     /// that fail [`IndexEntry::check`], which could not be read back.
-    pub(crate) fn apply_segment(&self, seg: &SegmentId, entries: &[IndexEntry]) -> Result<()> {
+    pub(crate) fn apply_segment(
+        &self,
+        seg: &SegmentId,
+        entries: &[IndexEntry],
+        voucher: Voucher,
+    ) -> Result<()> {
         if entries.len() > MAX_ENTRIES_PER_SEGMENT {
             return Err(Error::invalid(
                 "index segment",
@@ -255,19 +472,66 @@ impl IndexCache {
         if self.is_applied(seg)? {
             return Ok(());
         }
-        let blobs = self.cf(CF_BLOBS)?;
+        let (blobs, copies) = (self.cf(CF_BLOBS)?, self.cf(CF_COPIES)?);
         let mut batch = WriteBatch::default();
-        let mut seen = HashSet::with_capacity(entries.len());
+        // Preferred copies decided in this batch (the database does not see the batch).
+        let mut preferred: HashMap<BlobId, BlobCopy> = HashMap::new();
         for e in entries {
-            if !seen.insert(e.blob) || self.contains(&e.blob)? {
-                continue;
+            let new = BlobCopy { entry: *e, voucher };
+            let current = match preferred.get(&e.blob) {
+                Some(c) => Some(*c),
+                None => self.preferred(&e.blob)?,
+            };
+            match current {
+                None => {
+                    preferred.insert(e.blob, new);
+                }
+                Some(cur) if cur.same_location(&new) => {
+                    if new.rank() < cur.rank() {
+                        preferred.insert(e.blob, new);
+                    }
+                }
+                Some(cur) if new.rank() < cur.rank() => {
+                    batch.put_cf(copies, cur.copy_key(), cur.encode_value());
+                    batch.delete_cf(copies, new.copy_key());
+                    preferred.insert(e.blob, new);
+                }
+                Some(_) => {
+                    let key = new.copy_key();
+                    let kept = self
+                        .db
+                        .get_pinned_cf(copies, key)
+                        .map_err(cache_err("index cache lookup failed"))?
+                        .map(|v| BlobCopy::decode_value(e.blob, &v, &Self::entry_object(&e.blob)))
+                        .transpose()?;
+                    if kept.is_none_or(|k| new.rank() < k.rank()) {
+                        batch.put_cf(copies, key, new.encode_value());
+                    }
+                }
             }
-            batch.put_cf(blobs, e.blob.as_bytes(), e.encode_value());
+        }
+        for (blob, c) in &preferred {
+            batch.put_cf(blobs, blob.as_bytes(), c.encode_value());
         }
         batch.put_cf(self.cf(CF_SEGMENTS)?, seg.as_bytes(), b"");
         self.db
             .write(batch)
             .map_err(cache_err("cannot write to the index cache"))
+    }
+
+    /// Clears the cache if it was built under another trust epoch (a digest of what decides
+    /// which writers' segments are applied and how their copies rank), then records
+    /// `epoch`. Returns whether it cleared.
+    pub(crate) fn ensure_trust_epoch(&self, epoch: &[u8; 32]) -> Result<bool> {
+        if self.get_meta(TRUST_EPOCH_KEY)?.as_deref() == Some(&epoch[..]) {
+            return Ok(false);
+        }
+        let had_entries = !self.applied_segments()?.is_empty();
+        if had_entries {
+            self.clear()?;
+        }
+        self.put_meta(TRUST_EPOCH_KEY, epoch)?;
+        Ok(had_entries)
     }
 
     /// Whether segment `seg` has been applied.
@@ -305,8 +569,8 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Calls `f` with every entry, in blob-id order, streaming from disk (nothing is
-    /// collected). Stops at and returns the first error, from `f` or from decoding.
+    /// Calls `f` with every blob's preferred copy, in blob-id order, streaming from disk
+    /// (nothing is collected). Stops at and returns the first error, from `f` or from decoding.
     /// Entries applied while this runs may or may not be visited.
     pub(crate) fn for_each_entry(&self, mut f: impl FnMut(IndexEntry) -> Result<()>) -> Result<()> {
         let mut ro = ReadOptions::default();
@@ -321,11 +585,7 @@ impl IndexCache {
                 .ok_or_else(|| {
                     Error::corrupt(format!("index-cache/{CF_BLOBS}"), "key is not a blob id")
                 })?;
-            f(IndexEntry::decode_value(
-                id,
-                value,
-                &Self::entry_object(&id),
-            )?)?;
+            f(BlobCopy::decode_value(id, value, &Self::entry_object(&id))?.entry)?;
             it.next();
         }
         it.status()
@@ -348,7 +608,11 @@ impl IndexCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut batch = WriteBatch::default();
-        let families = [self.cf(CF_BLOBS)?, self.cf(CF_SEGMENTS)?];
+        let families = [
+            self.cf(CF_BLOBS)?,
+            self.cf(CF_COPIES)?,
+            self.cf(CF_SEGMENTS)?,
+        ];
         for cf in families {
             if let Some(end) = self.key_after_last(cf)? {
                 batch.delete_range_cf(cf, &[][..], &end[..]);
@@ -497,6 +761,10 @@ mod tests {
         }
     }
 
+    fn v(position: usize) -> Voucher {
+        Voucher::new(2, position)
+    }
+
     fn seg(n: u8) -> SegmentId {
         SegmentId::from_bytes([n; 32])
     }
@@ -522,7 +790,7 @@ mod tests {
     fn apply_then_look_up_present_and_absent_ids() {
         let (_dir, cache) = open_temp();
         let entries: Vec<_> = (0..10).map(entry).collect();
-        cache.apply_segment(&seg(1), &entries).unwrap();
+        cache.apply_segment(&seg(1), &entries, v(0)).unwrap();
         for e in &entries {
             assert_eq!(cache.get(&e.blob).unwrap(), Some(*e));
             assert!(cache.contains(&e.blob).unwrap());
@@ -538,7 +806,7 @@ mod tests {
         let entries: Vec<_> = (0..5).map(entry).collect();
         {
             let cache = IndexCache::open(dir.path()).unwrap();
-            cache.apply_segment(&seg(1), &entries).unwrap();
+            cache.apply_segment(&seg(1), &entries, v(0)).unwrap();
             cache.put_meta(b"repo_id", b"r1").unwrap();
         }
         let cache = IndexCache::open(dir.path()).unwrap();
@@ -555,8 +823,8 @@ mod tests {
     fn applied_segments_lists_every_applied_segment_in_order() {
         let (_dir, cache) = open_temp();
         assert!(cache.applied_segments().unwrap().is_empty());
-        cache.apply_segment(&seg(9), &[entry(1)]).unwrap();
-        cache.apply_segment(&seg(3), &[]).unwrap();
+        cache.apply_segment(&seg(9), &[entry(1)], v(0)).unwrap();
+        cache.apply_segment(&seg(3), &[], v(0)).unwrap();
         assert_eq!(cache.applied_segments().unwrap(), vec![seg(3), seg(9)]);
         assert!(cache.is_applied(&seg(3)).unwrap());
         assert!(cache.is_applied(&seg(9)).unwrap());
@@ -567,8 +835,8 @@ mod tests {
     fn clear_drops_entries_and_markers_but_keeps_meta() {
         let (_dir, cache) = open_temp();
         let entries: Vec<_> = (0..100).map(entry).collect();
-        cache.apply_segment(&seg(1), &entries).unwrap();
-        cache.apply_segment(&seg(2), &[entry(200)]).unwrap();
+        cache.apply_segment(&seg(1), &entries, v(0)).unwrap();
+        cache.apply_segment(&seg(2), &[entry(200)], v(0)).unwrap();
         cache.put_meta(b"format", b"1").unwrap();
         cache.clear().unwrap();
         assert!(all_entries(&cache).is_empty());
@@ -581,7 +849,7 @@ mod tests {
         );
         // Clearing an empty cache is fine, and the cache is usable afterwards.
         cache.clear().unwrap();
-        cache.apply_segment(&seg(1), &entries[..3]).unwrap();
+        cache.apply_segment(&seg(1), &entries[..3], v(0)).unwrap();
         assert_eq!(all_entries(&cache).len(), 3);
     }
 
@@ -589,34 +857,125 @@ mod tests {
     fn apply_is_idempotent() {
         let (_dir, cache) = open_temp();
         let entries: Vec<_> = (0..20).map(entry).collect();
-        cache.apply_segment(&seg(1), &entries).unwrap();
+        cache.apply_segment(&seg(1), &entries, v(0)).unwrap();
         let before = all_entries(&cache);
-        cache.apply_segment(&seg(1), &entries).unwrap();
+        cache.apply_segment(&seg(1), &entries, v(0)).unwrap();
         // Same marker, different content: still a no-op, the segment was already applied.
         let other: Vec<_> = (100..110).map(entry).collect();
-        cache.apply_segment(&seg(1), &other).unwrap();
+        cache.apply_segment(&seg(1), &other, v(0)).unwrap();
         assert_eq!(all_entries(&cache), before);
         assert_eq!(cache.applied_segments().unwrap(), vec![seg(1)]);
     }
 
+    /// Before: the first segment applied won, so an incrementally synced cache and one
+    /// rebuilt in listing order could prefer different copies of a duplicated blob, and a
+    /// prune's decisions changed between two runs over the same repository.
     #[test]
-    fn first_writer_wins_across_segments_and_within_one() {
-        let (_dir, cache) = open_temp();
-        let first = entry(1);
-        let mut later = first;
-        later.pack = crate::id::PackId::from_bytes([0xee; 32]);
-        later.offset = 777;
-        cache.apply_segment(&seg(1), &[first]).unwrap();
-        cache.apply_segment(&seg(2), &[later, entry(2)]).unwrap();
-        assert_eq!(cache.get(&first.blob).unwrap(), Some(first));
-        assert_eq!(cache.get(&entry(2).blob).unwrap(), Some(entry(2)));
-        assert!(cache.is_applied(&seg(2)).unwrap());
+    fn the_preferred_copy_does_not_depend_on_the_order_segments_are_applied() {
+        let base = entry(1);
+        let at = |pack: u8, offset: u32| IndexEntry {
+            pack: PackId::from_bytes([pack; 32]),
+            offset,
+            ..base
+        };
+        let segments = [
+            (seg(1), vec![at(0x30, 10), entry(2)], v(3)),
+            (seg(2), vec![at(0x20, 99)], v(1)),
+            (seg(3), vec![at(0x10, 5), at(0x20, 99)], v(2)),
+            (seg(4), vec![at(0x20, 7)], v(1)),
+        ];
+        let mut answers = Vec::new();
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]] {
+            let (_dir, cache) = open_temp();
+            for i in order {
+                let (s, entries, voucher) = &segments[i];
+                cache.apply_segment(s, entries, *voucher).unwrap();
+            }
+            let copies = cache.copies(&base.blob).unwrap();
+            answers.push(copies.clone());
+            // Every location once; the one vouched by the lowest voucher is preferred,
+            // pack then offset breaking ties.
+            let locations: Vec<(u8, u32, usize)> = copies
+                .iter()
+                .map(|c| {
+                    (
+                        c.entry.pack.as_bytes()[0],
+                        c.entry.offset,
+                        c.voucher.writer(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                locations,
+                vec![(0x20, 7, 1), (0x20, 99, 1), (0x10, 5, 2), (0x30, 10, 3)]
+            );
+            assert_eq!(cache.get(&base.blob).unwrap(), Some(at(0x20, 7)));
+            assert_eq!(cache.copies(&entry(2).blob).unwrap().len(), 1);
+        }
+        assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    }
 
+    #[test]
+    fn copies_within_one_segment_are_all_kept_and_dedup_trust_sees_each_voucher() {
+        let (_dir, cache) = open_temp();
         let a = entry(3);
-        let mut b = a;
-        b.offset = 5;
-        cache.apply_segment(&seg(3), &[a, b]).unwrap();
-        assert_eq!(cache.get(&a.blob).unwrap(), Some(a));
+        let b = IndexEntry { offset: 5, ..a };
+        cache.apply_segment(&seg(3), &[a, b], v(4)).unwrap();
+        assert_eq!(
+            cache.get(&a.blob).unwrap(),
+            Some(a),
+            "offset breaks the tie"
+        );
+        assert_eq!(cache.copies(&a.blob).unwrap().len(), 2);
+        let c = IndexEntry {
+            pack: PackId::from_bytes([0xee; 32]),
+            ..a
+        };
+        cache.apply_segment(&seg(4), &[c], v(9)).unwrap();
+        assert!(
+            cache
+                .has_copy_vouched_by(&a.blob, |v| v.writer() == 9)
+                .unwrap()
+        );
+        assert!(
+            cache
+                .has_copy_vouched_by(&a.blob, |v| v.writer() == 4)
+                .unwrap()
+        );
+        assert!(
+            !cache
+                .has_copy_vouched_by(&a.blob, |v| v.writer() == 5)
+                .unwrap()
+        );
+        assert!(!cache.has_copy_vouched_by(&entry(4).blob, |_| true).unwrap());
+        let mut surplus = Vec::new();
+        cache
+            .for_each_surplus(|c| {
+                surplus.push(c);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(surplus.len(), 2);
+        assert!(
+            surplus
+                .iter()
+                .all(|s| s.entry.blob == a.blob && s.entry != a)
+        );
+    }
+
+    #[test]
+    fn a_cache_built_under_another_trust_epoch_is_cleared() {
+        let (_dir, cache) = open_temp();
+        assert!(
+            !cache.ensure_trust_epoch(&[1; 32]).unwrap(),
+            "empty: nothing to clear"
+        );
+        cache.apply_segment(&seg(1), &[entry(1)], v(0)).unwrap();
+        assert!(!cache.ensure_trust_epoch(&[1; 32]).unwrap());
+        assert!(cache.contains(&entry(1).blob).unwrap());
+        assert!(cache.ensure_trust_epoch(&[2; 32]).unwrap());
+        assert!(!cache.contains(&entry(1).blob).unwrap());
+        assert!(cache.applied_segments().unwrap().is_empty());
     }
 
     #[test]
@@ -624,7 +983,7 @@ mod tests {
         let (_dir, cache) = open_temp();
         let entries: Vec<_> = (0..500).map(entry).collect();
         for (i, chunk) in entries.chunks(120).enumerate() {
-            cache.apply_segment(&seg(i as u8), chunk).unwrap();
+            cache.apply_segment(&seg(i as u8), chunk, v(0)).unwrap();
         }
         let seen = all_entries(&cache);
         assert_eq!(seen.len(), entries.len());
@@ -638,7 +997,7 @@ mod tests {
     fn for_each_entry_stops_at_the_callbacks_error() {
         let (_dir, cache) = open_temp();
         cache
-            .apply_segment(&seg(1), &(0..10).map(entry).collect::<Vec<_>>())
+            .apply_segment(&seg(1), &(0..10).map(entry).collect::<Vec<_>>(), v(0))
             .unwrap();
         let mut calls = 0;
         let r = cache.for_each_entry(|_| {
@@ -671,9 +1030,13 @@ mod tests {
     fn undecodable_values_are_corrupt_not_panics() {
         let (_dir, cache) = open_temp();
         let e = entry(1);
-        cache.apply_segment(&seg(1), &[e]).unwrap();
+        cache.apply_segment(&seg(1), &[e], v(0)).unwrap();
         let blobs = cache.cf(CF_BLOBS).unwrap();
-        let mut bad = e.encode_value();
+        let mut bad = BlobCopy {
+            entry: e,
+            voucher: v(0),
+        }
+        .encode_value();
         bad[44] = 0xff; // unknown blob type
         cache.db.put_cf(blobs, e.blob.as_bytes(), bad).unwrap();
         assert!(matches!(cache.get(&e.blob), Err(Error::Corrupt { .. })));
@@ -683,14 +1046,13 @@ mod tests {
             cache.for_each_entry(|_| Ok(())),
             Err(Error::Corrupt { .. })
         ));
-        cache
-            .db
-            .put_cf(blobs, b"not a 32-byte key", e.encode_value())
-            .unwrap();
-        cache
-            .db
-            .put_cf(blobs, e.blob.as_bytes(), e.encode_value())
-            .unwrap();
+        let good = BlobCopy {
+            entry: e,
+            voucher: v(0),
+        }
+        .encode_value();
+        cache.db.put_cf(blobs, b"not a 32-byte key", good).unwrap();
+        cache.db.put_cf(blobs, e.blob.as_bytes(), good).unwrap();
         assert!(matches!(
             cache.for_each_entry(|_| Ok(())),
             Err(Error::Corrupt { .. })
@@ -705,7 +1067,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let cache = IndexCache::open(dir.path()).unwrap();
-            cache.apply_segment(&seg(1), &[entry(1)]).unwrap();
+            cache.apply_segment(&seg(1), &[entry(1)], v(0)).unwrap();
             cache.put_meta(b"repo_id", b"r").unwrap();
             cache.put_meta(LAYOUT_KEY, &99u32.to_le_bytes()).unwrap();
         }
@@ -727,10 +1089,10 @@ mod tests {
         let (_dir, cache) = open_temp();
         let mut bad = entry(1);
         bad.offset = u32::MAX;
-        let r = cache.apply_segment(&seg(1), &[entry(2), bad]);
+        let r = cache.apply_segment(&seg(1), &[entry(2), bad], v(0));
         assert!(matches!(r, Err(Error::InvalidArgument { .. })));
         let too_many = vec![entry(3); MAX_ENTRIES_PER_SEGMENT + 1];
-        let r = cache.apply_segment(&seg(1), &too_many);
+        let r = cache.apply_segment(&seg(1), &too_many, v(0));
         assert!(matches!(r, Err(Error::InvalidArgument { .. })));
         assert!(!cache.is_applied(&seg(1)).unwrap());
         assert!(all_entries(&cache).is_empty());
@@ -742,7 +1104,7 @@ mod tests {
         const N: u32 = 100_000;
         let entries: Vec<_> = (0..N).map(entry).collect();
         for (i, chunk) in entries.chunks(10_000).enumerate() {
-            cache.apply_segment(&seg(i as u8), chunk).unwrap();
+            cache.apply_segment(&seg(i as u8), chunk, v(0)).unwrap();
         }
         assert_eq!(cache.applied_segments().unwrap().len(), 10);
         for e in entries.iter().step_by(997) {

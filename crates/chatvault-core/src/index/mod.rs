@@ -26,8 +26,8 @@ mod mark;
 mod segment;
 
 #[cfg(feature = "repository")]
-pub(crate) use cache::IndexCache;
+pub(crate) use cache::{IndexCache, Voucher};
 pub(crate) use entry::IndexEntry;
 #[cfg(feature = "repository")]
 pub(crate) use mark::MarkSet;
-pub(crate) use segment::{MAX_ENTRIES_PER_SEGMENT, SegmentBody};
+pub(crate) use segment::{MAX_ENTRIES_PER_SEGMENT, Origin, SegmentBody};

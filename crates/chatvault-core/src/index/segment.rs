@@ -6,7 +6,10 @@
 //!
 //! ```text
 //! magic  b"CVIDXSEG"          8 bytes
-//! version u16                 = 1
+//! version u16                 1 (origin: the signer) or 2
+//! [version 2 only]
+//!   origin u8                 1 = carried from another writer, 2 = read from pack headers
+//!   [origin 1 only] writer    32-byte public key of the writer who announced the entries
 //! supersedes count u32        n
 //! supersedes                  n × 32-byte segment ids, strictly increasing
 //! entry count u32             m ≤ MAX_ENTRIES_PER_SEGMENT
@@ -24,14 +27,17 @@
 
 use super::IndexEntry;
 use super::entry::ENCODED_LEN;
+use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::id::SegmentId;
 
 /// The magic that opens every segment body.
 const MAGIC: &[u8; 8] = b"CVIDXSEG";
 
-/// The segment body version this build writes and reads.
+/// The body version of a segment whose entries its signer announces itself.
 const VERSION: u16 = 1;
+/// The body version that names another origin (a carried or pack-header segment).
+const VERSION_ORIGIN: u16 = 2;
 
 /// Bytes before the supersedes list: magic, version, supersedes count.
 const HEADER_LEN: usize = 8 + 2 + 4;
@@ -41,9 +47,26 @@ const HEADER_LEN: usize = 8 + 2 + 4;
 /// memory a single hostile segment can make a reader spend.
 pub(crate) const MAX_ENTRIES_PER_SEGMENT: usize = 200_000;
 
+/// Who announces a segment's entries. Readers rank copies and writers decide whether to
+/// deduplicate against them by the announcing writer, so rewriting a segment (prune, repair)
+/// must not turn one writer's announcements into another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The signer wrote (or verified) the blobs these entries locate.
+    Signer,
+    /// The signer copied these entries from a segment of this writer (prune rewriting a
+    /// segment without the packs it deletes). Believed only from keys that read.
+    Carried(PublicKey),
+    /// The signer read these entries from pack headers (an index rebuild): the packs
+    /// authenticate, but nobody vouches that the blobs are what their ids say.
+    PackHeaders,
+}
+
 /// What an index segment says: the older segments it replaces and its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentBody {
+    /// Who announces the entries.
+    pub origin: Origin,
     /// Segments whose entries this one repeats (after a rebuild or repack); readers may
     /// ignore those once this one is applied.
     pub supersedes: Vec<SegmentId>,
@@ -89,10 +112,21 @@ impl SegmentBody {
             .map_err(|_| Error::invalid("index segment", "too many superseded segments"))?;
 
         let mut out = Vec::with_capacity(
-            HEADER_LEN + supersedes.len() * 32 + 4 + entries.len() * ENCODED_LEN,
+            HEADER_LEN + 33 + supersedes.len() * 32 + 4 + entries.len() * ENCODED_LEN,
         );
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        match self.origin {
+            Origin::Signer => out.extend_from_slice(&VERSION.to_le_bytes()),
+            Origin::Carried(writer) => {
+                out.extend_from_slice(&VERSION_ORIGIN.to_le_bytes());
+                out.push(1);
+                out.extend_from_slice(writer.as_bytes());
+            }
+            Origin::PackHeaders => {
+                out.extend_from_slice(&VERSION_ORIGIN.to_le_bytes());
+                out.push(2);
+            }
+        }
         out.extend_from_slice(&n_supersedes.to_le_bytes());
         for s in &supersedes {
             out.extend_from_slice(s.as_bytes());
@@ -117,13 +151,17 @@ impl SegmentBody {
         }
         let (version, rest) = split(rest, 2).ok_or_else(|| corrupt("truncated"))?;
         let version = u16::from_le_bytes([version[0], version[1]]);
-        if version != VERSION {
-            return Err(Error::UnsupportedFormat {
-                object: object.into(),
-                found: version.into(),
-                supported: VERSION.into(),
-            });
-        }
+        let (origin, rest) = match version {
+            VERSION => (Origin::Signer, rest),
+            VERSION_ORIGIN => decode_origin(rest).ok_or_else(|| corrupt("bad origin"))?,
+            _ => {
+                return Err(Error::UnsupportedFormat {
+                    object: object.into(),
+                    found: version.into(),
+                    supported: VERSION_ORIGIN.into(),
+                });
+            }
+        };
 
         let (n, rest) = read_u32(rest).ok_or_else(|| corrupt("truncated"))?;
         // The list and the entry count that follows must fit in what is left; checked
@@ -150,9 +188,25 @@ impl SegmentBody {
         }
         let entries = decode_entries(rest, m, object)?;
         Ok(SegmentBody {
+            origin,
             supersedes,
             entries,
         })
+    }
+}
+
+/// The origin of a version-2 body: 1 and a writer key, or 2. (Version 1 is the signer's
+/// own, so a version-2 body never names the signer: the encoding stays canonical.)
+fn decode_origin(b: &[u8]) -> Option<(Origin, &[u8])> {
+    let (kind, rest) = split(b, 1)?;
+    match kind[0] {
+        1 => {
+            let (key, rest) = split(rest, 32)?;
+            let key: [u8; 32] = key.try_into().ok()?;
+            Some((Origin::Carried(PublicKey::from_bytes(key)), rest))
+        }
+        2 => Some((Origin::PackHeaders, rest)),
+        _ => None,
     }
 }
 
@@ -237,6 +291,7 @@ mod tests {
             generation: 3,
         };
         SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![SegmentId::from_bytes([0x5e; 32])],
             // Out of order on purpose: encode sorts.
             entries: vec![b, a],
@@ -281,8 +336,43 @@ mod tests {
         assert_eq!(back.supersedes, golden_body().supersedes);
     }
 
+    /// Version 2 names the origin of entries that the signer did not announce itself.
+    #[test]
+    fn golden_vector_of_a_carried_and_a_pack_header_segment() {
+        let mut body = golden_body();
+        body.origin = Origin::Carried(PublicKey::from_bytes([0xc4; 32]));
+        let bytes = body.encode().unwrap();
+        let v1 = golden_body().encode().unwrap();
+        let mut expected = b"CVIDXSEG\x02\x00\x01".to_vec();
+        expected.extend_from_slice(&[0xc4; 32]);
+        expected.extend_from_slice(&v1[10..]);
+        assert_eq!(hex::encode(&bytes), hex::encode(&expected));
+        assert_eq!(
+            SegmentBody::decode(&bytes, OBJ).unwrap().origin,
+            body.origin
+        );
+
+        body.origin = Origin::PackHeaders;
+        let bytes = body.encode().unwrap();
+        assert_eq!(&bytes[..11], b"CVIDXSEG\x02\x00\x02");
+        assert_eq!(&bytes[11..], &v1[10..]);
+        assert_eq!(
+            SegmentBody::decode(&bytes, OBJ).unwrap().origin,
+            Origin::PackHeaders
+        );
+        // A version-2 body must name another origin (kind 0 would duplicate version 1),
+        // and a carried origin needs its whole key.
+        let mut bad = bytes.clone();
+        bad[10] = 0;
+        assert_corrupt(&bad, "bad origin");
+        let mut short = b"CVIDXSEG\x02\x00\x01".to_vec();
+        short.extend_from_slice(&[1; 20]);
+        assert_corrupt(&short, "bad origin");
+    }
+
     fn encoded_sample(n: u8) -> Vec<u8> {
         SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![
                 SegmentId::from_bytes([0x01; 32]),
                 SegmentId::from_bytes([0x02; 32]),
@@ -334,12 +424,12 @@ mod tests {
     #[test]
     fn unknown_version_is_unsupported() {
         let mut bytes = encoded_sample(1);
-        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
         match SegmentBody::decode(&bytes, OBJ) {
             Err(Error::UnsupportedFormat {
                 object,
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
             }) => assert_eq!(object.as_str(), OBJ),
             other => panic!("expected UnsupportedFormat, got {other:?}"),
         }
@@ -431,6 +521,7 @@ mod tests {
         let mut second = sample(5);
         second.offset = 99;
         let body = SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![
                 SegmentId::from_bytes([9; 32]),
                 SegmentId::from_bytes([9; 32]),
@@ -447,6 +538,7 @@ mod tests {
         let mut bad = sample(1);
         bad.offset = u32::MAX;
         let body = SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![],
             entries: vec![bad],
         };
@@ -463,6 +555,7 @@ mod tests {
             })
             .collect();
         let body = SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![],
             entries,
         };
@@ -472,6 +565,7 @@ mod tests {
     #[test]
     fn empty_body_round_trips() {
         let body = SegmentBody {
+            origin: Origin::Signer,
             supersedes: vec![],
             entries: vec![],
         };
@@ -486,6 +580,11 @@ mod tests {
             proptest::collection::vec(arb_entry(), 0..40),
         )
             .prop_map(|(s, entries)| SegmentBody {
+                origin: match s.len() % 3 {
+                    0 => Origin::Signer,
+                    1 => Origin::Carried(PublicKey::from_bytes([s.len() as u8; 32])),
+                    _ => Origin::PackHeaders,
+                },
                 supersedes: s.into_iter().map(SegmentId::from_bytes).collect(),
                 entries,
             })

@@ -533,10 +533,12 @@ impl Repository {
         for e in &entries {
             out.blobs += 1;
             let ix = self.index.get(&e.blob)?;
-            read_here.push(ix.is_some_and(|ix| ix.pack == id));
+            let here = ix.is_some_and(|ix| ix.pack == id && ix.offset == e.offset);
+            read_here.push(here);
             match ix {
                 None => out.unindexed += 1,
-                Some(ix) if ix.pack != id => {} // also stored elsewhere; the index names that copy
+                // Also stored elsewhere; the index prefers that copy.
+                Some(_) if !here => {}
                 Some(ix) if ix == *e => out.confirmed += 1,
                 Some(_) => out.problems.push(problem(
                     ProblemKind::IndexMismatch,

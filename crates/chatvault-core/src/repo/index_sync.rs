@@ -4,7 +4,7 @@
 //! Segment object: a signed envelope (magic `CVINDEX1`, sequence = writer sequence) whose
 //! body is `nonce ‖ seal(index_key, aad = envelope header, segment body) ‖ tag`.
 //! Invariants: a segment is applied only after its content hash, signature, writer trust
-//! and seal all check out; a cache that has applied a segment the repository no longer
+//! and seal all check out, with the voucher of the writer who signed it; a cache that has applied a segment the repository no longer
 //! has is stale and is rebuilt from scratch; no step holds more than one segment in memory.
 
 use std::collections::HashSet;
@@ -12,10 +12,12 @@ use std::path::Path;
 
 use super::Repository;
 use crate::crypto::aead;
+use crate::crypto::sign::PublicKey;
 use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
 use crate::id::{PackId, SegmentId, content_hash};
-use crate::index::{IndexCache, IndexEntry, MAX_ENTRIES_PER_SEGMENT, SegmentBody};
+use crate::index::{IndexCache, IndexEntry, MAX_ENTRIES_PER_SEGMENT, Origin, SegmentBody, Voucher};
+use crate::keys::Role;
 use crate::pack::{self, TRAILER_LEN};
 
 /// Opens the cache under `dir/index`. If another process holds it (RocksDB's lock), a
@@ -33,6 +35,15 @@ pub(super) fn open_cache(dir: &Path) -> Result<(IndexCache, Option<std::path::Pa
         }
         Err(e) => Err(e),
     }
+}
+
+/// A verified segment and who vouches for its entries.
+pub(crate) struct LoadedSegment {
+    pub body: SegmentBody,
+    /// Who announced the entries, resolved: the signer itself appears as `Carried(signer)`,
+    /// so a key that rewrites the segment records the same origin.
+    pub origin: Origin,
+    pub voucher: Voucher,
 }
 
 /// More segments than this applied in one sync count as a bulk load.
@@ -57,9 +68,9 @@ impl Repository {
         let mut problems = Vec::new();
         let mut newly_applied = 0usize;
         for seg in listed.into_iter().filter(|s| !applied.contains(s)) {
-            match self.load_segment(&seg) {
-                Ok(body) => {
-                    self.index.apply_segment(&seg, &body.entries)?;
+            match self.load_vouched_segment(&seg) {
+                Ok(s) => {
+                    self.index.apply_segment(&seg, &s.body.entries, s.voucher)?;
                     newly_applied += 1;
                 }
                 Err(
@@ -92,6 +103,11 @@ impl Repository {
 
     /// Reads and verifies one segment.
     pub(crate) fn load_segment(&self, id: &SegmentId) -> Result<SegmentBody> {
+        Ok(self.load_vouched_segment(id)?.body)
+    }
+
+    /// Reads and verifies one segment, and works out who vouches for its entries.
+    pub(crate) fn load_vouched_segment(&self, id: &SegmentId) -> Result<LoadedSegment> {
         let name = id.object_name();
         let bytes = self.backend.get(&name)?;
         if content_hash(&bytes) != *id.as_bytes() {
@@ -99,22 +115,82 @@ impl Repository {
         }
         let env = envelope::open(&bytes, magic::INDEX, &name, &self.config.repo_id)?;
         self.config
-            .check_writer(&name, &env.signer, env.sequence, None)?;
+            .check_writer(&name, id.as_bytes(), &env.signer, env.sequence, None)?;
         let plain = aead::open(&self.secrets.index_key, env.header, env.body)
             .map_err(|_| Error::corrupt(&*name, "segment failed authentication"))?;
-        SegmentBody::decode(&plain, &name)
+        let body = SegmentBody::decode(&plain, &name)?;
+        // Only keys that read (prune, repair: full and admin keys) may sign for another
+        // origin; a backup key's claim is ignored, so it cannot borrow an admin's rank.
+        let signer_voucher = self.voucher(&env.signer);
+        let origin = match body.origin {
+            Origin::Signer => Origin::Carried(env.signer),
+            _ if signer_voucher.tier() > Voucher::FULL => Origin::Carried(env.signer),
+            o => o,
+        };
+        let voucher = match origin {
+            Origin::Carried(writer) => self.voucher(&writer),
+            Origin::PackHeaders => Voucher::new(Voucher::UNVERIFIED, signer_voucher.writer()),
+            Origin::Signer => signer_voucher,
+        };
+        Ok(LoadedSegment {
+            body,
+            origin,
+            voucher,
+        })
     }
 
-    /// Writes `entries` as one or more signed, sealed segments and applies them to the
-    /// cache. Returns the new segment ids.
+    /// How much readers and prune trust copies a writer's segments list (see [`Voucher`]):
+    /// admin keys first, then full keys, then backup keys, then revoked writers whose
+    /// objects the admin endorsed; the oldest writer first within a tier.
+    pub(crate) fn voucher(&self, signer: &PublicKey) -> Voucher {
+        let Some(position) = self.config.writers.iter().position(|w| w.key == *signer) else {
+            return Voucher::new(Voucher::UNKNOWN, usize::MAX);
+        };
+        let tier = if self.config.revocations.iter().any(|r| r.key == *signer) {
+            Voucher::REVOKED
+        } else {
+            match self.config.writers[position].role {
+                Role::Admin => Voucher::ADMIN,
+                Role::Full => Voucher::FULL,
+                Role::Backup => Voucher::BACKUP,
+            }
+        };
+        Voucher::new(tier, position)
+    }
+
+    /// Whether this writer may skip storing a blob because of a copy vouched by `v`: its
+    /// own copies, and those of writers the admin marked as deduplication sources (admin
+    /// and full keys by default). A copy announced by any other writer may not be genuine
+    /// (a backup key can publish entries for any id), and this writer cannot check it
+    /// (it may hold no data key), so it stores its own copy instead.
+    pub(crate) fn trusted_for_dedup(&self, v: Voucher) -> bool {
+        if v.tier() > Voucher::BACKUP {
+            return false;
+        }
+        let Some(w) = self.config.writers.get(v.writer()) else {
+            return false;
+        };
+        w.key == self.secrets.signer.public()
+            || (w.dedup_source && !self.config.revocations.iter().any(|r| r.key == w.key))
+    }
+
+    /// Writes `entries` as one or more signed, sealed segments announced by `origin` and
+    /// applies them to the cache. Returns the new segment ids.
     pub(crate) fn write_segments(
         &self,
+        origin: Origin,
         entries: &[IndexEntry],
         supersedes: &[SegmentId],
     ) -> Result<Vec<SegmentId>> {
         let mut ids = Vec::new();
+        // Carrying one's own announcements is announcing them.
+        let origin = match origin {
+            Origin::Carried(k) if k == self.secrets.signer.public() => Origin::Signer,
+            o => o,
+        };
         for (i, part) in entries.chunks(MAX_ENTRIES_PER_SEGMENT).enumerate() {
             let body = SegmentBody {
+                origin,
                 // The superseded list rides on the first segment only.
                 supersedes: if i == 0 {
                     supersedes.to_vec()
@@ -142,7 +218,14 @@ impl Repository {
         let bytes = envelope::seal(magic::INDEX, signer, &self.config.repo_id, seq, &sealed);
         let id = SegmentId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
-        self.index.apply_segment(&id, &body.entries)?;
+        let voucher = match body.origin {
+            Origin::Signer => self.voucher(&signer.public()),
+            Origin::Carried(writer) => self.voucher(&writer),
+            Origin::PackHeaders => {
+                Voucher::new(Voucher::UNVERIFIED, self.voucher(&signer.public()).writer())
+            }
+        };
+        self.index.apply_segment(&id, &body.entries, voucher)?;
         Ok(id)
     }
 

@@ -18,6 +18,8 @@ mod reader;
 mod repair;
 mod slots;
 mod snapshots;
+#[cfg(test)]
+mod stolen_key_tests;
 mod writer;
 
 pub use check::{
@@ -33,6 +35,7 @@ pub use repair::{
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -181,6 +184,7 @@ impl Repository {
                 scope: "*".into(),
                 added_unix_ms: now_unix_ms(),
                 grant_key: Some(secrets.grant_public()),
+                dedup_source: true,
             }],
             revocations: Vec::new(),
             admin_key: secrets.admin_pk,
@@ -192,13 +196,15 @@ impl Repository {
             role: "new",
             operation: "sign the config",
         })?;
-        backend.put(CONFIG, &config.to_object(admin)?)?;
+        let config_object = config.to_object(admin)?;
+        backend.put(CONFIG, &config_object)?;
         let open = OpenOptions {
             cache_dir: opts.cache_dir,
             allow_weak_kdf: opts.kdf.weak_allowed(),
             ..OpenOptions::default()
         };
-        Self::assemble(backend, secrets, slot, config, open)
+        let hash = crate::id::content_hash(&config_object);
+        Self::assemble(backend, secrets, slot, (config, hash), open)
     }
 
     /// Opens a repository with a passphrase or key file.
@@ -216,14 +222,15 @@ impl Repository {
         peek_version(&config_bytes)?;
         let (slot, secrets) = slots::unlock(backend.as_ref(), key, &opts)?;
         let config = Config::from_object(&config_bytes, &secrets.repo_id, &secrets.admin_pk)?;
-        Self::assemble(backend, secrets, slot, config, opts)
+        let hash = crate::id::content_hash(&config_bytes);
+        Self::assemble(backend, secrets, slot, (config, hash), opts)
     }
 
     fn assemble(
         backend: Arc<dyn Backend>,
         secrets: Secrets,
         slot: SlotId,
-        config: Config,
+        (config, config_hash): (Config, [u8; 32]),
         opts: OpenOptions,
     ) -> Result<Self> {
         if opts.locks.stale_after < opts.locks.refresh * 3 {
@@ -234,11 +241,12 @@ impl Repository {
         }
         let mut cache = CacheDir::for_repo(opts.cache_dir.as_deref(), &config.repo_id)?;
         let mut pins = Pins::load(cache.path(), &config.repo_id)?;
-        pins.check_and_update(&config)?;
+        pins.check_and_update(&config, &config_hash)?;
         let mut secrets = secrets;
         slots::accept_grants(&mut secrets, &config)?;
         let (index, private_index) = index_sync::open_cache(cache.path())?;
         cache.private_index = private_index;
+        index.ensure_trust_epoch(&config.trust_epoch())?;
         let gear = Arc::new(GearTable::derive(&secrets.chunker_key));
         let repo = Self {
             backend,
@@ -378,12 +386,34 @@ impl CacheDir {
     fn for_repo(base: Option<&Path>, repo: &RepoId) -> Result<Self> {
         let base = match base {
             Some(b) => b.to_owned(),
+            // Never a shared temporary directory: the cache holds the rollback pins and
+            // the writer journal, which others must not be able to replace.
             None => dirs::cache_dir()
-                .unwrap_or_else(std::env::temp_dir)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "cache directory",
+                        "no user cache directory is known (set HOME or XDG_CACHE_HOME, or \
+                         give one explicitly)",
+                    )
+                })?
                 .join("chatvault"),
         };
         let path = base.join(repo.to_hex());
-        std::fs::create_dir_all(&path)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)?;
+        // An existing directory keeps its mode unless it is open to others.
+        let meta = std::fs::symlink_metadata(&path)?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(
+                "cache directory",
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Self {
             path,
             private_index: None,

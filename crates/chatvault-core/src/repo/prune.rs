@@ -109,6 +109,10 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Index segments replaced by segments without the deleted packs.
     pub segments_rewritten: u64,
+    /// Index entries found to name bytes that are not the blob (a damaged copy, or a
+    /// location a writer announced falsely) while another copy of the blob verified; they
+    /// are dropped from the index, and the packs of the verified copies are kept.
+    pub copies_refuted: u64,
     /// How long the prune took.
     pub duration: Duration,
 }
@@ -174,6 +178,9 @@ struct Run {
     /// Segments listed at planning time and the packs each names.
     segments: Vec<(SegmentId, Vec<PackId>)>,
     fates: HashMap<PackId, Fate>,
+    /// Copies refuted by [`contest`](Repository::contest) (a verified copy of the same blob
+    /// exists): blob, pack, offset.
+    refuted: HashSet<(BlobId, PackId, u32)>,
 }
 
 impl Repository {
@@ -197,6 +204,7 @@ impl Repository {
             marked_snapshots: HashSet::new(),
             segments: Vec::new(),
             fates: HashMap::new(),
+            refuted: HashSet::new(),
         };
         let mut report = PruneReport {
             dry_run: opts.dry_run,
@@ -205,6 +213,8 @@ impl Repository {
         self.mark_all(&mut run, snapshots, None)?;
         self.survey(&mut run)?;
         self.plan(&mut run, opts, &mut report);
+        self.contest(&mut run, &mut report)?;
+        self.check_missing(&run)?;
         if opts.dry_run {
             report.live_blobs = run.marks.len();
             report.snapshots = run.marked_snapshots.len() as u64;
@@ -334,10 +344,14 @@ impl Repository {
         let p = run.packs.entry(entry.pack).or_default();
         p.live_blobs += 1;
         p.live_bytes += u64::from(entry.length);
-        if let Some(d) = doomed.as_deref_mut()
-            && d.remove(&entry.pack)
-        {
-            *rescued += 1;
+        // A blob that became live during the prune keeps every copy: the doomed packs
+        // were planned without it, and which copy is genuine was not checked.
+        if let Some(d) = doomed.as_deref_mut() {
+            for c in self.index.copies(&id)? {
+                if d.remove(&c.entry.pack) {
+                    *rescued += 1;
+                }
+            }
         }
         Ok(true)
     }
@@ -369,6 +383,12 @@ impl Repository {
             }
             run.segments.push((seg, named));
         }
+        Ok(())
+    }
+
+    /// Stops the prune if a pack that is gone still holds the only counted copy of a live
+    /// blob (after [`contest`](Self::contest) moved what it could to other copies).
+    fn check_missing(&self, run: &Run) -> Result<()> {
         for (id, p) in &run.packs {
             if p.size.is_none() && p.live_blobs > 0 {
                 return Err(Error::NotFound {
@@ -382,6 +402,95 @@ impl Repository {
             }
         }
         Ok(())
+    }
+
+    /// Makes sure the plan never deletes the last genuine copy of a live blob.
+    ///
+    /// Marking counts each live blob's preferred copy only, so a pack that holds other
+    /// copies of live blobs can be planned for deletion. Those copies matter when the
+    /// preferred one is not genuine: damaged, in a pack that is gone, or announced by a
+    /// writer that lied about where the blob is (a backup key can publish index entries for
+    /// any id, pointing at a pack of its own). So for every live blob with a copy in a
+    /// doomed pack, or whose preferred copy's pack is gone, the preferred copy is verified
+    /// (read, authenticated, re-hashed to its id). If it fails, the other copies are tried
+    /// in preference order; the first that verifies is counted instead and its pack is
+    /// kept, and the copies that failed are refuted: dropped from the index when the
+    /// segments are rewritten. When no copy verifies, nothing changes (the blob is lost
+    /// either way, and `check` reports it). Only blobs with several copies cost a read;
+    /// streamed over the surplus copies, so memory does not grow with the blobs.
+    fn contest(&self, run: &mut Run, report: &mut PruneReport) -> Result<()> {
+        let doomed: HashSet<PackId> = run.fates.keys().copied().collect();
+        let missing: HashSet<PackId> = run
+            .packs
+            .iter()
+            .filter(|(_, p)| p.size.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut last: Option<BlobId> = None;
+        self.index.for_each_surplus(|surplus| {
+            let blob = surplus.entry.blob;
+            if last == Some(blob) {
+                return Ok(());
+            }
+            last = Some(blob);
+            if !run.marks.contains(&blob)? {
+                return Ok(());
+            }
+            let copies = self.index.copies(&blob)?;
+            let Some(counted) = copies.first() else {
+                return Ok(());
+            };
+            let at_risk = missing.contains(&counted.entry.pack)
+                || copies.iter().any(|c| doomed.contains(&c.entry.pack));
+            if !at_risk || self.copy_verifies(&counted.entry)? {
+                return Ok(());
+            }
+            let mut failed = vec![counted.entry];
+            for other in &copies[1..] {
+                if !self.copy_verifies(&other.entry)? {
+                    failed.push(other.entry);
+                    continue;
+                }
+                let len = u64::from(counted.entry.length);
+                if let Some(p) = run.packs.get_mut(&counted.entry.pack) {
+                    p.live_blobs = p.live_blobs.saturating_sub(1);
+                    p.live_bytes = p.live_bytes.saturating_sub(len);
+                }
+                let p = run.packs.entry(other.entry.pack).or_default();
+                p.live_blobs += 1;
+                p.live_bytes += u64::from(other.entry.length);
+                if run.fates.remove(&other.entry.pack).is_some() {
+                    report.packs_rescued += 1;
+                }
+                report.copies_refuted += failed.len() as u64;
+                run.refuted
+                    .extend(failed.iter().map(|e| (e.blob, e.pack, e.offset)));
+                break;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether one copy of a blob verifies. A copy that is damaged or whose pack is gone
+    /// does not; failures of the local side or of the storage connection stop the prune.
+    fn copy_verifies(&self, entry: &IndexEntry) -> Result<bool> {
+        let verified =
+            self.with_sealed_copy(entry, entry.blob_type, &mut |key, meta, sealed, name| {
+                blob::open_in_place_with(
+                    key,
+                    &self.secrets.id_key,
+                    &self.config.repo_id,
+                    meta,
+                    sealed,
+                    name,
+                    |_| (),
+                )
+            });
+        match verified {
+            Ok(()) => Ok(true),
+            Err(Error::Corrupt { .. } | Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn listed_segments(&self) -> Result<Vec<SegmentId>> {
@@ -484,9 +593,14 @@ impl Repository {
         let key = self.pack_key(&pack)?;
         let mut chosen = Vec::new();
         for e in entries {
-            // Only the copy readers use: other copies of the blob are surplus.
+            // Only the counted copy: other copies of the blob are surplus, and a refuted
+            // copy is not the blob.
             if run.marks.contains(&e.blob)?
-                && self.index.get(&e.blob)?.map(|ix| ix.pack) == Some(pack)
+                && self
+                    .index
+                    .get(&e.blob)?
+                    .is_some_and(|ix| ix.pack == pack && ix.offset == e.offset)
+                && !run.refuted.contains(&(e.blob, pack, e.offset))
             {
                 chosen.push(e);
             }
@@ -544,7 +658,10 @@ impl Repository {
         prune_lock: &HeldLock,
         report: &mut PruneReport,
     ) -> Result<()> {
-        if run.fates.is_empty() && run.packs.values().all(|p| p.size.is_some()) {
+        if run.fates.is_empty()
+            && run.refuted.is_empty()
+            && run.packs.values().all(|p| p.size.is_some())
+        {
             return Ok(());
         }
         let exclusive = HeldLock::take(self.backend.clone(), LockKind::Exclusive, &self.lock_opts)?;
@@ -584,20 +701,30 @@ impl Repository {
             .map(|(id, _)| *id)
             .collect();
         exclusive.check_held()?;
-        // Segments first: no segment may name a pack that is gone.
+        // Segments first: no segment may name a pack that is gone. Segments listing a
+        // refuted copy are rewritten without it. The rewritten entries keep their origin
+        // (the writer who announced them), so a prune does not lend them its own trust.
+        let refuted_packs: HashSet<PackId> = run.refuted.iter().map(|(_, p, _)| *p).collect();
         let mut superseded = Vec::new();
         for (seg, packs) in &run.segments {
             if !packs
                 .iter()
-                .any(|p| doomed.contains(p) || missing.contains(p))
+                .any(|p| doomed.contains(p) || missing.contains(p) || refuted_packs.contains(p))
             {
                 continue;
             }
-            let mut body = self.load_segment(seg)?;
-            body.entries
-                .retain(|e| !doomed.contains(&e.pack) && !missing.contains(&e.pack));
-            if !body.entries.is_empty() {
-                self.write_segments(&body.entries, &[*seg])?;
+            let mut loaded = self.load_vouched_segment(seg)?;
+            let before = loaded.body.entries.len();
+            loaded.body.entries.retain(|e| {
+                !doomed.contains(&e.pack)
+                    && !missing.contains(&e.pack)
+                    && !run.refuted.contains(&(e.blob, e.pack, e.offset))
+            });
+            if loaded.body.entries.len() == before {
+                continue;
+            }
+            if !loaded.body.entries.is_empty() {
+                self.write_segments(loaded.origin, &loaded.body.entries, &[*seg])?;
             }
             superseded.push(*seg);
         }

@@ -3,7 +3,8 @@
 //! caller's buffer).
 //!
 //! Invariant: every blob returned has been authenticated and its plaintext re-hashed to its
-//! id; a blob of the wrong type is `Corrupt`, never returned.
+//! id; a blob of the wrong type is `Corrupt`, never returned. A copy that fails is never
+//! the end while another copy of the blob verifies.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use crate::crypto::context;
 use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
+use crate::index::IndexEntry;
 use crate::pack::{self, TRAILER_LEN};
 use crate::tree::Tree;
 
@@ -148,6 +150,9 @@ impl Repository {
         expected: BlobType,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
+        // `f` is called at most once, by the first copy that verifies; a copy that fails
+        // leaves it for the next.
+        let mut f = Some(f);
         self.with_sealed(id, expected, |key, meta, sealed, name| {
             blob::open_in_place_with(
                 key,
@@ -156,23 +161,50 @@ impl Repository {
                 meta,
                 sealed,
                 name,
-                f,
-            )
+                |plain| f.take().map(|f| f(plain)),
+            )?
+            .ok_or_else(|| Error::corrupt(name, "a blob was opened twice"))
         })
     }
 
-    /// Looks a blob up, checks its type, and hands its pack key, meta, sealed bytes (in
-    /// this thread's read buffer) and pack name to `open`.
+    /// Looks a blob up and hands its pack key, meta, sealed bytes (in this thread's read
+    /// buffer) and pack name to `open`. When the preferred copy is missing or fails `open`
+    /// (a damaged or lost pack, or an index entry that names bytes which are not this
+    /// blob), the blob's other copies are tried in preference order; the first error is
+    /// returned if none verifies.
     fn with_sealed<R>(
         &self,
         id: BlobId,
         expected: BlobType,
-        open: impl FnOnce(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+        mut open: impl FnMut(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
     ) -> Result<R> {
         self.require_read("read blobs")?;
-        let entry = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
+        let first = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
             object: format!("blob {id}").into(),
         })?;
+        let err = match self.with_sealed_copy(&first, expected, &mut open) {
+            Err(e) if matches!(e, Error::Corrupt { .. } | Error::NotFound { .. }) => e,
+            done => return done,
+        };
+        for other in self.index.copies(&id)? {
+            if other.entry.pack == first.pack && other.entry.offset == first.offset {
+                continue;
+            }
+            if let Ok(r) = self.with_sealed_copy(&other.entry, expected, &mut open) {
+                return Ok(r);
+            }
+        }
+        Err(err)
+    }
+
+    /// [`with_sealed`](Self::with_sealed) for one copy.
+    pub(super) fn with_sealed_copy<R>(
+        &self,
+        entry: &IndexEntry,
+        expected: BlobType,
+        open: &mut impl FnMut(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+    ) -> Result<R> {
+        let id = entry.blob;
         let name = entry.pack.object_name();
         if entry.blob_type != expected {
             return Err(Error::corrupt(

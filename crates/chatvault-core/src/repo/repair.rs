@@ -5,10 +5,13 @@
 //! - Nothing is deleted before its replacement is stored: new segments are written
 //!   before old ones are retired, and a repaired snapshot is saved before the original is
 //!   forgotten (only on request).
-//! - An old segment is retired only when it fails verification or every entry in it is
-//!   either re-indexed from a readable pack header or points at a pack that is gone; a
-//!   segment naming a pack whose header is unreadable is kept, since its entries are the
-//!   only record of where that pack's blobs are.
+//! - An index repair keeps what is intact: a segment that verifies stays (its writer's
+//!   announcements keep their voucher, which readers and deduplication rank by); one that
+//!   names packs that are gone is rewritten without them, keeping its origin; one that
+//!   fails verification is retired. Only pack-header entries the remaining segments do not
+//!   list are indexed anew, as read from pack headers (vouched by nobody: writers do not
+//!   deduplicate against them). A segment naming a pack whose header is unreadable is kept,
+//!   since its entries are the only record of where that pack's blobs are.
 //! - Tree repair is generic: a node whose subtree cannot be read is dropped, and a node
 //!   whose content names an unreadable blob is dropped or keeps its readable chunks, as
 //!   the caller chooses. Node `meta` is never read or changed: it belongs to the
@@ -22,7 +25,7 @@ use super::Repository;
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SegmentId, SnapshotId};
-use crate::index::{IndexEntry, MAX_ENTRIES_PER_SEGMENT};
+use crate::index::{IndexEntry, MAX_ENTRIES_PER_SEGMENT, Origin};
 use crate::snapshot::SnapshotRecord;
 use crate::tree::{Node, Tree};
 
@@ -34,13 +37,18 @@ const MAX_TREE_DEPTH: usize = 1024;
 pub struct IndexRepairReport {
     /// Packs listed in the backend.
     pub packs: u64,
-    /// Blobs indexed from readable pack headers.
+    /// Blobs listed by readable pack headers.
     pub blobs: u64,
-    /// New segments written.
+    /// Of those, the ones no remaining segment listed at that location: indexed anew.
+    pub blobs_reindexed: u64,
+    /// New segments written (re-indexed entries, and rewritten segments).
     pub segments_written: u64,
-    /// Old segments retired (deleted after the new ones were stored).
+    /// Old segments retired (deleted after their replacements were stored): unreadable
+    /// ones, and ones rewritten without packs that are gone.
     pub segments_retired: u64,
-    /// Old segments kept because they name blobs in packs whose header is unreadable.
+    /// Old segments rewritten without the packs that are gone.
+    pub segments_rewritten: u64,
+    /// Old segments kept although they name blobs in packs whose header is unreadable.
     pub segments_kept: Vec<SegmentId>,
     /// Old segments that failed verification (all retired).
     pub segments_unreadable: u64,
@@ -132,21 +140,18 @@ pub struct SnapshotRepairReport {
 pub const REPAIRED_TAG: &str = "repaired";
 
 impl Repository {
-    /// Rebuilds the index from pack headers: writes new segments for every readable pack,
-    /// then retires the old segments that are unreadable or fully replaced (see the module
-    /// invariants). Needs a full or admin key. Holds a prune lock meanwhile: it deletes
-    /// segments, as a prune does.
+    /// Rebuilds the index from pack headers: indexes what the readable packs hold and no
+    /// remaining segment lists, rewrites segments that name packs which are gone, and
+    /// retires segments that do not verify (see the module invariants). Needs a full or
+    /// admin key. Holds a prune lock meanwhile: it deletes segments, as a prune does.
     pub fn repair_index(&self) -> Result<IndexRepairReport> {
         self.require_read("read pack headers")?;
         let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
         // Segments first: a segment names only packs stored before it, so every pack an
-        // old segment names is in the pack listing that follows.
-        let old: Vec<SegmentId> = self
-            .backend
-            .list("index/")?
-            .into_iter()
-            .filter_map(|o| SegmentId::from_hex(o.name.strip_prefix("index/")?).ok())
-            .collect();
+        // old segment names is in the pack listing that follows. The sync applies every
+        // segment that verifies, so the cache lists what they say.
+        let old = self.listed_segments()?;
+        self.sync_index()?;
         let packs = self.backend.list("data/")?;
         let mut report = IndexRepairReport {
             packs: packs.len() as u64,
@@ -169,7 +174,12 @@ impl Repository {
                     if let Some(id) = id {
                         readable.insert(id);
                     }
-                    batch.extend(entries);
+                    report.blobs += entries.len() as u64;
+                    for e in entries {
+                        if !self.indexed_at(&e)? {
+                            batch.push(e);
+                        }
+                    }
                 }
                 Err(e @ (Error::Io(_) | Error::Cache(_) | Error::PermissionDenied { .. })) => {
                     return Err(e);
@@ -179,41 +189,79 @@ impl Repository {
                     .push((obj.name.clone(), e.to_string())),
             }
             if batch.len() >= MAX_ENTRIES_PER_SEGMENT {
-                report.blobs += batch.len() as u64;
-                report.segments_written += self.write_segments(&batch, &[])?.len() as u64;
+                report.blobs_reindexed += batch.len() as u64;
+                report.segments_written +=
+                    self.write_segments(Origin::PackHeaders, &batch, &[])?.len() as u64;
                 batch.clear();
             }
         }
-        let mut retire = Vec::new();
-        for seg in old {
-            match self.load_segment(&seg) {
-                Ok(body) => {
-                    let needed = body
-                        .entries
-                        .iter()
-                        .any(|e| listed.contains(&e.pack) && !readable.contains(&e.pack));
-                    if needed {
-                        report.segments_kept.push(seg);
-                    } else {
-                        retire.push(seg);
-                    }
-                }
-                Err(Error::Io(e)) => return Err(Error::Io(e)),
-                Err(_) => {
-                    report.segments_unreadable += 1;
-                    retire.push(seg);
-                }
-            }
-        }
-        report.blobs += batch.len() as u64;
+        report.blobs_reindexed += batch.len() as u64;
+        let retire = self.repair_old_segments(&old, &listed, &readable, &mut report)?;
         // The last batch names the segments it replaces (FORMAT.md, `supersedes`).
-        report.segments_written += self.write_segments(&batch, &retire)?.len() as u64;
+        report.segments_written += self
+            .write_segments(Origin::PackHeaders, &batch, &retire)?
+            .len() as u64;
         for seg in &retire {
             self.backend.delete(&seg.object_name())?;
             report.segments_retired += 1;
         }
         self.sync_index()?;
         Ok(report)
+    }
+
+    /// Whether the index already lists this copy (same blob, pack and offset).
+    fn indexed_at(&self, e: &IndexEntry) -> Result<bool> {
+        Ok(self
+            .index
+            .copies(&e.blob)?
+            .iter()
+            .any(|c| c.entry.pack == e.pack && c.entry.offset == e.offset))
+    }
+
+    /// Decides the fate of each old segment: kept, rewritten without packs that are gone
+    /// (the replacement is stored here, before the original is retired), or retired
+    /// because it does not verify. Returns the segments to retire.
+    fn repair_old_segments(
+        &self,
+        old: &[SegmentId],
+        listed: &HashSet<PackId>,
+        readable: &HashSet<PackId>,
+        report: &mut IndexRepairReport,
+    ) -> Result<Vec<SegmentId>> {
+        let mut retire = Vec::new();
+        for seg in old {
+            match self.load_vouched_segment(seg) {
+                Ok(loaded) => {
+                    let entries = &loaded.body.entries;
+                    if entries
+                        .iter()
+                        .any(|e| listed.contains(&e.pack) && !readable.contains(&e.pack))
+                    {
+                        report.segments_kept.push(*seg);
+                    }
+                    if entries.iter().all(|e| listed.contains(&e.pack)) {
+                        continue;
+                    }
+                    let kept: Vec<IndexEntry> = entries
+                        .iter()
+                        .filter(|e| listed.contains(&e.pack))
+                        .copied()
+                        .collect();
+                    if !kept.is_empty() {
+                        report.segments_written +=
+                            self.write_segments(loaded.origin, &kept, &[*seg])?.len() as u64;
+                    }
+                    report.segments_rewritten += 1;
+                    retire.push(*seg);
+                }
+                Err(Error::Io(e)) => return Err(Error::Io(e)),
+                Err(_) => {
+                    report.segments_unreadable += 1;
+                    retire.push(*seg);
+                }
+            }
+        }
+        Ok(retire)
     }
 
     /// Writes a new snapshot for every damaged one, leaving out (or cutting) the nodes

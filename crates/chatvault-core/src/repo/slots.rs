@@ -14,6 +14,7 @@ use crate::config::{Config, DataKeyGrant, Revocation, WriterEntry};
 use crate::crypto::sign::PublicKey;
 use crate::crypto::wrap::{self, ObjectKind, WrapBinding};
 use crate::crypto::{Key32, context};
+use crate::envelope;
 use crate::error::{Error, Result};
 use crate::format::now_unix_ms;
 use crate::id::SlotId;
@@ -110,20 +111,34 @@ pub struct AddSlotOptions {
     pub role: Role,
     /// Its label (host, person).
     pub label: String,
-    /// What its writer key may write for: `*` (by default) or a host name.
+    /// What its writer key may write for: a host name, or `*` for any host. By default
+    /// the label for `backup` and `full` keys (a chat node's key writes for its own host
+    /// only), `*` for admin keys.
     pub scope: String,
     /// Argon2id parameters for a passphrase slot. By default 64 MiB, t = 3.
     pub kdf: KdfParams,
+    /// Whether other writers deduplicate against what this key's index segments announce
+    /// ([`WriterEntry::dedup_source`]). By default true for admin and full keys and false
+    /// for backup keys; set it for backup keys of nodes that trust each other (they share
+    /// storage space, and a compromised one can then make the others skip storing data).
+    pub dedup_source: bool,
 }
 
 impl AddSlotOptions {
-    /// A slot of `role` labelled `label`, scope `*`, default KDF parameters.
+    /// A slot of `role` labelled `label`, with the default scope (see
+    /// [`scope`](Self::scope)) and KDF parameters.
     pub fn new(role: Role, label: &str) -> Self {
+        let scope = if role.is_admin() || label.is_empty() {
+            "*".to_owned()
+        } else {
+            label.to_owned()
+        };
         Self {
             role,
             label: label.to_owned(),
-            scope: "*".into(),
+            scope,
             kdf: KdfParams::default(),
+            dedup_source: role.can_read(),
         }
     }
 }
@@ -145,6 +160,13 @@ impl Repository {
     /// Adds a key slot and trusts its writer key in the config. Admin only.
     pub fn add_slot(&mut self, key: &KeySource, opts: &AddSlotOptions) -> Result<SlotId> {
         self.require_admin("add key slots")?;
+        // A chat node's key must not write for every host by accident.
+        if opts.role == Role::Backup && opts.label.is_empty() && opts.scope == "*" {
+            return Err(Error::invalid(
+                "key slot",
+                "a backup key needs a label (the host it backs up, its default scope) or a scope",
+            ));
+        }
         let secrets = self
             .secrets
             .for_new_slot(opts.role)
@@ -154,22 +176,27 @@ impl Repository {
             })?;
         let (id, bytes) = keys::seal_slot(&secrets, key, opts.kdf, &opts.label)?;
         self.backend.put(&id.object_name(), &bytes)?;
-        let mut config = self.config.clone();
-        config.writers.push(WriterEntry {
+        let entry = WriterEntry {
             key: secrets.signer.public(),
             role: opts.role,
             label: opts.label.clone(),
             scope: opts.scope.clone(),
             added_unix_ms: now_unix_ms(),
             grant_key: opts.role.can_read().then(|| secrets.grant_public()),
-        });
-        self.write_config(config)?;
+            dedup_source: opts.dedup_source,
+        };
+        self.update_config(|config, _| {
+            config.writers.push(entry);
+            Ok(())
+        })?;
         Ok(id)
     }
 
-    /// Removes a key slot. Its writer key stays trusted for what it already wrote; revoke
-    /// it with [`revoke_writer`](Self::revoke_writer) if the key may be compromised.
-    /// Admin only; the last admin slot cannot be removed.
+    /// Removes a key slot and revokes its writer key: everything it signed so far stays
+    /// trusted (endorsed by id in the config), nothing it signs later is accepted, and a
+    /// later data key rotation leaves it out. Use [`revoke_writer`](Self::revoke_writer)
+    /// with an earlier sequence if the key may be compromised. Admin only; the last admin
+    /// slot and the slot in use cannot be removed.
     pub fn remove_slot(&mut self, id: SlotId) -> Result<()> {
         self.require_admin("remove key slots")?;
         let slots = self.list_slots()?;
@@ -186,6 +213,13 @@ impl Repository {
                 "refusing to remove the last admin slot",
             ));
         }
+        let key = target.signing_key;
+        // Another slot may share the writer key (a passphrase change keeps it): revoke
+        // only when this is the last slot holding it.
+        let shared = slots.iter().any(|s| s.id != id && s.signing_key == key);
+        if !shared && self.config.writers.iter().any(|w| w.key == key) {
+            self.revoke_writer(key, u64::MAX)?;
+        }
         self.backend.delete(&id.object_name())
     }
 
@@ -201,10 +235,13 @@ impl Repository {
         Ok(id)
     }
 
-    /// Revokes a writer key: its objects with a sequence above `trusted_until_seq` are
-    /// refused from now on (use the sequence of its last snapshot you trust, or 0).
-    /// Admin only.
-    pub fn revoke_writer(&mut self, key: PublicKey, trusted_until_seq: u64) -> Result<()> {
+    /// Revokes a writer key. The snapshots and index segments it signed with a sequence up
+    /// to `trusted_until_seq` (`u64::MAX` for all) that exist now are endorsed: the config
+    /// lists their ids, and readers accept those and nothing else it signs, whatever
+    /// sequence a later object claims. Use the sequence of its last snapshot you trust
+    /// (`snapshots` shows it), or 0 to trust nothing. Admin only. Returns how many objects
+    /// were endorsed.
+    pub fn revoke_writer(&mut self, key: PublicKey, trusted_until_seq: u64) -> Result<usize> {
         self.require_admin("revoke writers")?;
         if !self.config.writers.iter().any(|w| w.key == key) {
             return Err(Error::NotFound {
@@ -217,14 +254,52 @@ impl Repository {
                 "refusing to revoke the key in use",
             ));
         }
-        let mut config = self.config.clone();
-        config.revocations.retain(|r| r.key != key);
-        config.revocations.push(Revocation {
-            key,
-            trusted_until_seq,
-            revoked_unix_ms: now_unix_ms(),
-        });
-        self.write_config(config)
+        let endorsed = self.objects_signed_by(&key, trusted_until_seq)?;
+        let count = endorsed.len();
+        self.update_config(|config, _| {
+            config.revocations.retain(|r| r.key != key);
+            config.revocations.push(Revocation {
+                key,
+                trusted_until_seq,
+                revoked_unix_ms: now_unix_ms(),
+                endorsed: Some(endorsed),
+            });
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// The ids of the snapshots and index segments that `key` signed with a sequence up to
+    /// `until`, sorted. Reads only each object's envelope header; the signature is checked
+    /// whenever the object is read, so a planted header that names `key` gains nothing.
+    fn objects_signed_by(&self, key: &PublicKey, until: u64) -> Result<Vec<[u8; 32]>> {
+        let mut ids = Vec::new();
+        for prefix in ["snapshots/", "index/"] {
+            for o in self.backend.list(prefix)? {
+                let Some(id) = o
+                    .name
+                    .strip_prefix(prefix)
+                    .and_then(|h| crate::id::SegmentId::from_hex(h).ok())
+                else {
+                    continue;
+                };
+                if o.size < envelope::HEADER_LEN as u64 {
+                    continue;
+                }
+                let head = self
+                    .backend
+                    .get_range(&o.name, 0, envelope::HEADER_LEN as u64)?;
+                if let Some((signer, seq)) = envelope::peek_signer(&head)
+                    && signer == *key
+                    && seq <= until
+                {
+                    ids.push(*id.as_bytes());
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Rotates the data key: a new X25519 generation seals everything written from now on.
@@ -235,56 +310,95 @@ impl Repository {
     /// repack re-seals them. Admin only. Returns the new generation.
     pub fn rotate_data_key(&mut self) -> Result<u32> {
         self.require_admin("rotate the data key")?;
-        let generation = self
-            .config
-            .data_public_keys
-            .iter()
-            .map(|(g, _)| *g)
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let pair = DataKeyPair::generate(generation);
-        let secret = pair
-            .secret
-            .as_ref()
-            .map(|s| Key32::from_bytes(s.to_bytes()))
-            .ok_or_else(|| Error::invalid("data key", "generated without a secret"))?;
-        let live: Vec<PublicKey> = self.list_slots()?.iter().map(|s| s.signing_key).collect();
-        let binding = WrapBinding {
-            context: context::DATA_KEY_GRANT,
-            repo_id: &self.config.repo_id,
-            kind: ObjectKind::Grant,
-            auth_key: &self.secrets.auth_key,
-        };
-        let mut config = self.config.clone();
-        for w in &self.config.writers {
-            let revoked = self.config.revocations.iter().any(|r| r.key == w.key);
-            let Some(recipient) = w.grant_key.filter(|_| live.contains(&w.key) && !revoked) else {
-                continue;
+        let mut pair = None;
+        self.update_config(|config, secrets| {
+            let generation = config
+                .data_public_keys
+                .iter()
+                .map(|(g, _)| *g)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let new = DataKeyPair::generate(generation);
+            let secret = new
+                .secret
+                .as_ref()
+                .map(|s| Key32::from_bytes(s.to_bytes()))
+                .ok_or_else(|| Error::invalid("data key", "generated without a secret"))?;
+            let binding = WrapBinding {
+                context: context::DATA_KEY_GRANT,
+                repo_id: &config.repo_id,
+                kind: ObjectKind::Grant,
+                auth_key: &secrets.auth_key,
             };
-            let wrapped = wrap::wrap(&secret, &recipient, generation, &binding)
-                .map_err(|_| Error::corrupt("config", "a grant key is a low-order point"))?;
-            config.grants.push(DataKeyGrant {
-                generation,
-                recipient,
-                wrapped: wrapped.to_vec(),
-            });
-        }
-        config.data_public_keys.push((generation, pair.public));
-        config.key_generation = generation;
-        self.write_config(config)?;
+            // Recipients come from the signed config alone: every reading writer that is
+            // not revoked (removing a slot revokes its writer).
+            let recipients: Vec<[u8; 32]> = config
+                .writers
+                .iter()
+                .filter(|w| !config.revocations.iter().any(|r| r.key == w.key))
+                .filter_map(|w| w.grant_key)
+                .collect();
+            for recipient in recipients {
+                let wrapped = wrap::wrap(&secret, &recipient, generation, &binding)
+                    .map_err(|_| Error::corrupt("config", "a grant key is a low-order point"))?;
+                config.grants.push(DataKeyGrant {
+                    generation,
+                    recipient,
+                    wrapped: wrapped.to_vec(),
+                });
+            }
+            config.data_public_keys.push((generation, new.public));
+            config.key_generation = generation;
+            pair = Some(new);
+            Ok(())
+        })?;
+        let pair = pair.ok_or_else(|| Error::invalid("data key", "rotation did not run"))?;
+        let generation = pair.generation;
         self.secrets.data_keys.push(pair);
         Ok(generation)
     }
 
-    /// Signs and stores a new config with the next sequence number.
-    fn write_config(&mut self, mut config: Config) -> Result<()> {
+    /// Writes a new config: `change` applied to the newest config in the repository, signed
+    /// with the next sequence number.
+    ///
+    /// Two admins (or a handle opened before another admin's change) must never both
+    /// write sequence n + 1 and so silently drop one change, such as a revocation. So the
+    /// change runs under the maintenance lock (the prune lock: one prune, index repair or
+    /// config change at a time), on the config re-read from storage after the lock is
+    /// held, checked against the pins like any config; and the written config is read
+    /// back, so a writer that raced past the lock is detected rather than lost.
+    pub(crate) fn update_config(
+        &mut self,
+        change: impl FnOnce(&mut Config, &Secrets) -> Result<()>,
+    ) -> Result<()> {
+        let lock = self.take_prune_lock(&super::PruneOptions::default())?;
+        let bytes = self.backend.get(CONFIG)?;
+        let current = Config::from_object(&bytes, &self.config.repo_id, &self.config.admin_key)?;
+        self.lock_pins()
+            .check_and_update(&current, &crate::id::content_hash(&bytes))?;
+        let mut next = current.clone();
+        change(&mut next, &self.secrets)?;
+        next.sequence = current.sequence + 1;
         let admin = self.require_admin("sign the config")?;
-        config.sequence = self.config.sequence + 1;
-        let bytes = config.to_object(admin)?;
-        self.backend.replace(CONFIG, &bytes)?;
-        self.lock_pins().check_and_update(&config)?;
-        self.config = config;
+        let object = next.to_object(admin)?;
+        lock.check_held()?;
+        self.backend.replace(CONFIG, &object)?;
+        if self.backend.get(CONFIG)? != object {
+            return Err(Error::Locked {
+                reason: "another admin changed the config at the same moment; nothing of \
+                         this change was kept: run it again"
+                    .into(),
+            });
+        }
+        self.lock_pins()
+            .check_and_update(&next, &crate::id::content_hash(&object))?;
+        drop(lock);
+        self.config = next;
+        accept_grants(&mut self.secrets, &self.config)?;
+        if self.index.ensure_trust_epoch(&self.config.trust_epoch())? {
+            self.sync_index()?;
+        }
         Ok(())
     }
 

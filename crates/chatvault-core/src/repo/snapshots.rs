@@ -6,7 +6,8 @@
 //! record CBOR) ‖ tag (16)`.
 //! Invariants: a backup-only writer can create records but not read any; a record is
 //! accepted only if its object hash, signature, writer trust (including scope and
-//! revocation) and seal check out, and its sequence equals the envelope's.
+//! revocation) and seal check out, its sequence equals the envelope's, and its time is not
+//! beyond the reader's clock plus [`MAX_CLOCK_SKEW_MS`].
 
 use super::Repository;
 use crate::crypto::wrap::{self, ObjectKind, WRAP_LEN, WrapBinding};
@@ -15,6 +16,13 @@ use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
 use crate::id::{SnapshotId, content_hash};
 use crate::snapshot::{Snapshot, SnapshotRecord};
+
+/// How far a snapshot's time may lie ahead of the reader's clock: a writer's clock may run
+/// ahead, but a snapshot dated further in the future is refused. Its time decides which
+/// snapshot is the latest and which periods retention counts, so a writer that could date
+/// a snapshot years ahead could make `latest` restore its data and make `forget` drop the
+/// others of its group.
+pub(crate) const MAX_CLOCK_SKEW_MS: i64 = 60 * 60 * 1000;
 
 impl Repository {
     fn snapshot_binding(&self) -> WrapBinding<'_> {
@@ -30,7 +38,34 @@ impl Repository {
     /// snapshot are filled in here. Call it only after the [`BlobWriter`](crate::BlobWriter)
     /// that wrote its data has finished, so every blob it names is in a stored pack and
     /// index segment.
-    pub fn save_snapshot(&self, mut record: SnapshotRecord) -> Result<SnapshotId> {
+    pub fn save_snapshot(&self, record: SnapshotRecord) -> Result<SnapshotId> {
+        let signer = &self.secrets.signer;
+        // Refused here rather than stored and refused by every reader.
+        if let Some(w) = self
+            .config
+            .writers
+            .iter()
+            .find(|w| w.key == signer.public())
+            && w.scope != "*"
+            && w.scope != record.host
+        {
+            return Err(Error::PermissionDenied {
+                role: self.secrets.role.as_str(),
+                operation: "save a snapshot for a host outside this key's scope",
+            });
+        }
+        if record.time_unix_ms > crate::format::now_unix_ms() + MAX_CLOCK_SKEW_MS {
+            return Err(Error::invalid(
+                "snapshot time",
+                "more than an hour ahead of this clock",
+            ));
+        }
+        self.store_snapshot(record)
+    }
+
+    /// Seals, signs and stores a record, with no check of its host or time: what a writer
+    /// with a wrong clock or a forger can do.
+    pub(super) fn store_snapshot(&self, mut record: SnapshotRecord) -> Result<SnapshotId> {
         let signer = &self.secrets.signer;
         let prev_key = format!("last_snapshot.{}", signer.public().to_hex());
         let seq = {
@@ -85,7 +120,7 @@ impl Repository {
         }
         let env = envelope::open(&bytes, magic::SNAPSHOT, &name, &self.config.repo_id)?;
         self.config
-            .check_writer(&name, &env.signer, env.sequence, None)?;
+            .check_writer(&name, id.as_bytes(), &env.signer, env.sequence, None)?;
         if env.body.len() < WRAP_LEN {
             return Err(Error::corrupt(&*name, "body too short"));
         }
@@ -111,8 +146,24 @@ impl Repository {
                 "record sequence differs from the signed one",
             ));
         }
-        self.config
-            .check_writer(&name, &env.signer, env.sequence, Some(&record.host))?;
+        self.config.check_writer(
+            &name,
+            id.as_bytes(),
+            &env.signer,
+            env.sequence,
+            Some(&record.host),
+        )?;
+        if record.time_unix_ms > crate::format::now_unix_ms() + MAX_CLOCK_SKEW_MS {
+            return Err(Error::untrusted(
+                &*name,
+                format!(
+                    "dated {} ms ahead of this clock (more than the {} ms allowed): \
+                     its writer's clock is wrong or it was forged to win `latest`",
+                    record.time_unix_ms - crate::format::now_unix_ms(),
+                    MAX_CLOCK_SKEW_MS
+                ),
+            ));
+        }
         Ok(Snapshot {
             id,
             writer: env.signer,

@@ -32,7 +32,7 @@ use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::crypto::{Key32, context};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, RepoId};
-use crate::index::IndexEntry;
+use crate::index::{IndexEntry, Origin};
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::progress::{Progress, ProgressEvent};
 use crate::tree::{ContentRef, Tree};
@@ -392,7 +392,12 @@ impl<'r> BlobWriter<'r> {
         self.counters.blobs_in.fetch_add(1, Ordering::Relaxed);
         repo.progress
             .emit(ProgressEvent::BytesRead(data.len() as u64));
-        if self.is_pending(&id) || (self.dedup && repo.index.contains(&id)?) {
+        if self.is_pending(&id)
+            || (self.dedup
+                && repo
+                    .index
+                    .has_copy_vouched_by(&id, |v| repo.trusted_for_dedup(v))?)
+        {
             return Ok(Prepared::Known(id, raw_len));
         }
         let (codec, payload) = blob::compress(repo.config.compression_level, data);
@@ -483,7 +488,7 @@ impl<'r> BlobWriter<'r> {
         if unindexed.is_empty() || (!all && unindexed.len() < SEGMENT_FLUSH) {
             return Ok(());
         }
-        let written = self.repo.write_segments(&unindexed, &[])?;
+        let written = self.repo.write_segments(Origin::Signer, &unindexed, &[])?;
         self.segments
             .fetch_add(written.len() as u64, Ordering::Relaxed);
         // The cache has them now: they no longer need to be remembered as pending.
