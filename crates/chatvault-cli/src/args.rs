@@ -352,6 +352,10 @@ pub enum KeyCommand {
     Revoke(KeyRevokeArgs),
     /// Change the passphrase of the slot that opened the repository.
     Passwd(NewSecret),
+    /// Rotate the keys (needs an admin key): a new generation of data key pair, auth key
+    /// and index key seals everything written from now on; every writer the config does
+    /// not revoke receives it. (`key revoke` and `key remove` rotate too.)
+    Rotate,
 }
 
 #[derive(Debug, Args)]

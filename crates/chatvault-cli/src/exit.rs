@@ -112,6 +112,7 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
             (CORRUPT, "corrupt")
         }
         E::PermissionDenied { .. } => (PERMISSION, "permission_denied"),
+        E::KeyNotGranted { .. } => (PERMISSION, "key_not_granted"),
         E::Locked { .. } => (LOCKED, "locked"),
         E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
         _ => (ERROR, "error"),

@@ -356,6 +356,49 @@ fn ls_find_snapshots_stats_and_keys() {
     assert_eq!(listed.as_array().unwrap().len(), 3);
 }
 
+/// A compromised node's key: `key revoke` keeps what it signed (endorsed), rotates the
+/// keys, and the revoked key can do nothing more (exit 14); `key rotate` moves on again.
+#[test]
+fn key_revoke_endorses_rotates_and_shuts_the_node_out() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let node_key = env.path("node.key");
+    let added = env.json(&[
+        "key",
+        "add",
+        "--role",
+        "backup",
+        "--label",
+        "node1",
+        "--new-key-file",
+        node_key.to_str().unwrap(),
+    ]);
+    let slot = added["slot"].as_str().unwrap().to_owned();
+    let node = |args: &[&str]| {
+        let mut c = env.cmd(&["--key-file", node_key.to_str().unwrap()]);
+        c.args(args);
+        c.env_remove("CHATVAULT_PASSWORD");
+        c.output().unwrap()
+    };
+    let out = node(&["backup", "--host", "node1", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let revoked = env.json(&["key", "revoke", &slot[..12], "--trusted-until", "all"]);
+    assert_eq!(revoked["endorsed_objects"], 2, "{revoked}");
+    assert_eq!(revoked["generation"], 1, "{revoked}");
+    // What it signed before stays readable; it can write nothing more.
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    env.ok(&["check"]);
+    let out = node(&["backup", "--host", "node1", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(14), "{out:?}");
+    let rotated = env.json(&["key", "rotate"]);
+    assert_eq!(rotated["generation"], 2);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    env.ok(&["check", "--read-data"]);
+}
+
 #[test]
 fn errors_have_their_exit_codes_and_one_line() {
     let env = Env::new();

@@ -52,15 +52,23 @@ pub struct WriterEntry {
     pub dedup_source: bool,
 }
 
-/// A rotated data secret key, wrapped to one reading slot's grant key.
+/// The secrets of a rotated key generation, wrapped to one writer's grant key.
+///
+/// Two forms: without `keys`, `wrapped` wraps the generation's data secret key itself
+/// (a rotation of the data key alone, for a reading writer). With `keys`, `wrapped` wraps a
+/// fresh grant key, and `keys` is sealed under it: the generation's `auth_key` and
+/// `index_key`, preceded by its data secret key for a reading writer (docs/FORMAT.md,
+/// section 6.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataKeyGrant {
-    /// The data key generation.
+    /// The key generation.
     pub generation: u32,
     /// The grant public key it is wrapped to.
     pub recipient: [u8; 32],
     /// The key wrap (docs/FORMAT.md, "Key wrap"), context `data-key-grant`.
     pub wrapped: Vec<u8>,
+    /// The sealed keys of a generation that replaced `auth_key` and `index_key`.
+    pub keys: Option<Vec<u8>>,
 }
 
 /// A revoked writer. Readers accept its objects only if the admin endorsed them when
@@ -115,8 +123,13 @@ pub struct Config {
     pub revocations: Vec<Revocation>,
     /// The admin public key that signs configs.
     pub admin_key: PublicKey,
-    /// Data secret keys of rotated generations, wrapped to reading slots.
+    /// Secrets of rotated generations, wrapped to writers' grant keys.
     pub grants: Vec<DataKeyGrant>,
+    /// The generations that replaced `auth_key` and `index_key` (a rotation after a
+    /// revocation, or any rotation since they were introduced), ascending. Data of
+    /// generation `g` is sealed with the keys of the greatest of these `≤ g` (0: the
+    /// original keys).
+    pub rekeyed_generations: Vec<u32>,
 }
 
 const OBJECT: &str = "config";
@@ -165,6 +178,16 @@ impl Config {
             encode_revocation(&mut w, r);
         }
         *blake3::hash(&w.into_bytes()).as_bytes()
+    }
+
+    /// The generation whose `auth_key` and `index_key` seal data of `generation`.
+    pub(crate) fn keyed_generation(&self, generation: u32) -> u32 {
+        self.rekeyed_generations
+            .iter()
+            .rev()
+            .find(|g| **g <= generation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The data public key of the current generation.
@@ -225,8 +248,19 @@ impl Config {
                             f.field(0, |w| w.uint(u64::from(g.generation)));
                             f.field(1, |w| w.bytes(&g.recipient));
                             f.field(2, |w| w.bytes(&g.wrapped));
+                            if let Some(keys) = &g.keys {
+                                f.field(3, |w| w.bytes(keys));
+                            }
                         });
                     }
+                });
+            }
+            if !self.rekeyed_generations.is_empty() {
+                f.field(12, |w| {
+                    w.array_head(self.rekeyed_generations.len());
+                    self.rekeyed_generations
+                        .iter()
+                        .for_each(|g| w.uint(u64::from(*g)));
                 });
             }
         });
@@ -247,6 +281,7 @@ impl Config {
             revocations: Vec::new(),
             admin_key: PublicKey::from_bytes([0; 32]),
             grants: Vec::new(),
+            rekeyed_generations: Vec::new(),
         };
         let mut seen = 0u32;
         let mut fields = r.fields()?;
@@ -314,6 +349,15 @@ impl Config {
                 11 => {
                     for _ in 0..r.array_len(1, "grants")? {
                         c.grants.push(decode_grant(&mut r)?);
+                    }
+                }
+                12 => {
+                    for _ in 0..r.array_len(1, "rekeyed generations")? {
+                        let g = r.u32("rekeyed generation")?;
+                        if c.rekeyed_generations.last().is_some_and(|p| *p >= g) || g == 0 {
+                            return Err(r.corrupt("rekeyed generations are not increasing"));
+                        }
+                        c.rekeyed_generations.push(g);
                     }
                 }
                 _ => r.skip()?,
@@ -438,6 +482,7 @@ fn decode_grant(r: &mut Reader<'_>) -> Result<DataKeyGrant> {
         generation: 0,
         recipient: [0; 32],
         wrapped: Vec::new(),
+        keys: None,
     };
     let mut fields = r.fields()?;
     while let Some(key) = fields.next_key(r)? {
@@ -445,6 +490,7 @@ fn decode_grant(r: &mut Reader<'_>) -> Result<DataKeyGrant> {
             0 => g.generation = r.u32("grant generation")?,
             1 => g.recipient = r.id("grant recipient")?,
             2 => g.wrapped = r.bytes("grant wrap")?.to_vec(),
+            3 => g.keys = Some(r.bytes("grant keys")?.to_vec()),
             _ => r.skip()?,
         }
     }
@@ -517,6 +563,7 @@ pub(crate) mod tests {
             }],
             admin_key: admin.public(),
             grants: Vec::new(),
+            rekeyed_generations: Vec::new(),
         }
     }
 
@@ -651,7 +698,18 @@ pub(crate) mod tests {
             generation: 1,
             recipient: [7; 32],
             wrapped: vec![3; crate::crypto::wrap::WRAP_LEN],
+            keys: None,
         });
+        c.grants.push(DataKeyGrant {
+            generation: 2,
+            recipient: [7; 32],
+            wrapped: vec![4; crate::crypto::wrap::WRAP_LEN],
+            keys: Some(vec![5; 80]),
+        });
+        c.rekeyed_generations = vec![2];
+        assert_eq!(c.keyed_generation(1), 0);
+        assert_eq!(c.keyed_generation(2), 2);
+        assert_eq!(c.keyed_generation(7), 2);
         let obj = c.to_object(&admin).unwrap();
         assert_eq!(
             Config::from_object(&obj, &c.repo_id, &admin.public()).unwrap(),

@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::format::{ByteReader, check_magic_version};
 use crate::id::RepoId;
 
+const INDEX_MAGIC: &[u8; 8] = magic::INDEX;
+
 /// Magic bytes per signed object kind.
 pub(crate) mod magic {
     pub const CONFIG: &[u8; 8] = b"CVCONFIG";
@@ -23,9 +25,14 @@ pub(crate) mod magic {
 /// Bytes of header before the body.
 pub(crate) const HEADER_LEN: usize = 8 + 2 + 2 + 32 + 8 + 4;
 
+/// Flag of an index segment whose body starts with the key generation (`u32` LE) whose
+/// `index_key` sealed it (a segment written after `auth_key` and `index_key` were rotated).
+pub(crate) const FLAG_GENERATION: u16 = 1;
+
 /// A verified envelope.
 #[derive(Debug)]
 pub(crate) struct Envelope<'a> {
+    pub flags: u16,
     pub signer: PublicKey,
     pub sequence: u64,
     pub body: &'a [u8],
@@ -41,10 +48,21 @@ pub(crate) fn header(
     sequence: u64,
     body_len: usize,
 ) -> Vec<u8> {
+    header_with_flags(magic, 0, signer, sequence, body_len)
+}
+
+/// [`header`] with flags (only [`FLAG_GENERATION`], on index segments).
+pub(crate) fn header_with_flags(
+    magic: &[u8; 8],
+    flags: u16,
+    signer: &PublicKey,
+    sequence: u64,
+    body_len: usize,
+) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.extend_from_slice(magic);
     h.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(&flags.to_le_bytes());
     h.extend_from_slice(signer.as_bytes());
     h.extend_from_slice(&sequence.to_le_bytes());
     h.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -68,7 +86,19 @@ pub(crate) fn seal(
     sequence: u64,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out = header(magic, &signer.public(), sequence, body.len());
+    seal_with_flags(magic, 0, signer, repo_id, sequence, body)
+}
+
+/// [`seal`] with flags (only [`FLAG_GENERATION`], on index segments).
+pub(crate) fn seal_with_flags(
+    magic: &[u8; 8],
+    flags: u16,
+    signer: &Signer,
+    repo_id: &RepoId,
+    sequence: u64,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = header_with_flags(magic, flags, &signer.public(), sequence, body.len());
     out.reserve(body.len() + SIGNATURE_LEN);
     out.extend_from_slice(body);
     let sig = signer.sign(repo_id, &out);
@@ -85,7 +115,13 @@ pub(crate) fn open<'a>(
 ) -> Result<Envelope<'a>> {
     let mut r = ByteReader::new(bytes, object);
     check_magic_version(&mut r, magic)?;
-    if r.u16()? != 0 {
+    let flags = r.u16()?;
+    let allowed = if magic == INDEX_MAGIC {
+        FLAG_GENERATION
+    } else {
+        0
+    };
+    if flags & !allowed != 0 {
         return Err(r.corrupt("unknown flags"));
     }
     let signer = PublicKey::from_bytes(r.array()?);
@@ -97,6 +133,7 @@ pub(crate) fn open<'a>(
     r.finish()?;
     sign::verify(object, repo_id, &signer, &bytes[..signed_len], &signature)?;
     Ok(Envelope {
+        flags,
         signer,
         sequence,
         body,

@@ -115,6 +115,17 @@ pub enum Error {
         /// What was attempted.
         operation: &'static str,
     },
+    /// The opened key slot lacks the keys of a key generation it needs: it was not granted
+    /// a rotation (a backup slot created before grants reached backup keys, or one whose
+    /// writer was revoked).
+    #[error(
+        "this key slot holds no keys of key generation {generation}: it was not granted \
+         that rotation; an admin must create a new key slot for it"
+    )]
+    KeyNotGranted {
+        /// The generation whose keys are missing.
+        generation: u32,
+    },
     /// Parameters that are out of range or unsafe (chunk sizes, weak KDF settings, …).
     #[error("invalid {what}: {reason}")]
     InvalidArgument {

@@ -278,6 +278,7 @@ pub mod fuzzing {
             revocations: Vec::new(),
             admin_key: admin.public(),
             grants: Vec::new(),
+            rekeyed_generations: Vec::new(),
         }
         .to_object(&admin)
         .unwrap_or_default();

@@ -119,7 +119,7 @@ fn write_fixture(dir: &Path, cache: &Path) {
     repo.add_slot(&auditor, &AddSlotOptions::new(Role::Full, "auditor"))
         .unwrap();
     // Data key generation 1: the third snapshot is sealed to it.
-    assert_eq!(repo.rotate_data_key().unwrap(), 1);
+    assert_eq!(repo.rotate_keys().unwrap(), 1);
     write_snapshot(&repo, &content(30_000, 2), "node-3", SnapshotKind::Full);
     drop(repo);
     let _ = std::fs::remove_dir_all(dir.join("tmp"));

@@ -1,4 +1,4 @@
-//! `chatvault key list|add|remove|passwd`.
+//! `chatvault key list|add|remove|revoke|rotate|passwd`.
 
 use anyhow::{Context, Result, bail};
 use chatvault_core::{AddSlotOptions, KdfParams, KeySource, Role, SlotId};
@@ -61,6 +61,13 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
             out.json(&json!({ "removed": id.to_hex() }));
         }
         KeyCommand::Revoke(a) => revoke(&mut repo, out, a)?,
+        KeyCommand::Rotate => {
+            let generation = repo.rotate_keys()?;
+            out.line(format!(
+                "rotated the keys: generation {generation} seals new data"
+            ));
+            out.json(&json!({ "generation": generation }));
+        }
         KeyCommand::Passwd(secret) => {
             let key = new_secret(secret)?;
             let id = repo.change_passphrase(&key, KdfParams::default())?;
@@ -125,11 +132,17 @@ fn revoke(repo: &mut chatvault_core::Repository, out: Output, a: &KeyRevokeArgs)
         _ => bail!("{spec} is ambiguous"),
     };
     let endorsed = repo.revoke_writer(key, until)?;
+    let generation = repo.config().key_generation;
     out.line(format!(
-        "revoked writer {}: {endorsed} of its snapshots and index segments stay trusted",
+        "revoked writer {}: {endorsed} of its snapshots and index segments stay trusted; \
+         keys rotated to generation {generation}",
         &key.to_hex()[..16]
     ));
-    out.json(&json!({ "revoked": key.to_hex(), "endorsed_objects": endorsed }));
+    out.json(&json!({
+        "revoked": key.to_hex(),
+        "endorsed_objects": endorsed,
+        "generation": generation,
+    }));
     Ok(())
 }
 

@@ -18,6 +18,9 @@ pub(crate) mod context {
     pub const PACK_KEY_WRAP: &str = "chatvault 2026-11 pack-key-wrap v1";
     /// KEK wrapping a rotated data secret key to a reading slot's grant key.
     pub const DATA_KEY_GRANT: &str = "chatvault 2026-11 data-key-grant v1";
+    /// Associated-data prefix of the keys a grant seals (a rotated generation's data secret
+    /// key, `auth_key` and `index_key`).
+    pub const GRANT_KEYS: &str = "chatvault 2026-12 grant-keys v1";
     /// KEK wrapping a snapshot record's content key to the data key.
     pub const SNAPSHOT_KEY_WRAP: &str = "chatvault 2026-11 snapshot-key-wrap v1";
     /// The chunker's 256-entry gear table from `chunker_key`.

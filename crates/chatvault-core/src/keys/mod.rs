@@ -9,7 +9,7 @@
 mod secrets;
 mod slot;
 
-pub(crate) use secrets::{DataKeyPair, Secrets};
+pub(crate) use secrets::{DataKeyPair, GenerationKeys, Secrets};
 pub(crate) use slot::{SlotHeader, check_shape, open_slot, seal_slot};
 
 use std::fmt;

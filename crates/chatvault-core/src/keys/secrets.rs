@@ -4,8 +4,11 @@
 //! id_key (32) ‖ chunker_key (32) ‖ index_key (32) ‖ auth_key (32) ‖ signing seed (32) ‖
 //! admin public key (32) ‖ has_admin u8 ‖ [admin seed (32)] ‖ generations u32 ‖
 //! generations × (generation u32 ‖ data public key (32) ‖ has_secret u8 ‖ [secret (32)]) ‖
-//! grant secret (32)`. The grant key is the slot's own X25519 key: an admin who rotates
-//! the data key wraps the new generation's secret to it (config key 11).
+//! grant secret (32)`, then, in version 2 only, `count u32 ‖ count × (generation u32 ‖
+//! auth_key (32) ‖ index_key (32))`: the `auth_key` and `index_key` of the generations that
+//! replaced them (a rotation after a revocation; the keys above are generation 0's).
+//! Version 1 is written while there are none. The grant key is the slot's own X25519 key:
+//! an admin who rotates keys wraps the new generation's secrets to it (config key 11).
 //! Invariant: decoding refuses a secret set that does not match its role (a backup slot
 //! with a data secret key, an admin slot without the admin key).
 
@@ -52,6 +55,32 @@ impl DataKeyPair {
     }
 }
 
+/// The `auth_key` and `index_key` that a key rotation introduced at `generation`. (Older
+/// rotations changed only the data key pair; generation 0's keys are in [`Secrets`].)
+pub(crate) struct GenerationKeys {
+    pub generation: u32,
+    pub auth_key: Key32,
+    pub index_key: Key32,
+}
+
+impl GenerationKeys {
+    pub fn generate(generation: u32) -> Self {
+        Self {
+            generation,
+            auth_key: Key32::random(),
+            index_key: Key32::random(),
+        }
+    }
+
+    pub fn duplicate(&self) -> Self {
+        Self {
+            generation: self.generation,
+            auth_key: self.auth_key.duplicate(),
+            index_key: self.index_key.duplicate(),
+        }
+    }
+}
+
 /// The secrets an opened slot holds.
 pub(crate) struct Secrets {
     pub repo_id: RepoId,
@@ -66,9 +95,13 @@ pub(crate) struct Secrets {
     pub data_keys: Vec<DataKeyPair>,
     /// This slot's X25519 key for receiving rotated data keys.
     pub grant: StaticSecret,
+    /// The `auth_key` and `index_key` of later generations, by generation.
+    pub rotated: Vec<GenerationKeys>,
 }
 
 const SECRETS_VERSION: u16 = 1;
+/// The version that carries rotated `auth_key`s and `index_key`s.
+const SECRETS_VERSION_ROTATED: u16 = 2;
 
 impl Secrets {
     /// Fresh, independent secrets for a new repository, as held by its first admin slot.
@@ -86,7 +119,31 @@ impl Secrets {
             admin: Some(admin),
             data_keys: vec![DataKeyPair::generate(0)],
             grant: StaticSecret::from(crate::crypto::random_array::<32>()),
+            rotated: Vec::new(),
         }
+    }
+
+    /// Adds a rotated generation's `auth_key` and `index_key`, unless present; keeps the
+    /// list in generation order.
+    pub fn add_rotated(&mut self, keys: GenerationKeys) {
+        if let Err(at) = self
+            .rotated
+            .binary_search_by_key(&keys.generation, |g| g.generation)
+        {
+            self.rotated.insert(at, keys);
+        }
+    }
+
+    /// The `auth_key` and `index_key` introduced at `keyed` (0: the original pair), if
+    /// this slot holds them.
+    pub fn generation_keys(&self, keyed: u32) -> Option<(&Key32, &Key32)> {
+        if keyed == 0 {
+            return Some((&self.auth_key, &self.index_key));
+        }
+        self.rotated
+            .iter()
+            .find(|g| g.generation == keyed)
+            .map(|g| (&g.auth_key, &g.index_key))
     }
 
     /// The secrets a new slot of `role` receives: the shared keys, a fresh signing key,
@@ -116,6 +173,7 @@ impl Secrets {
                 .map(|d| d.duplicate(role.can_read()))
                 .collect(),
             grant: StaticSecret::from(crate::crypto::random_array::<32>()),
+            rotated: self.rotated.iter().map(GenerationKeys::duplicate).collect(),
         })
     }
 
@@ -143,7 +201,12 @@ impl Secrets {
 
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(512));
-        out.extend_from_slice(&SECRETS_VERSION.to_le_bytes());
+        let version = if self.rotated.is_empty() {
+            SECRETS_VERSION
+        } else {
+            SECRETS_VERSION_ROTATED
+        };
+        out.extend_from_slice(&version.to_le_bytes());
         out.push(self.role.to_u8());
         out.extend_from_slice(self.repo_id.as_bytes());
         for k in [
@@ -176,12 +239,21 @@ impl Secrets {
             }
         }
         out.extend_from_slice(&self.grant.to_bytes());
+        if !self.rotated.is_empty() {
+            out.extend_from_slice(&(self.rotated.len() as u32).to_le_bytes());
+            for g in &self.rotated {
+                out.extend_from_slice(&g.generation.to_le_bytes());
+                out.extend_from_slice(g.auth_key.expose());
+                out.extend_from_slice(g.index_key.expose());
+            }
+        }
         out
     }
 
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let mut r = ByteReader::new(bytes, object);
-        if r.u16()? != SECRETS_VERSION {
+        let version = r.u16()?;
+        if version != SECRETS_VERSION && version != SECRETS_VERSION_ROTATED {
             return Err(r.corrupt("unknown secrets version"));
         }
         let role = Role::from_u8(r.u8()?).ok_or_else(|| r.corrupt("unknown role"))?;
@@ -215,6 +287,27 @@ impl Secrets {
             });
         }
         let grant = StaticSecret::from(*Zeroizing::new(r.array::<32>()?));
+        let mut rotated = Vec::new();
+        if version == SECRETS_VERSION_ROTATED {
+            let n = r.u32()? as usize;
+            if n == 0 || n > r.remaining() / 68 {
+                return Err(r.corrupt("bad rotated key count"));
+            }
+            for _ in 0..n {
+                let generation = r.u32()?;
+                if rotated
+                    .last()
+                    .is_some_and(|g: &GenerationKeys| g.generation >= generation)
+                {
+                    return Err(r.corrupt("rotated keys are not in generation order"));
+                }
+                rotated.push(GenerationKeys {
+                    generation,
+                    auth_key: Key32::from_bytes(r.array()?),
+                    index_key: Key32::from_bytes(r.array()?),
+                });
+            }
+        }
         r.finish()?;
         let s = Self {
             repo_id,
@@ -228,6 +321,7 @@ impl Secrets {
             admin,
             data_keys,
             grant,
+            rotated,
         };
         s.check_role(object)?;
         Ok(s)
@@ -300,6 +394,31 @@ mod tests {
                 assert_ne!(keys[i], keys[j]);
             }
         }
+    }
+
+    #[test]
+    fn rotated_keys_round_trip_and_are_handed_to_new_slots() {
+        let mut root = Secrets::generate(RepoId::from_bytes([9; 32]));
+        assert_eq!(root.encode()[..2], SECRETS_VERSION.to_le_bytes());
+        root.rotated.push(GenerationKeys::generate(2));
+        root.rotated.push(GenerationKeys::generate(5));
+        let enc = root.encode();
+        assert_eq!(enc[..2], SECRETS_VERSION_ROTATED.to_le_bytes());
+        let back = Secrets::decode(&enc, "k").unwrap();
+        for g in [0, 2, 5] {
+            let (a, i) = back.generation_keys(g).unwrap();
+            let (ra, ri) = root.generation_keys(g).unwrap();
+            assert_eq!((a.expose(), i.expose()), (ra.expose(), ri.expose()));
+        }
+        assert!(back.generation_keys(3).is_none());
+        let node = root.for_new_slot(Role::Backup).unwrap();
+        assert!(node.generation_keys(5).is_some());
+        for n in 0..enc.len() {
+            assert!(Secrets::decode(&enc[..n], "k").is_err());
+        }
+        // Out of order generations are corrupt.
+        root.rotated.swap(0, 1);
+        assert!(Secrets::decode(&root.encode(), "k").is_err());
     }
 
     #[test]

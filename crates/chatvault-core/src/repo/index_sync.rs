@@ -37,6 +37,16 @@ pub(super) fn open_cache(dir: &Path) -> Result<(IndexCache, Option<std::path::Pa
     }
 }
 
+/// The associated data of a segment's seal: the envelope header, and the key generation
+/// when the envelope says the body starts with it.
+fn segment_aad(header: &[u8], flags: u16, generation: u32) -> Vec<u8> {
+    let mut aad = header.to_vec();
+    if flags & envelope::FLAG_GENERATION != 0 {
+        aad.extend_from_slice(&generation.to_le_bytes());
+    }
+    aad
+}
+
 /// A verified segment and who vouches for its entries.
 pub(crate) struct LoadedSegment {
     pub body: SegmentBody,
@@ -116,7 +126,18 @@ impl Repository {
         let env = envelope::open(&bytes, magic::INDEX, &name, &self.config.repo_id)?;
         self.config
             .check_writer(&name, id.as_bytes(), &env.signer, env.sequence, None)?;
-        let plain = aead::open(&self.secrets.index_key, env.header, env.body)
+        let (generation, sealed) = if env.flags & envelope::FLAG_GENERATION != 0 {
+            let (g, rest) = env
+                .body
+                .split_first_chunk::<4>()
+                .ok_or_else(|| Error::corrupt(&*name, "truncated"))?;
+            (u32::from_le_bytes(*g), rest)
+        } else {
+            (0, env.body)
+        };
+        let index_key = self.generation_keys(generation)?.1;
+        let aad = segment_aad(env.header, env.flags, generation);
+        let plain = aead::open(index_key, &aad, sealed)
             .map_err(|_| Error::corrupt(&*name, "segment failed authentication"))?;
         let body = SegmentBody::decode(&plain, &name)?;
         // Only keys that read (prune, repair: full and admin keys) may sign for another
@@ -207,15 +228,36 @@ impl Repository {
     fn put_segment(&self, body: &SegmentBody) -> Result<SegmentId> {
         let plain = body.encode()?;
         let signer = &self.secrets.signer;
+        let generation = self.config.key_generation;
+        let index_key = self.generation_keys(generation)?.1;
+        // Segments sealed with a rotated index_key say which; others keep the v1 bytes.
+        let (flags, prefix) = if self.config.keyed_generation(generation) > 0 {
+            (envelope::FLAG_GENERATION, 4)
+        } else {
+            (0, 0)
+        };
         let seq = self.lock_pins().next_writer_seq(&signer.public())?;
-        let header = envelope::header(
+        let header = envelope::header_with_flags(
             magic::INDEX,
+            flags,
             &signer.public(),
             seq,
-            plain.len() + aead::OVERHEAD,
+            prefix + plain.len() + aead::OVERHEAD,
         );
-        let sealed = aead::seal(&self.secrets.index_key, &header, &plain);
-        let bytes = envelope::seal(magic::INDEX, signer, &self.config.repo_id, seq, &sealed);
+        let mut sealed = Vec::with_capacity(prefix + plain.len() + aead::OVERHEAD);
+        if prefix > 0 {
+            sealed.extend_from_slice(&generation.to_le_bytes());
+        }
+        let aad = segment_aad(&header, flags, generation);
+        aead::seal_into(index_key, &aad, &plain, &mut sealed);
+        let bytes = envelope::seal_with_flags(
+            magic::INDEX,
+            flags,
+            signer,
+            &self.config.repo_id,
+            seq,
+            &sealed,
+        );
         let id = SegmentId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
         let voucher = match body.origin {

@@ -189,6 +189,7 @@ impl Repository {
             revocations: Vec::new(),
             admin_key: secrets.admin_pk,
             grants: Vec::new(),
+            rekeyed_generations: Vec::new(),
         };
         let (slot, slot_bytes) = keys::seal_slot(&secrets, key, opts.kdf, &opts.label)?;
         backend.put(&slot.object_name(), &slot_bytes)?;
@@ -295,6 +296,18 @@ impl Repository {
     /// The backend.
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The `auth_key` and `index_key` that seal data of key generation `generation`, or
+    /// [`Error::KeyNotGranted`] if this slot was never given them.
+    pub(crate) fn generation_keys(
+        &self,
+        generation: u32,
+    ) -> Result<(&crate::crypto::Key32, &crate::crypto::Key32)> {
+        let keyed = self.config.keyed_generation(generation);
+        self.secrets
+            .generation_keys(keyed)
+            .ok_or(Error::KeyNotGranted { generation: keyed })
     }
 
     pub(crate) fn require_read(&self, operation: &'static str) -> Result<()> {

@@ -59,13 +59,14 @@ impl PackKeyCache {
 }
 
 impl Repository {
-    pub(crate) fn pack_binding(&self) -> WrapBinding<'_> {
-        WrapBinding {
+    /// What a pack's key wrap of key generation `generation` is bound to.
+    pub(crate) fn pack_binding(&self, generation: u32) -> Result<WrapBinding<'_>> {
+        Ok(WrapBinding {
             context: context::PACK_KEY_WRAP,
             repo_id: &self.config.repo_id,
             kind: ObjectKind::Pack,
-            auth_key: &self.secrets.auth_key,
-        }
+            auth_key: self.generation_keys(generation)?.0,
+        })
     }
 
     pub(crate) fn unwrap_pack_key(
@@ -83,7 +84,7 @@ impl Repository {
                     format!("unknown data key generation {}", trailer.generation()),
                 )
             })?;
-        trailer.unwrap_key(sk, &self.pack_binding(), name)
+        trailer.unwrap_key(sk, &self.pack_binding(trailer.generation())?, name)
     }
 
     pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<Key32>> {

@@ -13,19 +13,19 @@ use crate::backend::Backend;
 use crate::config::{Config, DataKeyGrant, Revocation, WriterEntry};
 use crate::crypto::sign::PublicKey;
 use crate::crypto::wrap::{self, ObjectKind, WrapBinding};
-use crate::crypto::{Key32, context};
+use crate::crypto::{Key32, aead, context};
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::format::now_unix_ms;
 use crate::id::SlotId;
-use crate::keys::{self, DataKeyPair, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo};
+use crate::keys::{
+    self, DataKeyPair, GenerationKeys, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo,
+};
 
-/// Adds the data keys of rotated generations that the config grants to this slot. Every
-/// unwrapped secret must match the config's public key of its generation.
+/// Adds the secrets of rotated generations that the config grants to this slot: data
+/// secret keys (reading roles only), and the `auth_key` and `index_key` of generations that
+/// replaced them. Every data secret must match the config's public key of its generation.
 pub(super) fn accept_grants(secrets: &mut Secrets, config: &Config) -> Result<()> {
-    if !secrets.role.can_read() {
-        return Ok(());
-    }
     let me = secrets.grant_public();
     let auth = secrets.auth_key.duplicate();
     let binding = WrapBinding {
@@ -34,11 +34,15 @@ pub(super) fn accept_grants(secrets: &mut Secrets, config: &Config) -> Result<()
         kind: ObjectKind::Grant,
         auth_key: &auth,
     };
-    for g in config.grants.iter().filter(|g| g.recipient == me) {
-        if secrets.data_secret(g.generation).is_some() {
+    let mut mine: Vec<&DataKeyGrant> = config.grants.iter().filter(|g| g.recipient == me).collect();
+    mine.sort_by_key(|g| g.generation);
+    let bad = |why: &str| Error::corrupt("config", format!("key grant: {why}"));
+    for g in mine {
+        let has_data = !secrets.role.can_read() || secrets.data_secret(g.generation).is_some();
+        let has_keys = g.keys.is_none() || secrets.generation_keys(g.generation).is_some();
+        if has_data && has_keys {
             continue;
         }
-        let bad = |why: &str| Error::corrupt("config", format!("data key grant: {why}"));
         let wrapped: &[u8; wrap::WRAP_LEN] = g
             .wrapped
             .as_slice()
@@ -46,19 +50,97 @@ pub(super) fn accept_grants(secrets: &mut Secrets, config: &Config) -> Result<()
             .map_err(|_| bad("wrong length"))?;
         let key =
             wrap::unwrap(wrapped, &secrets.grant, &binding).map_err(|_| bad("does not unwrap"))?;
-        let secret = StaticSecret::from(*key.expose());
-        let public = XPublicKey::from(&secret).to_bytes();
-        if !config.data_public_keys.contains(&(g.generation, public)) {
-            return Err(bad("does not match the generation's public key"));
+        let data_secret = match &g.keys {
+            // A rotation of the data key alone: the wrap holds its secret key.
+            None => Some(*key.expose()),
+            Some(sealed) => {
+                let granted = open_granted_keys(&key, config, g, sealed)
+                    .ok_or_else(|| bad("keys do not open"))?;
+                secrets.add_rotated(granted.keys);
+                granted.data_secret
+            }
+        };
+        if let Some(sk) = data_secret.filter(|_| secrets.role.can_read()) {
+            let secret = StaticSecret::from(sk);
+            let public = XPublicKey::from(&secret).to_bytes();
+            if !config.data_public_keys.contains(&(g.generation, public)) {
+                return Err(bad("does not match the generation's public key"));
+            }
+            secrets.data_keys.retain(|d| d.generation != g.generation);
+            secrets.data_keys.push(DataKeyPair {
+                generation: g.generation,
+                public,
+                secret: Some(secret),
+            });
         }
-        secrets.data_keys.retain(|d| d.generation != g.generation);
-        secrets.data_keys.push(DataKeyPair {
-            generation: g.generation,
-            public,
-            secret: Some(secret),
-        });
     }
     Ok(())
+}
+
+/// What a grant of a rotated generation hands its recipient.
+struct GrantedKeys {
+    data_secret: Option<[u8; 32]>,
+    keys: GenerationKeys,
+}
+
+/// The associated data of a grant's sealed keys: bound to the repository, the generation
+/// and the recipient, so a grant cannot be moved to another slot or generation.
+fn grant_keys_aad(config: &Config, generation: u32, recipient: &[u8; 32]) -> Vec<u8> {
+    let mut aad = context::GRANT_KEYS.as_bytes().to_vec();
+    aad.extend_from_slice(config.repo_id.as_bytes());
+    aad.extend_from_slice(&generation.to_le_bytes());
+    aad.extend_from_slice(recipient);
+    aad
+}
+
+/// Seals a rotated generation's keys for one recipient: `flag u8 (1: a data secret key
+/// follows) ‖ [data_sk (32)] ‖ auth_key (32) ‖ index_key (32)`.
+fn seal_granted_keys(
+    key: &Key32,
+    config: &Config,
+    generation: u32,
+    recipient: &[u8; 32],
+    data_secret: Option<&[u8; 32]>,
+    keys: &GenerationKeys,
+) -> Vec<u8> {
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(97));
+    plain.push(u8::from(data_secret.is_some()));
+    if let Some(sk) = data_secret {
+        plain.extend_from_slice(sk);
+    }
+    plain.extend_from_slice(keys.auth_key.expose());
+    plain.extend_from_slice(keys.index_key.expose());
+    aead::seal(key, &grant_keys_aad(config, generation, recipient), &plain)
+}
+
+fn open_granted_keys(
+    key: &Key32,
+    config: &Config,
+    g: &DataKeyGrant,
+    sealed: &[u8],
+) -> Option<GrantedKeys> {
+    let plain = zeroize::Zeroizing::new(
+        aead::open(
+            key,
+            &grant_keys_aad(config, g.generation, &g.recipient),
+            sealed,
+        )
+        .ok()?,
+    );
+    let (flag, rest) = plain.split_first()?;
+    let (data_secret, rest) = match (flag, rest.len()) {
+        (1, 96) => (Some(<[u8; 32]>::try_from(&rest[..32]).ok()?), &rest[32..]),
+        (0, 64) => (None, rest),
+        _ => return None,
+    };
+    Some(GrantedKeys {
+        data_secret,
+        keys: GenerationKeys {
+            generation: g.generation,
+            auth_key: Key32::from_bytes(rest[..32].try_into().ok()?),
+            index_key: Key32::from_bytes(rest[32..].try_into().ok()?),
+        },
+    })
 }
 
 /// Tries every slot (or the one asked for) with `key`.
@@ -182,7 +264,9 @@ impl Repository {
             label: opts.label.clone(),
             scope: opts.scope.clone(),
             added_unix_ms: now_unix_ms(),
-            grant_key: opts.role.can_read().then(|| secrets.grant_public()),
+            // Every role receives rotated keys: backup keys need the new auth_key and
+            // index_key to go on writing after a revocation.
+            grant_key: Some(secrets.grant_public()),
             dedup_source: opts.dedup_source,
         };
         self.update_config(|config, _| {
@@ -239,8 +323,10 @@ impl Repository {
     /// to `trusted_until_seq` (`u64::MAX` for all) that exist now are endorsed: the config
     /// lists their ids, and readers accept those and nothing else it signs, whatever
     /// sequence a later object claims. Use the sequence of its last snapshot you trust
-    /// (`snapshots` shows it), or 0 to trust nothing. Admin only. Returns how many objects
-    /// were endorsed.
+    /// (`snapshots` shows it), or 0 to trust nothing. Then rotates the keys
+    /// ([`rotate_keys`](Self::rotate_keys)), so the revoked key can read no new index
+    /// segment and seal nothing readers accept. Admin only. Returns how many objects were
+    /// endorsed.
     pub fn revoke_writer(&mut self, key: PublicKey, trusted_until_seq: u64) -> Result<usize> {
         self.require_admin("revoke writers")?;
         if !self.config.writers.iter().any(|w| w.key == key) {
@@ -266,6 +352,9 @@ impl Repository {
             });
             Ok(())
         })?;
+        // What the revoked key holds (auth_key, index_key, the data key generation) is
+        // replaced for everything written from now on.
+        self.rotate_keys()?;
         Ok(count)
     }
 
@@ -302,15 +391,19 @@ impl Repository {
         Ok(ids)
     }
 
-    /// Rotates the data key: a new X25519 generation seals everything written from now on.
-    /// Its secret key is wrapped, in the signed config, to the grant key of every reading
-    /// writer that still has a key slot and is not revoked; a reading slot removed or
-    /// revoked before the rotation cannot read data written after it. Packs sealed to
-    /// older generations stay readable with the older keys (each slot keeps them) until a
-    /// repack re-seals them. Admin only. Returns the new generation.
-    pub fn rotate_data_key(&mut self) -> Result<u32> {
-        self.require_admin("rotate the data key")?;
-        let mut pair = None;
+    /// Rotates the keys: a new key generation, with a fresh X25519 data key pair, `auth_key`
+    /// and `index_key`, seals everything written from now on. Its secrets are wrapped, in
+    /// the signed config, to the grant key of every writer the config does not revoke
+    /// (reading writers receive the data secret key too). A revoked or removed key receives
+    /// nothing: it cannot read data written after the rotation, nor new index segments, and
+    /// the packs and snapshots it could still seal with its old keys are of a generation
+    /// no current writer uses. Backup keys created before grants reached backup keys hold
+    /// no grant key in the config and fail with [`Error::KeyNotGranted`] until replaced.
+    /// Packs sealed to older generations stay readable with the older keys (each slot keeps
+    /// them) until a repack re-seals them. Admin only. Returns the new generation.
+    pub fn rotate_keys(&mut self) -> Result<u32> {
+        self.require_admin("rotate the keys")?;
+        let mut generated = None;
         self.update_config(|config, secrets| {
             let generation = config
                 .data_public_keys
@@ -319,43 +412,62 @@ impl Repository {
                 .max()
                 .unwrap_or(0)
                 + 1;
-            let new = DataKeyPair::generate(generation);
-            let secret = new
+            let pair = DataKeyPair::generate(generation);
+            let data_sk = pair
                 .secret
                 .as_ref()
-                .map(|s| Key32::from_bytes(s.to_bytes()))
+                .map(|s| s.to_bytes())
                 .ok_or_else(|| Error::invalid("data key", "generated without a secret"))?;
+            let keys = GenerationKeys::generate(generation);
             let binding = WrapBinding {
                 context: context::DATA_KEY_GRANT,
                 repo_id: &config.repo_id,
                 kind: ObjectKind::Grant,
                 auth_key: &secrets.auth_key,
             };
-            // Recipients come from the signed config alone: every reading writer that is
-            // not revoked (removing a slot revokes its writer).
-            let recipients: Vec<[u8; 32]> = config
+            // Recipients come from the signed config alone.
+            let recipients: Vec<([u8; 32], bool)> = config
                 .writers
                 .iter()
                 .filter(|w| !config.revocations.iter().any(|r| r.key == w.key))
-                .filter_map(|w| w.grant_key)
+                .filter_map(|w| Some((w.grant_key?, w.role.can_read())))
                 .collect();
-            for recipient in recipients {
-                let wrapped = wrap::wrap(&secret, &recipient, generation, &binding)
+            let mut grants = Vec::with_capacity(recipients.len());
+            for (recipient, reads) in recipients {
+                let key = Key32::random();
+                let wrapped = wrap::wrap(&key, &recipient, generation, &binding)
                     .map_err(|_| Error::corrupt("config", "a grant key is a low-order point"))?;
-                config.grants.push(DataKeyGrant {
+                let sealed = seal_granted_keys(
+                    &key,
+                    config,
+                    generation,
+                    &recipient,
+                    reads.then_some(&data_sk),
+                    &keys,
+                );
+                grants.push(DataKeyGrant {
                     generation,
                     recipient,
                     wrapped: wrapped.to_vec(),
+                    keys: Some(sealed),
                 });
             }
-            config.data_public_keys.push((generation, new.public));
+            config.grants.extend(grants);
+            config.data_public_keys.push((generation, pair.public));
             config.key_generation = generation;
-            pair = Some(new);
+            config.rekeyed_generations.push(generation);
+            generated = Some((pair, keys));
             Ok(())
         })?;
-        let pair = pair.ok_or_else(|| Error::invalid("data key", "rotation did not run"))?;
+        let (pair, keys) =
+            generated.ok_or_else(|| Error::invalid("key rotation", "did not run"))?;
         let generation = pair.generation;
-        self.secrets.data_keys.push(pair);
+        // `update_config` accepted this slot's own grant; an admin whose writer entry
+        // predates grant keys gets the new secrets directly.
+        if self.secrets.data_secret(generation).is_none() {
+            self.secrets.data_keys.push(pair);
+        }
+        self.secrets.add_rotated(keys);
         Ok(generation)
     }
 

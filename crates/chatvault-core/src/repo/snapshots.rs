@@ -25,13 +25,13 @@ use crate::snapshot::{Snapshot, SnapshotRecord};
 pub(crate) const MAX_CLOCK_SKEW_MS: i64 = 60 * 60 * 1000;
 
 impl Repository {
-    fn snapshot_binding(&self) -> WrapBinding<'_> {
-        WrapBinding {
+    fn snapshot_binding(&self, generation: u32) -> Result<WrapBinding<'_>> {
+        Ok(WrapBinding {
             context: context::SNAPSHOT_KEY_WRAP,
             repo_id: &self.config.repo_id,
             kind: ObjectKind::Snapshot,
-            auth_key: &self.secrets.auth_key,
-        }
+            auth_key: self.generation_keys(generation)?.0,
+        })
     }
 
     /// Stores a snapshot record. The writer sequence and the link to this writer's previous
@@ -83,7 +83,7 @@ impl Repository {
             &content_key,
             &data_pk,
             self.config.key_generation,
-            &self.snapshot_binding(),
+            &self.snapshot_binding(self.config.key_generation)?,
         )
         .map_err(|_| Error::corrupt("config", "the data public key is a low-order point"))?;
         let body_len = WRAP_LEN + plain.len() + aead::OVERHEAD;
@@ -132,7 +132,7 @@ impl Repository {
         let sk = self.secrets.data_secret(generation).ok_or_else(|| {
             Error::corrupt(&*name, format!("unknown data key generation {generation}"))
         })?;
-        let key = wrap::unwrap(wrapped, sk, &self.snapshot_binding()).map_err(|_| {
+        let key = wrap::unwrap(wrapped, sk, &self.snapshot_binding(generation)?).map_err(|_| {
             Error::corrupt(&*name, "snapshot key does not unwrap (forged or damaged)")
         })?;
         let mut aad = env.header.to_vec();

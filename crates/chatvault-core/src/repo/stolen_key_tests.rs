@@ -302,3 +302,78 @@ fn a_snapshot_dated_beyond_the_clock_skew_is_refused_by_writer_and_readers() {
     let near = node.save_snapshot(r).unwrap();
     admin.load_snapshot(near).unwrap();
 }
+
+/// Before: revocation only added a `trusted_until_seq`, a number the revoked key chooses
+/// for its own objects, and it kept `auth_key`, `index_key` and the data generation, so
+/// it could go on reading new index segments and sealing packs readers accept.
+#[test]
+fn a_revoked_key_reads_no_new_segment_and_writes_nothing_readers_accept() {
+    let (fx, mut admin) = Fixture::new();
+    let node = fx.open("node-1", &fx.cache("node"));
+    let before = vec![data(20, 200_000)];
+    let (_, before_refs) = backup(&node, &before);
+    let evil = fx.open("evil", &fx.cache("evil"));
+    let (evil_snapshot, _) = backup(&evil, &[data(21, 1000)]);
+
+    let evil_key = evil.writer_key();
+    let endorsed = admin.revoke_writer(evil_key, u64::MAX).unwrap();
+    assert_eq!(endorsed, 2, "its snapshot and its segment");
+    assert_eq!(admin.config().key_generation, 1);
+    assert_eq!(admin.config().rekeyed_generations, vec![1]);
+
+    // The honest node received the new generation and writes with it.
+    drop(node);
+    let node = fx.open("node-1", &fx.cache("node"));
+    let after = vec![data(22, 200_000)];
+    let (_, after_refs) = backup(&node, &after);
+    let admin = fx.open("admin", &fx.cache("admin-after"));
+    restores(&admin, &before_refs, &before);
+    restores(&admin, &after_refs, &after);
+    admin.load_snapshot(evil_snapshot).unwrap();
+
+    // The revoked key cannot open the repository any more: the new segments are sealed
+    // with an index_key it was never given.
+    let opts = OpenOptions {
+        cache_dir: Some(fx.cache("evil-again")),
+        allow_weak_kdf: true,
+        ..OpenOptions::default()
+    };
+    match Repository::open(Box::new(fx.backend.clone()), &key("evil"), opts) {
+        Err(crate::Error::KeyNotGranted { generation: 1 }) => {}
+        other => panic!("expected KeyNotGranted, got {other:?}"),
+    }
+    // Its old handle (still on generation 0) seals a pack and a segment with its old
+    // keys: readers refuse the segment (not endorsed), so they never use the pack.
+    poison(&evil, &[(after_refs[0].id, BlobType::Data, 1000)]);
+    let admin = fx.open("admin", &fx.cache("admin-last"));
+    assert!(
+        admin.index_problems().iter().any(|p| p.contains("revoked")),
+        "{:?}",
+        admin.index_problems()
+    );
+    assert_eq!(admin.index.copies(&after_refs[0].id).unwrap().len(), 1);
+    restores(&admin, &after_refs, &after);
+}
+
+/// A backup key whose writer entry has no grant key (created by a version that gave
+/// grant keys to reading roles only) fails with a clear error after a rotation, rather
+/// than seal data with keys readers would refuse.
+#[test]
+fn a_key_without_a_grant_fails_closed_after_a_rotation() {
+    let (fx, mut admin) = Fixture::new();
+    let node_key = fx.open("node-1", &fx.cache("node")).writer_key();
+    admin
+        .update_config(|c, _| {
+            for w in c.writers.iter_mut().filter(|w| w.key == node_key) {
+                w.grant_key = None;
+            }
+            Ok(())
+        })
+        .unwrap();
+    admin.rotate_keys().unwrap();
+    let node = fx.open("node-1", &fx.cache("node"));
+    match node.writer() {
+        Err(crate::Error::KeyNotGranted { generation: 1 }) => {}
+        other => panic!("expected KeyNotGranted, got {:?}", other.map(|_| ())),
+    }
+}

@@ -151,7 +151,10 @@ impl Repository {
             repo_id: self.config.repo_id,
             data_pk: self.config.current_data_key()?,
             generation: self.config.key_generation,
-            auth_key: self.secrets.auth_key.duplicate(),
+            auth_key: self
+                .generation_keys(self.config.key_generation)?
+                .0
+                .duplicate(),
             pack_size: self.config.pack_size as usize,
         };
         let (to_packer, from_main) = bounded::<Item>(BATCH);
