@@ -608,8 +608,10 @@ fn a_backup_key_writes_sets_it_cannot_read() {
     let node = f.open_with(&node_key, "node-cache");
     let data = f.path("server");
     generate(&data, 2);
+    // The node key writes for its own host (its scope defaults to its label).
     let opts = BackupOptions {
         name: "server".into(),
+        host: Some("node".into()),
         ..BackupOptions::default()
     };
     let first = chatvault_msglog::backup_data_dir(&node, &data, opts.clone()).unwrap();
