@@ -382,7 +382,8 @@ pub struct KeyAddArgs {
 
 #[derive(Debug, Args)]
 pub struct KeyRevokeArgs {
-    /// The writer key (hex, or a unique prefix) or slot id prefix from `key list`.
+    /// The key to revoke: its label, its writer key (hex, or a unique prefix), or its
+    /// slot id prefix, as `key list` shows them.
     pub key: String,
     /// Trust its objects with a writer sequence up to this one (`snapshots --json` shows
     /// each snapshot's `writer_seq`); `all` keeps everything it signed so far, `none`

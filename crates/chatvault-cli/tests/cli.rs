@@ -383,7 +383,8 @@ fn key_revoke_endorses_rotates_and_shuts_the_node_out() {
     };
     let out = node(&["backup", "--host", "node1", src.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    let revoked = env.json(&["key", "revoke", &slot[..12], "--trusted-until", "all"]);
+    let revoked = env.json(&["key", "revoke", "node1", "--trusted-until", "all"]);
+    assert!(slot.len() == 64);
     assert_eq!(revoked["endorsed_objects"], 2, "{revoked}");
     assert_eq!(revoked["generation"], 1, "{revoked}");
     // What it signed before stays readable; it can write nothing more.

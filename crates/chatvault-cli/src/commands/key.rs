@@ -115,8 +115,8 @@ fn revoke(repo: &mut chatvault_core::Repository, out: Output, a: &KeyRevokeArgs)
         .config()
         .writers
         .iter()
+        .filter(|w| w.label == a.key || w.key.to_hex().starts_with(&spec))
         .map(|w| w.key)
-        .filter(|k| k.to_hex().starts_with(&spec))
         .collect();
     keys.extend(
         repo.list_slots()?
