@@ -364,7 +364,7 @@ fn key_revoke_endorses_rotates_and_shuts_the_node_out() {
     let src = env.path("src");
     make_tree(&src);
     let node_key = env.path("node.key");
-    let added = env.json(&[
+    env.ok(&[
         "key",
         "add",
         "--role",
@@ -374,7 +374,6 @@ fn key_revoke_endorses_rotates_and_shuts_the_node_out() {
         "--new-key-file",
         node_key.to_str().unwrap(),
     ]);
-    let slot = added["slot"].as_str().unwrap().to_owned();
     let node = |args: &[&str]| {
         let mut c = env.cmd(&["--key-file", node_key.to_str().unwrap()]);
         c.args(args);
@@ -384,7 +383,6 @@ fn key_revoke_endorses_rotates_and_shuts_the_node_out() {
     let out = node(&["backup", "--host", "node1", src.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let revoked = env.json(&["key", "revoke", "node1", "--trusted-until", "all"]);
-    assert!(slot.len() == 64);
     assert_eq!(revoked["endorsed_objects"], 2, "{revoked}");
     assert_eq!(revoked["generation"], 1, "{revoked}");
     // What it signed before stays readable; it can write nothing more.
