@@ -183,6 +183,17 @@ struct Run {
     refuted: HashSet<(BlobId, PackId, u32)>,
 }
 
+impl Run {
+    /// Packs a segment names that the backend does not list.
+    fn missing_packs(&self) -> HashSet<PackId> {
+        self.packs
+            .iter()
+            .filter(|(_, p)| p.size.is_none())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
 impl Repository {
     /// Removes unreferenced data. Needs a full or admin key. See [`PruneOptions`] for the
     /// knobs and the module documentation of `repo/prune.rs` for the steps and their
@@ -420,12 +431,7 @@ impl Repository {
     /// streamed over the surplus copies, so memory does not grow with the blobs.
     fn contest(&self, run: &mut Run, report: &mut PruneReport) -> Result<()> {
         let doomed: HashSet<PackId> = run.fates.keys().copied().collect();
-        let missing: HashSet<PackId> = run
-            .packs
-            .iter()
-            .filter(|(_, p)| p.size.is_none())
-            .map(|(id, _)| *id)
-            .collect();
+        let missing = run.missing_packs();
         let mut last: Option<BlobId> = None;
         self.index.for_each_surplus(|surplus| {
             let blob = surplus.entry.blob;
@@ -474,18 +480,7 @@ impl Repository {
     /// Whether one copy of a blob verifies. A copy that is damaged or whose pack is gone
     /// does not; failures of the local side or of the storage connection stop the prune.
     fn copy_verifies(&self, entry: &IndexEntry) -> Result<bool> {
-        let verified =
-            self.with_sealed_copy(entry, entry.blob_type, &mut |key, meta, sealed, name| {
-                blob::open_in_place_with(
-                    key,
-                    &self.secrets.id_key,
-                    &self.config.repo_id,
-                    meta,
-                    sealed,
-                    name,
-                    |_| (),
-                )
-            });
+        let verified = self.read_copy_with(entry, |_| ());
         match verified {
             Ok(()) => Ok(true),
             Err(Error::Corrupt { .. } | Error::NotFound { .. }) => Ok(false),
@@ -694,12 +689,7 @@ impl Repository {
         // No writer session runs now, and the sync above came after the last one ended.
         let snapshots = self.snapshot_ids()?;
         report.packs_rescued += self.mark_all(run, snapshots, Some(&mut doomed))?;
-        let missing: HashSet<PackId> = run
-            .packs
-            .iter()
-            .filter(|(_, p)| p.size.is_none())
-            .map(|(id, _)| *id)
-            .collect();
+        let missing = run.missing_packs();
         exclusive.check_held()?;
         // Segments first: no segment may name a pack that is gone. Segments listing a
         // refuted copy are rewritten without it. The rewritten entries keep their origin

@@ -155,17 +155,44 @@ impl Repository {
         // leaves it for the next.
         let mut f = Some(f);
         self.with_sealed(id, expected, |key, meta, sealed, name| {
-            blob::open_in_place_with(
-                key,
-                &self.secrets.id_key,
-                &self.config.repo_id,
-                meta,
-                sealed,
-                name,
-                |plain| f.take().map(|f| f(plain)),
-            )?
-            .ok_or_else(|| Error::corrupt(name, "a blob was opened twice"))
+            self.open_sealed_with(key, meta, sealed, name, |plain| f.take().map(|f| f(plain)))?
+                .ok_or_else(|| Error::corrupt(name, "a blob was opened twice"))
         })
+    }
+
+    /// Reads one given copy of a blob (not its other copies) and hands the verified
+    /// plaintext to `f`: prune's check of a copy it is about to rely on.
+    pub(super) fn read_copy_with<R>(
+        &self,
+        entry: &IndexEntry,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        let mut f = Some(f);
+        self.with_sealed_copy(entry, entry.blob_type, &mut |key, meta, sealed, name| {
+            self.open_sealed_with(key, meta, sealed, name, |plain| f.take().map(|f| f(plain)))?
+                .ok_or_else(|| Error::corrupt(name, "a blob was opened twice"))
+        })
+    }
+
+    /// Opens sealed blob bytes in place (authenticate, decompress, re-hash to the id) and
+    /// hands the plaintext to `f`.
+    fn open_sealed_with<R>(
+        &self,
+        key: &Key32,
+        meta: &blob::BlobMeta,
+        sealed: &mut [u8],
+        name: &str,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        blob::open_in_place_with(
+            key,
+            &self.secrets.id_key,
+            &self.config.repo_id,
+            meta,
+            sealed,
+            name,
+            f,
+        )
     }
 
     /// Looks a blob up and hands its pack key, meta, sealed bytes (in this thread's read
