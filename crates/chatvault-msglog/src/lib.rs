@@ -53,7 +53,10 @@
 #![deny(missing_docs)]
 
 mod backup;
+mod changes;
 mod error;
+mod fields;
+mod layout;
 mod meta;
 mod records;
 mod restore;
@@ -63,7 +66,12 @@ pub use backup::{
     BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MessageRecord,
     MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
 };
+pub use changes::{Change, ChangeConversation, ChangeKind, ChangeSource, KnownConversation};
 pub use error::{Error, Result};
+pub use fields::{RecordFields, TsFormat};
+pub use layout::{
+    DEFAULT_TENANT, LayoutOptions, LayoutReport, LogLayout, PatternCount, StreamWarning,
+};
 pub use meta::{NodeKind, NodeMeta, Ranges, SegmentMeta, Stamp, Tier};
 pub use records::{MAX_RECORD, Record};
 pub use restore::{
