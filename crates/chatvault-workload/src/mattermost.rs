@@ -181,7 +181,10 @@ mod tests {
         };
         let id = post_id(TenantId(1), c, 7);
         assert_eq!(id.len(), 26);
-        assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
         assert_eq!(id, post_id(TenantId(1), c, 7));
         assert_ne!(id, post_id(TenantId(1), c, 8));
         assert_ne!(channel_id(TenantId(0), c), channel_id(TenantId(1), c));
@@ -211,6 +214,9 @@ mod tests {
             }
         }
         assert!(edits > 0 && deletes > 0, "{edits} {deletes}");
-        assert_eq!(text_of(br#"{"text":"a\nb \"c\"","target":3}"#), "a\nb \"c\"");
+        assert_eq!(
+            text_of(br#"{"text":"a\nb \"c\"","target":3}"#),
+            "a\nb \"c\""
+        );
     }
 }
