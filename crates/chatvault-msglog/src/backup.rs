@@ -347,7 +347,12 @@ impl<'r> BackupSession<'r> {
         }
     }
 
-    pub(crate) fn set_logs(&mut self, walker_problems: Vec<Problem>, tree: BlobId, stats: LogStats) {
+    pub(crate) fn set_logs(
+        &mut self,
+        walker_problems: Vec<Problem>,
+        tree: BlobId,
+        stats: LogStats,
+    ) {
         self.problems.extend(walker_problems);
         self.logs = Some((
             Node {
@@ -1052,6 +1057,7 @@ pub(crate) fn stream_meta(
         stamp,
         last_seq: ranges.map(|r| r.seq_max),
         last_ts: ranges.map(|r| r.ts_max),
+        ..NodeMeta::empty(kind)
     }
 }
 

@@ -189,12 +189,13 @@ impl BackupSession<'_> {
                 cursor: m.cursor.as_deref().unwrap_or_default(),
             })
             .collect();
-        let mut listed = source
-            .conversations(&known, self.opts.full)
-            .map_err(|e| Error::Source {
-                conversation: "(listing)".into(),
-                source: e,
-            })?;
+        let mut listed =
+            source
+                .conversations(&known, self.opts.full)
+                .map_err(|e| Error::Source {
+                    conversation: "(listing)".into(),
+                    source: e,
+                })?;
         for c in &listed {
             check_name(&c.tenant, "tenant name")?;
             check_name(&c.id, "conversation id")?;
@@ -221,12 +222,18 @@ impl BackupSession<'_> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut by_name: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
-            // Conversations not read this time are kept as they were.
+            // Conversations not read this time are kept as they were (the source's
+            // streams only: anything else in a parent of the same name is not carried on).
             if let Some(t) = prev_tree {
                 for n in t.nodes() {
-                    by_name.insert(n.name.clone(), n.clone());
-                    stats.streams += 1;
-                    stats.streams_unchanged += 1;
+                    let ours = n.subtree.is_none()
+                        && NodeMeta::decode(&n.meta, &tenant)
+                            .is_ok_and(|m| m.kind == NodeKind::Framed && m.cursor.is_some());
+                    if ours {
+                        by_name.insert(n.name.clone(), n.clone());
+                        stats.streams += 1;
+                        stats.streams_unchanged += 1;
+                    }
                 }
             }
             for (node, s) in results {

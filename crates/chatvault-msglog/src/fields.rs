@@ -275,8 +275,8 @@ impl RecordFields {
         let seq = r.text("seq pointer")?.to_owned();
         let ts = r.text("ts pointer")?.to_owned();
         let code = r.u64("ts format")?;
-        let ts_format =
-            TsFormat::from_code(code).ok_or_else(|| r.corrupt(format!("unknown ts format {code}")))?;
+        let ts_format = TsFormat::from_code(code)
+            .ok_or_else(|| r.corrupt(format!("unknown ts format {code}")))?;
         Ok(RecordFields {
             seq,
             ts,
@@ -329,7 +329,11 @@ mod tests {
                 r#""1700000000.25""#,
                 1_700_000_000_250,
             ),
-            (TsFormat::DecimalSeconds, r#"1700000000.5"#, 1_700_000_000_500),
+            (
+                TsFormat::DecimalSeconds,
+                r#"1700000000.5"#,
+                1_700_000_000_500,
+            ),
             (TsFormat::DecimalSeconds, r#""-0.0005""#, -1),
             (TsFormat::DecimalSeconds, r#""12""#, 12_000),
         ];

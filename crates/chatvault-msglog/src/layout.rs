@@ -69,7 +69,6 @@ pub struct LayoutOptions {
 struct Pattern {
     text: String,
     regex: regex::bytes::Regex,
-    has_tenant: bool,
     has_conversation: bool,
 }
 
@@ -113,37 +112,72 @@ impl Pattern {
         if text.contains([OPEN, CLOSE]) {
             return Err(bad("private-use characters are not allowed"));
         }
-        if text.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if text
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(bad("empty, `.` and `..` components are not allowed"));
         }
         // Replace each `{name}` by a placeholder globset passes through as a literal, then
         // turn the placeholders of its regex into named groups.
         let mut glob = String::new();
         let mut names: Vec<String> = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            glob.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            match after.find('}') {
-                Some(close) if is_capture_name(&after[..close]) => {
-                    let name = &after[..close];
-                    if names.iter().any(|n| n == name) {
-                        return Err(bad(&format!("{{{name}}} appears twice")));
+        // Inside `[…]` or an alternation `{a,b}` a capture would not be one.
+        let (mut in_class, mut alternation) = (false, 0usize);
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    glob.push(c);
+                    if let Some((_, n)) = chars.next() {
+                        glob.push(n);
                     }
-                    glob.push(OPEN);
-                    glob.push_str(&names.len().to_string());
-                    glob.push(CLOSE);
-                    names.push(name.to_owned());
-                    rest = &after[close + 1..];
                 }
-                // An alternation such as `{jsonl,log}`: globset's.
-                _ => {
-                    glob.push('{');
-                    rest = after;
+                '[' if !in_class => {
+                    in_class = true;
+                    glob.push(c);
                 }
+                ']' if in_class => {
+                    in_class = false;
+                    glob.push(c);
+                }
+                '{' => {
+                    let after = &text[i + 1..];
+                    match after.find('}') {
+                        Some(close) if is_capture_name(&after[..close]) => {
+                            let name = &after[..close];
+                            if in_class || alternation > 0 {
+                                return Err(bad(&format!(
+                                    "{{{name}}} is inside a class or an alternation"
+                                )));
+                            }
+                            if names.iter().any(|n| n == name) {
+                                return Err(bad(&format!("{{{name}}} appears twice")));
+                            }
+                            glob.push(OPEN);
+                            glob.push_str(&names.len().to_string());
+                            glob.push(CLOSE);
+                            names.push(name.to_owned());
+                            for _ in 0..=close {
+                                chars.next();
+                            }
+                        }
+                        // An alternation such as `{jsonl,log}`: globset's.
+                        _ => {
+                            if !in_class {
+                                alternation += 1;
+                            }
+                            glob.push(c);
+                        }
+                    }
+                }
+                '}' if !in_class && alternation > 0 => {
+                    alternation -= 1;
+                    glob.push(c);
+                }
+                c => glob.push(c),
             }
         }
-        glob.push_str(rest);
         let g = globset::GlobBuilder::new(&glob)
             .literal_separator(true)
             .backslash_escape(true)
@@ -151,11 +185,7 @@ impl Pattern {
             .map_err(|e| bad(&e.kind().to_string()))?;
         let mut re = g.regex().to_owned();
         for (i, name) in names.iter().enumerate() {
-            let placeholder = format!(
-                "{}{i}{}",
-                escaped_literal(OPEN),
-                escaped_literal(CLOSE)
-            );
+            let placeholder = format!("{}{i}{}", escaped_literal(OPEN), escaped_literal(CLOSE));
             if !re.contains(&placeholder) {
                 return Err(bad(&format!(
                     "{{{name}}} is inside a class or an alternation"
@@ -167,7 +197,6 @@ impl Pattern {
         Ok(Pattern {
             text: text.to_owned(),
             regex,
-            has_tenant: names.iter().any(|n| n == "tenant"),
             has_conversation: names.iter().any(|n| n == "conversation"),
         })
     }
@@ -509,7 +538,9 @@ impl<'r> BackupSession<'r> {
         let entries: Vec<(Vec<Vec<u8>>, Found)> = found.into_iter().collect();
         let (tree, stats) = build(&walker, layout, &entries, 0, parent.as_ref())?;
         let LogsWalker {
-            problems, layout: ctx, ..
+            problems,
+            layout: ctx,
+            ..
         } = walker;
         let checks = ctx
             .map(|c| c.checks.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -592,12 +623,19 @@ fn build(
             if g.len() == 1 && g[0].0.len() == depth + 1 {
                 let f = &g[0].1;
                 let shown = f.path.display().to_string();
-                let prev_stream = walker.previous(&shown, prev, NodeKind::Lines);
+                // Ranges stored under other record fields mean nothing under these: such
+                // a stream is read and stored anew.
+                let prev_stream = walker
+                    .previous(&shown, prev, NodeKind::Lines)
+                    .filter(|p| same_fields(p.meta.fields.as_ref(), &layout.fields));
                 let Some((node, stats)) = walker.log_file(&f.path, &name, &f.md, prev_stream)?
                 else {
                     return Ok(None);
                 };
-                Ok(Some((identify(walker, layout, &shown, &f.captured, node)?, stats)))
+                Ok(Some((
+                    identify(walker, layout, &shown, &f.captured, node)?,
+                    stats,
+                )))
             } else {
                 let shown = g[0].1.path.display().to_string();
                 let sub = walker.parent_subtree(&shown, prev);
@@ -621,6 +659,14 @@ fn build(
         stats = stats.add(s);
     }
     Ok((walker.writer.write_tree(&Tree::new(nodes)?)?, stats))
+}
+
+/// Whether a stream stored with `stored` fields (absent: the default) has its seq and
+/// time ranges where `now` would put them.
+fn same_fields(stored: Option<&RecordFields>, now: &RecordFields) -> bool {
+    let d = RecordFields::default();
+    let s = stored.unwrap_or(&d);
+    (&s.seq, &s.ts, s.ts_format) == (&now.seq, &now.ts, now.ts_format)
 }
 
 /// Writes the stream's identity (tenant, conversation) and record fields into its meta:
@@ -764,7 +810,10 @@ mod tests {
         }
         let one = layout(&["logs/{tenant}/{conversation}/*.jsonl"]);
         assert_eq!(one.base(), "logs");
-        let mixed = layout(&["chat/{tenant}-{conversation}.{jsonl,log}", "chat/old/**/{conversation}.jsonl"]);
+        let mixed = layout(&[
+            "chat/{tenant}-{conversation}.{jsonl,log}",
+            "chat/old/**/{conversation}.jsonl",
+        ]);
         assert_eq!(mixed.base(), "chat");
         let c = mixed.capture(b"chat/acme-general.log").unwrap();
         assert_eq!(c.tenant.as_deref(), Some("acme"));

@@ -314,10 +314,7 @@ impl NodeMeta {
         r.finish()?;
         m.kind = kind.ok_or_else(|| r.corrupt("no node kind"))?;
         if !m.is_stream()
-            && (!m.segments.is_empty()
-                || m.len != 0
-                || m.fields.is_some()
-                || m.cursor.is_some())
+            && (!m.segments.is_empty() || m.len != 0 || m.fields.is_some() || m.cursor.is_some())
         {
             return Err(r.corrupt("a directory with segments"));
         }
@@ -493,7 +490,7 @@ mod tests {
         let bytes = m.encode();
         assert_eq!(
             hex::encode(&bytes),
-            "a4000101010883622f6e632f747304096461636d650a6767656e6572616c",
+            "a5000101010883622f6e632f747304096461636d650a6767656e6572616c",
         );
         assert_eq!(NodeMeta::decode(&bytes, "t").unwrap(), m);
         let mut f = NodeMeta::empty(NodeKind::Framed);

@@ -24,8 +24,8 @@ use chatvault_core::{BlobType, Node, Repository, Snapshot, SnapshotId, Tree};
 
 use crate::backup::{DB, FILES, LOGS, SOURCE_KIND};
 use crate::error::{Error, Result};
-use crate::meta::{NodeKind, NodeMeta, Ranges};
 use crate::fields::RecordFields;
+use crate::meta::{NodeKind, NodeMeta, Ranges};
 use crate::records::{Record, parse_framed, parse_lines_with};
 
 /// Which records to read. Empty fields select everything.
@@ -330,7 +330,10 @@ impl<'r> SetReader<'r> {
             self.collect(logs, &mut Vec::new(), &[], &mut out)?;
             out.retain(|f| {
                 let id = f.conversation();
-                prefix.iter().enumerate().all(|(i, p)| id.get(i).map(Vec::as_slice) == Some(*p))
+                prefix
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| id.get(i).map(Vec::as_slice) == Some(*p))
             });
             // Each conversation's streams together, in path order.
             out.sort_by(|a, b| (a.conversation(), &a.path).cmp(&(b.conversation(), &b.path)));
@@ -572,15 +575,21 @@ fn apply_edits(streams: Vec<Vec<Record>>, sel: &Selection, keep_deleted: bool) -
                 .and_then(|c| c.key.as_ref())
                 .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned));
             let target = match (&change, &key) {
-                (Some(Change { target: Some(t), .. }), _) => Some(Target::Seq(*t)),
+                (
+                    Some(Change {
+                        target: Some(t), ..
+                    }),
+                    _,
+                ) => Some(Target::Seq(*t)),
                 (_, Some(key)) => Some(Target::Key(key.clone())),
                 _ => None,
             };
             let kind = change.as_ref().and_then(|c| c.kind.as_deref());
             match (kind, target) {
                 (Some(kind @ ("edit" | "delete")), Some(target)) => {
+                    let delete = kind == "delete";
                     let c = change.expect("parsed");
-                    changes.push((target, kind == "delete", c, r.ts));
+                    changes.push((target, delete, c, r.ts));
                 }
                 _ => {
                     if sel.keeps(&r) {
