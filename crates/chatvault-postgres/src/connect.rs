@@ -30,8 +30,9 @@ impl PgConnect {
     /// `password_file` (its first line) or else `PGPASSWORD` gives it.
     pub fn new(url: &str, password_file: Option<&Path>) -> Result<PgConnect> {
         // The client's parse error quotes no part of the string.
-        let mut config = postgres::Config::from_str(url)
-            .map_err(|e| Error::Config(format!("not a PostgreSQL URL or key=value string ({e})")))?;
+        let mut config = postgres::Config::from_str(url).map_err(|e| {
+            Error::Config(format!("not a PostgreSQL URL or key=value string ({e})"))
+        })?;
         if config.get_password().is_none() {
             if let Some(path) = password_file {
                 let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -46,7 +47,7 @@ impl PgConnect {
         }
         if config.get_user().is_none() {
             if let Ok(u) = std::env::var("PGUSER") {
-                config.user(u);
+                config.user(&u);
             }
         }
         if config.get_hosts().is_empty() {

@@ -145,7 +145,9 @@ pub(crate) struct Sql {
     pub columns: String,
     pub conversation: String,
     pub tenant: Option<String>,
-    pub changed: String,
+    /// The creation and update time expressions, for conditions and maxima that can use
+    /// an index on each (`updated > $1 OR created > $1`).
+    pub times: Vec<String>,
     pub order: String,
     pub key: String,
 }
@@ -212,7 +214,8 @@ impl Mapping {
             let st = client.prepare(&probe).map_err(|e| {
                 Error::Mapping(format!(
                     "column {n:?} of the relation: {}",
-                    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
                 ))
             })?;
             let ty = st.columns()[0].type_();
@@ -227,10 +230,9 @@ impl Mapping {
             };
             Ok(match kind {
                 TimeKind::Integer => format!("({})::bigint", col(n)),
-                TimeKind::Timestamp => format!(
-                    "(floor(extract(epoch from {}) * 1000))::bigint",
-                    col(n)
-                ),
+                TimeKind::Timestamp => {
+                    format!("(floor(extract(epoch from {}) * 1000))::bigint", col(n))
+                }
             })
         };
         let created = time(&self.created)?;
@@ -238,9 +240,15 @@ impl Mapping {
             Some(o) => time(o)?,
             None => created.clone(),
         };
-        let changed = match &self.updated {
-            Some(u) => format!("GREATEST({}, {created})", time(u)?),
-            None => created.clone(),
+        let (changed, times) = match &self.updated {
+            Some(u) => {
+                let u = time(u)?;
+                (
+                    format!("GREATEST({u}, {created})"),
+                    vec![u, created.clone()],
+                )
+            }
+            None => (created.clone(), vec![created.clone()]),
         };
         let deleted = match &self.deleted {
             Some(d) => format!(
@@ -262,7 +270,7 @@ impl Mapping {
             columns,
             conversation,
             tenant,
-            changed,
+            times,
             order,
             key,
         };
@@ -279,27 +287,52 @@ impl Mapping {
 }
 
 impl Sql {
-    /// The rows of one conversation changed after `$n` (ms), in order.
+    /// `changed > $n`, written so an index on each time column can serve it.
+    fn changed_after(&self, param: &str) -> String {
+        let parts: Vec<String> = self
+            .times
+            .iter()
+            .map(|t| format!("{t} > {param}"))
+            .collect();
+        format!("({})", parts.join(" OR "))
+    }
+
+    /// The rows of one conversation changed after `$2` (ms), in order.
     pub fn changes(&self) -> String {
         let tenant = match &self.tenant {
             Some(t) => format!(" AND {t} = $3"),
             None => String::new(),
         };
         format!(
-            "SELECT {} FROM {} WHERE {} = $1 AND {} > $2{tenant} ORDER BY {}, {}",
-            self.columns, self.from, self.conversation, self.changed, self.order, self.key
+            "SELECT {} FROM {} WHERE {} = $1 AND {}{tenant} ORDER BY {}, {}",
+            self.columns,
+            self.from,
+            self.conversation,
+            self.changed_after("$2"),
+            self.order,
+            self.key
         )
     }
 
     /// The conversations (and tenants) with a row changed after `$1`.
     pub fn conversations(&self) -> String {
         format!(
-            "SELECT DISTINCT {}, {} FROM {} WHERE {} > $1",
+            "SELECT DISTINCT {}, {} FROM {} WHERE {}",
             self.conversation,
             self.tenant.as_deref().unwrap_or("NULL::text"),
             self.from,
-            self.changed
+            self.changed_after("$1")
         )
+    }
+
+    /// The latest change time in the relation (NULL when it is empty).
+    pub fn latest_change(&self) -> String {
+        let maxima: Vec<String> = self
+            .times
+            .iter()
+            .map(|t| format!("(SELECT max({t}) FROM {})", self.from))
+            .collect();
+        format!("GREATEST({})", maxima.join(", "))
     }
 }
 
@@ -310,7 +343,10 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(ident("createat"), "\"createat\"");
-        assert_eq!(ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
+        assert_eq!(
+            ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
         assert_eq!(qualified("public.posts"), "\"public\".\"posts\"");
     }
 

@@ -78,7 +78,9 @@ pub fn restore_to_table(
         .map_err(Error::query("creating the table"))?;
     }
     let insert = if exists {
-        format!("INSERT INTO {name} SELECT * FROM json_populate_recordset(NULL::{name}, $1::text::json)")
+        format!(
+            "INSERT INTO {name} SELECT * FROM json_populate_recordset(NULL::{name}, $1::text::json)"
+        )
     } else {
         format!(
             "INSERT INTO {name} (tenant, conversation, seq, ts_ms, record) \
@@ -91,16 +93,15 @@ pub fn restore_to_table(
         .prepare(&insert)
         .map_err(Error::query("preparing the insert"))?;
     let mut batch: Vec<serde_json::Value> = Vec::with_capacity(BATCH);
-    let mut flush = |tx: &mut postgres::Transaction<'_>,
-                     batch: &mut Vec<serde_json::Value>|
-     -> Result<u64> {
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let text = serde_json::Value::Array(std::mem::take(batch)).to_string();
-        tx.execute(&statement, &[&text])
-            .map_err(Error::query("inserting rows"))
-    };
+    let flush =
+        |tx: &mut postgres::Transaction<'_>, batch: &mut Vec<serde_json::Value>| -> Result<u64> {
+            if batch.is_empty() {
+                return Ok(0);
+            }
+            let text = serde_json::Value::Array(std::mem::take(batch)).to_string();
+            tx.execute(&statement, &[&text])
+                .map_err(Error::query("inserting rows"))
+        };
     let mut failed: Option<Error> = None;
     let stats = set.for_each_record(sel, view, &mut |tenant, conversation, r: &Record| {
         let value: serde_json::Value =

@@ -31,9 +31,7 @@ use std::io;
 use std::sync::Mutex;
 
 use chatvault_core::cbor::{Reader, Writer};
-use chatvault_msglog::{
-    Change, ChangeConversation, ChangeKind, ChangeSource, KnownConversation,
-};
+use chatvault_msglog::{Change, ChangeConversation, ChangeKind, ChangeSource, KnownConversation};
 
 use crate::connect::PgConnect;
 use crate::error::{Error, Result};
@@ -190,10 +188,7 @@ impl PgSource {
         let now = "(floor(extract(epoch from now()) * 1000))::bigint";
         let clock = match opts.clock {
             Clock::Database => format!("SELECT {now}"),
-            Clock::Table => format!(
-                "SELECT LEAST({now}, (SELECT max({}) FROM {}))",
-                sql.changed, sql.from
-            ),
+            Clock::Table => format!("SELECT LEAST({now}, {})", sql.latest_change()),
         };
         let now_ms: i64 = client
             .query_one(&clock, &[])
@@ -261,7 +256,11 @@ impl PgSource {
         Ok(out)
     }
 
-    fn conversation_name(&self, conv: Option<String>, tenant: Option<String>) -> Option<ChangeConversation> {
+    fn conversation_name(
+        &self,
+        conv: Option<String>,
+        tenant: Option<String>,
+    ) -> Option<ChangeConversation> {
         Some(ChangeConversation {
             tenant: tenant.unwrap_or_else(|| self.tenant.clone()),
             id: conv?,
@@ -279,12 +278,7 @@ impl PgSource {
             Some(b) => {
                 let c = Cursor::decode(b, &shown)?;
                 if c.mapping != self.fingerprint {
-                    return Err(Error::Cursor {
-                        conversation: shown,
-                        reason: "the stream was taken with another mapping; back up under \
-                                 another set name (--name) or without a parent (--no-parent)"
-                            .into(),
-                    });
+                    return Err(another_mapping(shown));
                 }
                 Some(c)
             }
@@ -298,10 +292,8 @@ impl PgSource {
             .max(self.now_ms.saturating_sub(self.opts.settle_ms));
         // (ts, order, key, kind, row index) of what to store, then stored in that order.
         let mut out: Vec<(i64, i64, usize, ChangeKind)> = Vec::new();
-        let mut seen: BTreeMap<String, i64> = prev
-            .as_ref()
-            .map(|c| c.seen.clone())
-            .unwrap_or_default();
+        let mut seen: BTreeMap<String, i64> =
+            prev.as_ref().map(|c| c.seen.clone()).unwrap_or_default();
         for (i, r) in rows.iter().enumerate() {
             if seen.get(&r.key) == Some(&r.changed) {
                 continue; // stored by an earlier run at this very version
@@ -354,6 +346,15 @@ impl PgSource {
     }
 }
 
+fn another_mapping(conversation: String) -> Error {
+    Error::Cursor {
+        conversation,
+        reason: "the stream was taken with another mapping; back up under another set name \
+                 (--name) or without a parent (--no-parent)"
+            .into(),
+    }
+}
+
 fn io_error(e: Error) -> io::Error {
     io::Error::other(e)
 }
@@ -368,7 +369,11 @@ impl ChangeSource for PgSource {
         // on a first or full run.
         let mut since = i64::MAX;
         for k in known {
-            let c = Cursor::decode(k.cursor, &format!("{}/{}", k.tenant, k.id)).map_err(io_error)?;
+            let shown = format!("{}/{}", k.tenant, k.id);
+            let c = Cursor::decode(k.cursor, &shown).map_err(io_error)?;
+            if c.mapping != self.fingerprint {
+                return Err(io_error(another_mapping(shown)));
+            }
             since = since.min(c.watermark);
         }
         if all || known.is_empty() {

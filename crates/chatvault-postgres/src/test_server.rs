@@ -32,7 +32,9 @@ fn bindir() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(d));
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("no PostgreSQL in /usr/lib/postgresql ({e}): run scripts/install-postgres.sh"))?
+        .map_err(|e| {
+            format!("no PostgreSQL in /usr/lib/postgresql ({e}): run scripts/install-postgres.sh")
+        })?
         .filter_map(|e| {
             let e = e.ok()?;
             let v: u32 = e.file_name().to_str()?.parse().ok()?;

@@ -70,14 +70,17 @@ fn apply(c: &mut Client, changes: &[PostChange]) {
 
 /// Every row of a table by id, as `row_to_json` gives it.
 fn state(c: &mut Client, table: &str) -> BTreeMap<String, Value> {
-    c.query(&format!("SELECT id, row_to_json(t)::text FROM {table} t"), &[])
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let json: String = r.get(1);
-            (r.get(0), serde_json::from_str(&json).unwrap())
-        })
-        .collect()
+    c.query(
+        &format!("SELECT id, row_to_json(t)::text FROM {table} t"),
+        &[],
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        let json: String = r.get(1);
+        (r.get(0), serde_json::from_str(&json).unwrap())
+    })
+    .collect()
 }
 
 fn backup(repo: &Repository, url: &str, opts: PgSourceOptions) -> (SnapshotId, u64) {
@@ -182,7 +185,10 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
         edits += k.iter().filter(|k| *k == "edit").count();
         deletes += k.iter().filter(|k| *k == "delete").count();
     }
-    assert!(edits > 20 && deletes > 5, "edits {edits}, deletes {deletes}");
+    assert!(
+        edits > 20 && deletes > 5,
+        "edits {edits}, deletes {deletes}"
+    );
 
     // The whole table at three backup times, into empty tables of the running database.
     for i in [0, 14, 29] {
@@ -194,10 +200,13 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
         let r = restore_to_table(&set, &Selection::default(), View::Latest, &db, &table).unwrap();
         assert!(!r.created);
         assert_eq!(r.rows as usize, sets[i].1.len());
-        assert!(state(&mut c, &table) == sets[i].1, "table restore of day {i}");
+        assert!(
+            state(&mut c, &table) == sets[i].1,
+            "table restore of day {i}"
+        );
         // A table that is not empty is refused, and left as it was.
-        let e = restore_to_table(&set, &Selection::default(), View::Latest, &db, &table)
-            .unwrap_err();
+        let e =
+            restore_to_table(&set, &Selection::default(), View::Latest, &db, &table).unwrap_err();
         assert!(e.to_string().contains("not empty"), "{e}");
         assert_eq!(state(&mut c, &table).len(), sets[i].1.len());
     }
@@ -209,7 +218,12 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
             .entry(r["channelid"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
-    let channel = per_channel.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let channel = per_channel
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .unwrap()
+        .0
+        .clone();
     let hi = *day_end.last().unwrap();
     let lo = hi - 7 * 86_400_000;
     let sel = Selection {
@@ -224,19 +238,15 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
     let expected: BTreeMap<String, Value> = last_state
         .iter()
         .filter(|(_, v)| {
-            v["channelid"] == channel.as_str() && (lo..=hi).contains(&v["createat"].as_i64().unwrap())
+            v["channelid"] == channel.as_str()
+                && (lo..=hi).contains(&v["createat"].as_i64().unwrap())
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(r.rows as usize, expected.len());
     assert!(state(&mut c, "week") == expected, "the channel's week");
-    let total_segments: u64 = set
-        .streams(&sel)
-        .unwrap()
-        .iter()
-        .map(|s| s.segments)
-        .sum();
+    let total_segments: u64 = set.streams(&sel).unwrap().iter().map(|s| s.segments).sum();
     assert!(
         r.segments_read < total_segments,
         "a week reads part of the stream ({} of {total_segments} segments)",
@@ -247,7 +257,10 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
     let r = restore_to_table(&set, &sel, View::Raw, &db, "week_history").unwrap();
     assert!(r.created);
     let n: i64 = c
-        .query_one("SELECT count(*) FROM week_history WHERE conversation = $1", &[&channel])
+        .query_one(
+            "SELECT count(*) FROM week_history WHERE conversation = $1",
+            &[&channel],
+        )
         .unwrap()
         .get(0);
     assert_eq!(n as u64, r.rows);
@@ -301,7 +314,10 @@ fn two_edits_between_runs_are_one_edit_record() {
     set.for_each_record(&Selection::default(), View::Raw, &mut |_, _, r| {
         let v: Value = serde_json::from_slice(&r.data).unwrap();
         if v["key"] == first.id.as_str() {
-            history.push((v["kind"].as_str().unwrap().to_owned(), v["row"]["message"].clone()));
+            history.push((
+                v["kind"].as_str().unwrap().to_owned(),
+                v["row"]["message"].clone(),
+            ));
         }
         Ok(())
     })
@@ -334,25 +350,62 @@ fn synapse_events_with_a_redaction() {
            have_censored boolean DEFAULT false NOT NULL, received_ts bigint);",
     )
     .unwrap();
-    let mut event = |c: &mut Client, so: i64, id: &str, room: &str, ty: &str, ts: i64, outlier: bool| {
-        c.execute(
-            "INSERT INTO events (topological_ordering, event_id, type, room_id, processed, \
+    let event =
+        |c: &mut Client, so: i64, id: &str, room: &str, ty: &str, ts: i64, outlier: bool| {
+            c.execute(
+                "INSERT INTO events (topological_ordering, event_id, type, room_id, processed, \
              outlier, origin_server_ts, received_ts, sender, stream_ordering) \
              VALUES ($1, $2, $3, $4, true, $5, $6, $6, '@a:example.org', $1)",
-            &[&so, &id, &ty, &room, &outlier, &ts],
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO event_json VALUES ($1, $2, '{}', $3, 3)",
-            &[&id, &room, &format!("{{\"type\":\"{ty}\",\"content\":{{\"body\":\"hi {id}\"}}}}")],
-        )
-        .unwrap();
-    };
+                &[&so, &id, &ty, &room, &outlier, &ts],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO event_json VALUES ($1, $2, '{}', $3, 3)",
+                &[
+                    &id,
+                    &room,
+                    &format!("{{\"type\":\"{ty}\",\"content\":{{\"body\":\"hi {id}\"}}}}"),
+                ],
+            )
+            .unwrap();
+        };
     let t = 1_767_600_000_000_i64;
-    event(&mut c, 1, "$e1", "!a:example.org", "m.room.message", t, false);
-    event(&mut c, 2, "$e2", "!a:example.org", "m.room.message", t + 1000, false);
-    event(&mut c, 3, "$e3", "!b:example.org", "m.room.message", t + 2000, false);
-    event(&mut c, 4, "$out", "!b:example.org", "m.room.member", t + 2500, true);
+    event(
+        &mut c,
+        1,
+        "$e1",
+        "!a:example.org",
+        "m.room.message",
+        t,
+        false,
+    );
+    event(
+        &mut c,
+        2,
+        "$e2",
+        "!a:example.org",
+        "m.room.message",
+        t + 1000,
+        false,
+    );
+    event(
+        &mut c,
+        3,
+        "$e3",
+        "!b:example.org",
+        "m.room.message",
+        t + 2000,
+        false,
+    );
+    event(
+        &mut c,
+        4,
+        "$out",
+        "!b:example.org",
+        "m.room.member",
+        t + 2500,
+        true,
+    );
     let dir = tempfile::tempdir().unwrap();
     let repo = repo(dir.path());
     let opts = || PgSourceOptions {
@@ -362,7 +415,15 @@ fn synapse_events_with_a_redaction() {
     };
     backup(&repo, &url, opts());
     // $e1 is redacted an hour later by $r1.
-    event(&mut c, 5, "$r1", "!a:example.org", "m.room.redaction", t + 3_600_000, false);
+    event(
+        &mut c,
+        5,
+        "$r1",
+        "!a:example.org",
+        "m.room.redaction",
+        t + 3_600_000,
+        false,
+    );
     c.execute(
         "INSERT INTO redactions VALUES ('$r1', '$e1', false, $1)",
         &[&(t + 3_600_000)],
@@ -376,11 +437,18 @@ fn synapse_events_with_a_redaction() {
         .into_iter()
         .map(|s| s.path)
         .collect();
-    assert_eq!(streams, ["synapse/!a:example.org", "synapse/!b:example.org"]);
+    assert_eq!(
+        streams,
+        ["synapse/!a:example.org", "synapse/!b:example.org"]
+    );
     let mut raw = Vec::new();
     set.for_each_record(&Selection::default(), View::Raw, &mut |_, conv, r| {
         let v: Value = serde_json::from_slice(&r.data).unwrap();
-        raw.push(format!("{conv} {} {}", v["kind"].as_str().unwrap(), v["key"].as_str().unwrap()));
+        raw.push(format!(
+            "{conv} {} {}",
+            v["kind"].as_str().unwrap(),
+            v["key"].as_str().unwrap()
+        ));
         Ok(())
     })
     .unwrap();
@@ -431,8 +499,12 @@ fn timestamp_columns_on_the_databases_clock() {
     backup(&repo, &url, opts());
     std::thread::sleep(std::time::Duration::from_millis(20));
     c.batch_execute(
-        "INSERT INTO msgs (id, team, room, body) VALUES ('m4', 'acme', 'general', 'new');
-         UPDATE msgs SET body = 'hello, edited', updated = clock_timestamp() WHERE id = 'm1';
+        "INSERT INTO msgs (id, team, room, body) VALUES ('m4', 'acme', 'general', 'new')",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    c.batch_execute(
+        "UPDATE msgs SET body = 'hello, edited', updated = clock_timestamp() WHERE id = 'm1';
          UPDATE msgs SET gone = true, updated = clock_timestamp() WHERE id = 'm3';",
     )
     .unwrap();
@@ -444,7 +516,11 @@ fn timestamp_columns_on_the_databases_clock() {
         let mut raw = Vec::new();
         set.for_each_record(&Selection::default(), View::Raw, &mut |t, conv, r| {
             let v: Value = serde_json::from_slice(&r.data).unwrap();
-            raw.push(format!("{t}/{conv} {} {}", v["kind"].as_str().unwrap(), v["key"].as_str().unwrap()));
+            raw.push(format!(
+                "{t}/{conv} {} {}",
+                v["kind"].as_str().unwrap(),
+                v["key"].as_str().unwrap()
+            ));
             Ok(())
         })
         .unwrap();
