@@ -721,7 +721,12 @@ pub struct PostgresArgs {
     #[arg(long, value_name = "NAME", requires = "postgres")]
     pub pg_preset: Option<String>,
     /// The table (or view) holding the messages (instead of a preset).
-    #[arg(long, value_name = "TABLE", requires = "postgres", conflicts_with = "pg_query")]
+    #[arg(
+        long,
+        value_name = "TABLE",
+        requires = "postgres",
+        conflicts_with = "pg_query"
+    )]
     pub pg_table: Option<String>,
     /// A SELECT giving the messages (instead of a table or preset).
     #[arg(long, value_name = "SQL", requires = "postgres")]
@@ -755,6 +760,10 @@ pub struct PostgresArgs {
     /// the next run, and never recorded twice (default 600).
     #[arg(long, value_name = "SECS", requires = "postgres")]
     pub pg_settle_secs: Option<u64>,
+    /// The set's clock: `database` (now(), for a live server; the default) or `table`
+    /// (the latest change in the table: history loaded after the fact, a replay).
+    #[arg(long, value_name = "CLOCK", requires = "postgres")]
+    pub pg_clock: Option<String>,
 }
 
 /// A value that is never printed: a database URL may hold a password.
@@ -829,7 +838,12 @@ pub struct MsglogRestoreArgs {
     pub target: Option<PathBuf>,
     /// Instead of a directory: load the selected records into a table of this
     /// PostgreSQL database (with --table).
-    #[arg(long, value_name = "URL", requires = "table", conflicts_with = "target")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "table",
+        conflicts_with = "target"
+    )]
     pub postgres: Option<Secret>,
     /// The database user's password, from this file (first line).
     #[arg(long, value_name = "FILE", requires = "postgres")]

@@ -34,8 +34,8 @@ fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> {
         bail!("give the data directory, or --postgres URL");
     };
     let repo = session::open(g)?;
-    let dir = std::fs::canonicalize(dir)
-        .with_context(|| format!("data directory {}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("data directory {}", dir.display()))?;
     let parent = session::parent_choice(&repo, &a.parent)?;
     let opts = BackupOptions {
         name: a

@@ -9,7 +9,7 @@ use chatvault_msglog::{
     BackupOptions, BackupSession, LayoutOptions, LayoutReport, LogLayout, RecordFields, SetReader,
     TsFormat, View,
 };
-use chatvault_postgres::{Mapping, PgConnect, PgSource, PgSourceOptions, Preset, Relation};
+use chatvault_postgres::{Clock, Mapping, PgConnect, PgSource, PgSourceOptions, Preset, Relation};
 use serde_json::json;
 
 use crate::args::{Global, LayoutArgs, MsglogBackupArgs, MsglogRestoreArgs, PostgresArgs};
@@ -48,9 +48,17 @@ pub fn layout(a: &LayoutArgs) -> Result<LogLayout> {
 pub fn mapping(a: &PostgresArgs) -> Result<Mapping> {
     if let Some(p) = &a.pg_preset {
         let mut m = Preset::from_name(p)?.mapping();
-        let custom = [&a.pg_table, &a.pg_query, &a.pg_key, &a.pg_conversation, &a.pg_created];
+        let custom = [
+            &a.pg_table,
+            &a.pg_query,
+            &a.pg_key,
+            &a.pg_conversation,
+            &a.pg_created,
+        ];
         if custom.iter().any(|o| o.is_some()) {
-            bail!("--pg-preset sets the table and its columns: leave out --pg-table, --pg-query, --pg-key, --pg-conversation and --pg-created");
+            bail!(
+                "--pg-preset sets the table and its columns: leave out --pg-table, --pg-query, --pg-key, --pg-conversation and --pg-created"
+            );
         }
         if a.pg_tenant.is_some() {
             m.tenant.clone_from(&a.pg_tenant);
@@ -60,7 +68,9 @@ pub fn mapping(a: &PostgresArgs) -> Result<Mapping> {
     let relation = match (&a.pg_table, &a.pg_query) {
         (Some(t), None) => Relation::Table(t.clone()),
         (None, Some(q)) => Relation::Query(q.clone()),
-        _ => bail!("--postgres needs --pg-preset (mattermost, synapse), or --pg-table or --pg-query with --pg-key, --pg-conversation and --pg-created"),
+        _ => bail!(
+            "--postgres needs --pg-preset (mattermost, synapse), or --pg-table or --pg-query with --pg-key, --pg-conversation and --pg-created"
+        ),
     };
     let need = |o: &Option<String>, flag: &str| {
         o.clone()
@@ -85,10 +95,18 @@ pub fn source_options(a: &PostgresArgs) -> Result<PgSourceOptions> {
     if let Some(s) = a.pg_settle_secs {
         opts.settle_ms = i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     }
+    opts.clock = match a.pg_clock.as_deref() {
+        None | Some("database") => Clock::Database,
+        Some("table") => Clock::Table,
+        Some(other) => bail!("--pg-clock {other:?}: database or table"),
+    };
     Ok(opts)
 }
 
-fn connect(url: &crate::args::Secret, password_file: Option<&std::path::Path>) -> Result<PgConnect> {
+fn connect(
+    url: &crate::args::Secret,
+    password_file: Option<&std::path::Path>,
+) -> Result<PgConnect> {
     Ok(PgConnect::new(&url.0, password_file)?)
 }
 
@@ -97,7 +115,9 @@ pub fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> 
     let dir = a
         .dir
         .as_ref()
-        .map(|d| std::fs::canonicalize(d).with_context(|| format!("data directory {}", d.display())))
+        .map(|d| {
+            std::fs::canonicalize(d).with_context(|| format!("data directory {}", d.display()))
+        })
         .transpose()?;
     let db = a
         .postgres
@@ -173,7 +193,10 @@ pub fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> 
             out.line(format!("layout {}: {} streams", p.pattern, p.streams));
         }
         if !l.warnings.is_empty() {
-            out.line(format!("{} streams with warnings (above)", l.warnings.len()));
+            out.line(format!(
+                "{} streams with warnings (above)",
+                l.warnings.len()
+            ));
         }
         doc["layout"] = json!({
             "patterns": l.patterns.iter().map(|p| json!({"pattern": p.pattern, "streams": p.streams})).collect::<Vec<_>>(),
@@ -222,7 +245,11 @@ pub fn restore(
         bail!("--postgres needs --table");
     };
     let db = connect(url, a.postgres_password_file.as_deref())?;
-    let view = if a.applied { View::Applied } else { View::Latest };
+    let view = if a.applied {
+        View::Applied
+    } else {
+        View::Latest
+    };
     let start = std::time::Instant::now();
     let r = chatvault_postgres::restore_to_table(set, sel, view, &db, table)?;
     let _ = g;

@@ -138,6 +138,7 @@ pub struct PostgresStep {
     pub updated: Option<String>,
     pub deleted: Option<String>,
     pub settle_secs: Option<u64>,
+    pub clock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -358,6 +359,7 @@ fn msglog_args(m: &MsglogStep) -> Result<(MsglogBackupArgs, Option<u32>)> {
             pg_updated: p.updated.clone(),
             pg_deleted: p.deleted.clone(),
             pg_settle_secs: p.settle_secs,
+            pg_clock: p.clock.clone(),
         },
     };
     let args = MsglogBackupArgs {
@@ -388,7 +390,9 @@ fn msglog_args(m: &MsglogStep) -> Result<(MsglogBackupArgs, Option<u32>)> {
     }
     if args.postgres.postgres.is_some() {
         if args.layout.is_set() {
-            bail!("[msglog]: the layout keys describe log files; leave them out with [msglog.postgres]");
+            bail!(
+                "[msglog]: the layout keys describe log files; leave them out with [msglog.postgres]"
+            );
         }
         super::msglog_sources::source_options(&args.postgres).context("[msglog.postgres]")?;
     } else if args.layout.is_set() {
@@ -548,10 +552,9 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         .backup
         .as_ref()
         .is_some_and(|(_, every)| every.is_some_and(|d| due(state.last_full_unix_ms, d, now)));
-    let msglog_full = steps
-        .msglog
-        .as_ref()
-        .is_some_and(|(_, every)| every.is_some_and(|d| due(state.last_msglog_full_unix_ms, d, now)));
+    let msglog_full = steps.msglog.as_ref().is_some_and(|(_, every)| {
+        every.is_some_and(|d| due(state.last_msglog_full_unix_ms, d, now))
+    });
     let prune_due = steps
         .prune
         .as_ref()
@@ -588,7 +591,9 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
             ..args.clone()
         };
         let command = MsglogCommand::Backup(args);
-        let r = step("msglog-backup", out, |o| super::msglog::run(&g, o, &command));
+        let r = step("msglog-backup", out, |o| {
+            super::msglog::run(&g, o, &command)
+        });
         if r.success() && msglog_full {
             state.last_msglog_full_unix_ms = Some(now);
         }
@@ -803,7 +808,10 @@ full_every_days = 7
         let s = steps(&load(&p).unwrap()).unwrap();
         let (args, every) = s.msglog.unwrap();
         assert_eq!(every, Some(7));
-        assert_eq!(args.layout.patterns, ["{tenant}/conv/{conversation}/{month}.jsonl"]);
+        assert_eq!(
+            args.layout.patterns,
+            ["{tenant}/conv/{conversation}/{month}.jsonl"]
+        );
         assert!(args.layout.strict && args.layout.is_set());
         std::fs::write(
             &p,
@@ -831,9 +839,18 @@ preset = "mattermost"
         assert!(!format!("{:?}", s.msglog.unwrap().0).contains("hunter2"));
         // Bad layouts, bad formats, unknown presets and keys fail before anything runs.
         for (bad, says) in [
-            ("[msglog]\ndir = \"/x\"\nlayout = [\"logs/{tenant}/*.jsonl\"]\n", "conversation"),
-            ("[msglog]\ndir = \"/x\"\nts_format = \"minutes\"\n", "minutes"),
-            ("[msglog]\n[msglog.postgres]\nurl = \"postgresql://h/db\"\npreset = \"slack\"\n", "slack"),
+            (
+                "[msglog]\ndir = \"/x\"\nlayout = [\"logs/{tenant}/*.jsonl\"]\n",
+                "conversation",
+            ),
+            (
+                "[msglog]\ndir = \"/x\"\nts_format = \"minutes\"\n",
+                "minutes",
+            ),
+            (
+                "[msglog]\n[msglog.postgres]\nurl = \"postgresql://h/db\"\npreset = \"slack\"\n",
+                "slack",
+            ),
             ("[msglog]\n", "needs dir"),
             ("[msglog]\ndir = \"/x\"\nlayuot = []\n", "layuot"),
         ] {
