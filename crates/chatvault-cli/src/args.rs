@@ -618,7 +618,7 @@ pub enum MsglogCommand {
     /// Back up a chat server's data directory as one backup set: `DIR/logs` as message
     /// logs (appended records only, in segments), the rest of DIR (media store,
     /// configuration) as files, and optional database dumps.
-    Backup(MsglogBackupArgs),
+    Backup(Box<MsglogBackupArgs>),
     /// List the conversations' streams of a backup set: records, segments, seq and time
     /// ranges.
     Ls(MsglogSelectArgs),

@@ -467,6 +467,9 @@ impl LogsWalker<'_, '_> {
     }
 }
 
+/// A matched file by its path components below the base.
+type Entry = (Vec<Vec<u8>>, Found);
+
 /// A matched file found by the walk.
 #[derive(Debug)]
 struct Found {
@@ -535,7 +538,7 @@ impl<'r> BackupSession<'r> {
             identity: layout.fields.conversation.is_some() || layout.fields.tenant.is_some(),
             checks: Mutex::new(HashMap::new()),
         });
-        let entries: Vec<(Vec<Vec<u8>>, Found)> = found.into_iter().collect();
+        let entries: Vec<Entry> = found.into_iter().collect();
         let (tree, stats) = build(&walker, layout, &entries, 0, parent.as_ref())?;
         let LogsWalker {
             problems,
@@ -602,12 +605,12 @@ fn walk(
 fn build(
     walker: &LogsWalker<'_, '_>,
     layout: &LogLayout,
-    entries: &[(Vec<Vec<u8>>, Found)],
+    entries: &[Entry],
     depth: usize,
     parent: Option<&Tree>,
 ) -> Result<(BlobId, LogStats)> {
     // Group by the component at `depth`.
-    let mut groups: Vec<&[(Vec<Vec<u8>>, Found)]> = Vec::new();
+    let mut groups: Vec<&[Entry]> = Vec::new();
     let mut start = 0;
     for i in 1..=entries.len() {
         if i == entries.len() || entries[i].0[depth] != entries[start].0[depth] {
@@ -845,8 +848,10 @@ mod tests {
             assert!(e.contains(says), "{p}: {e}");
         }
         // A conversation named by the records makes a capture-less pattern valid.
-        let mut fields = RecordFields::default();
-        fields.conversation = Some("/channel".into());
+        let fields = RecordFields {
+            conversation: Some("/channel".into()),
+            ..RecordFields::default()
+        };
         LogLayout::new(&LayoutOptions {
             patterns: vec!["export/*.jsonl".into()],
             fields,

@@ -6,6 +6,7 @@
 //! creates the table when FROM is 0, then applies days FROM..FROM+DAYS (new posts, edits,
 //! soft deletions). `server3k` is a 3,000-user server: 3 teams of 1,000 users, about
 //! 60,000 posts per working day. Prints one line: posts, edits, deletions applied.
+#![allow(clippy::print_stdout)]
 
 use chatvault_workload::mattermost::{POSTS_DDL, PostChange};
 use chatvault_workload::{Server, ServerOptions};

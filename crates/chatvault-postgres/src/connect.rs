@@ -45,10 +45,10 @@ impl PgConnect {
                 config.password(p);
             }
         }
-        if config.get_user().is_none() {
-            if let Ok(u) = std::env::var("PGUSER") {
-                config.user(&u);
-            }
+        if config.get_user().is_none()
+            && let Ok(u) = std::env::var("PGUSER")
+        {
+            config.user(&u);
         }
         if config.get_hosts().is_empty() {
             config.host("localhost");

@@ -180,7 +180,7 @@ impl Mapping {
         }
     }
 
-    pub(crate) fn from_clause(&self) -> String {
+    pub(crate) fn relation_sql(&self) -> String {
         match &self.relation {
             Relation::Table(t) => format!("(SELECT * FROM {}) AS s", qualified(t)),
             Relation::Query(q) => format!("({q}) AS s"),
@@ -207,7 +207,7 @@ impl Mapping {
     /// Builds the SQL, asking the database for the time columns' types.
     pub(crate) fn sql(&self, client: &mut postgres::Client) -> Result<Sql> {
         self.check()?;
-        let from = self.from_clause();
+        let from = self.relation_sql();
         let col = |n: &str| format!("s.{}", ident(n));
         let mut time = |n: &str| -> Result<String> {
             let probe = format!("SELECT {} FROM {from} LIMIT 0", col(n));
@@ -357,7 +357,7 @@ mod tests {
         assert!(Preset::from_name("slack").is_err());
         let m = Preset::Mattermost.mapping();
         m.check().unwrap();
-        assert_eq!(m.from_clause(), "(SELECT * FROM \"posts\") AS s");
+        assert_eq!(m.relation_sql(), "(SELECT * FROM \"posts\") AS s");
         let mut other = m.clone();
         other.updated = None;
         assert_ne!(m.fingerprint(), other.fingerprint());

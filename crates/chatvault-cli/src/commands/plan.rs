@@ -590,7 +590,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
             full: msglog_full,
             ..args.clone()
         };
-        let command = MsglogCommand::Backup(args);
+        let command = MsglogCommand::Backup(Box::new(args));
         let r = step("msglog-backup", out, |o| {
             super::msglog::run(&g, o, &command)
         });
