@@ -88,13 +88,13 @@ for day in $(seq 0 "$DAYS"); do
     fi
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.2f", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 sum() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%d", s}'; }
 echo
 echo "over the $DAYS daily sets after day 0 (medians per day):"
-printf '  chatvault msglog backup --postgres: %s s, %s bytes added (sum %s MiB)\n' \
+printf '  chatvault msglog backup --postgres: %s s, %.0f bytes added (sum %s MiB)\n' \
     "$(median "${CV_S[@]}")" "$(median "${CV_B[@]}")" $(($(sum "${CV_B[@]}") >> 20))
-printf '  pg_dump --table posts | restic:     %s s, %s bytes added (sum %s MiB)\n' \
+printf '  pg_dump --table posts | restic:     %s s, %.0f bytes added (sum %s MiB)\n' \
     "$(median "${RS_S[@]}")" "$(median "${RS_B[@]}")" $(($(sum "${RS_B[@]}") >> 20))
 echo "  repositories: chatvault $(($(size "$CV") >> 20)) MiB, restic $(($(size "$RS") >> 20)) MiB;" \
     "posts table $(psql -Atc "SELECT pg_total_relation_size('posts') >> 20" mattermost) MiB," \

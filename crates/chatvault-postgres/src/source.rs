@@ -158,6 +158,9 @@ struct Row {
 pub struct PgSource {
     client: Mutex<postgres::Client>,
     sql: Sql,
+    /// The two queries of a run, prepared once (thousands of conversations each run).
+    changes: postgres::Statement,
+    listing: postgres::Statement,
     opts: PgSourceOptions,
     tenant: String,
     fingerprint: [u8; 32],
@@ -198,8 +201,16 @@ impl PgSource {
             Some(t) => t.clone(),
             None => connect.database(),
         };
+        let changes = client
+            .prepare(&sql.changes())
+            .map_err(Error::query("preparing the changes query"))?;
+        let listing = client
+            .prepare(&sql.conversations())
+            .map_err(Error::query("preparing the conversations query"))?;
         Ok(PgSource {
             client: Mutex::new(client),
+            changes,
+            listing,
             fingerprint: opts.mapping.fingerprint(),
             sql,
             opts,
@@ -223,10 +234,9 @@ impl PgSource {
 
     fn rows(&self, conv: &ChangeConversation, since: i64) -> Result<Vec<Row>> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let q = self.sql.changes();
         let rows = match &self.sql.tenant {
-            Some(_) => client.query(&q, &[&conv.id, &since, &conv.tenant]),
-            None => client.query(&q, &[&conv.id, &since]),
+            Some(_) => client.query(&self.changes, &[&conv.id, &since, &conv.tenant]),
+            None => client.query(&self.changes, &[&conv.id, &since]),
         }
         .map_err(Error::query(format!(
             "reading conversation {}/{}",
@@ -381,7 +391,7 @@ impl ChangeSource for PgSource {
         }
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let rows = client
-            .query(&self.sql.conversations(), &[&since])
+            .query(&self.listing, &[&since])
             .map_err(|e| io_error(Error::query("listing the conversations")(e)))?;
         drop(client);
         Ok(rows
