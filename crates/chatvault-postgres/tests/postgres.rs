@@ -190,8 +190,8 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
         "edits {edits}, deletes {deletes}"
     );
 
-    // The whole table at three backup times, into empty tables of the running database.
-    for i in [0, 14, 29] {
+    // The whole table at every backup time, into empty tables of the running database.
+    for i in 0..sets.len() {
         let table = format!("restored_{i}");
         c.batch_execute(&format!("CREATE TABLE {table} (LIKE posts)"))
             .unwrap();
@@ -204,11 +204,13 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
             state(&mut c, &table) == sets[i].1,
             "table restore of day {i}"
         );
-        // A table that is not empty is refused, and left as it was.
-        let e =
-            restore_to_table(&set, &Selection::default(), View::Latest, &db, &table).unwrap_err();
-        assert!(e.to_string().contains("not empty"), "{e}");
-        assert_eq!(state(&mut c, &table).len(), sets[i].1.len());
+        if i == 0 {
+            // A table that is not empty is refused, and left as it was.
+            let e = restore_to_table(&set, &Selection::default(), View::Latest, &db, &table)
+                .unwrap_err();
+            assert!(e.to_string().contains("not empty"), "{e}");
+            assert_eq!(state(&mut c, &table).len(), sets[i].1.len());
+        }
     }
 
     // One channel's last week, from the last set: the posts created in it, as they were.
