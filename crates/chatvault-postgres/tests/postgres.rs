@@ -191,25 +191,22 @@ fn a_mattermost_month_backs_up_daily_and_restores_each_days_state() {
     );
 
     // The whole table at every backup time, into empty tables of the running database.
-    for i in 0..sets.len() {
+    for (i, (snap, st)) in sets.iter().enumerate() {
         let table = format!("restored_{i}");
         c.batch_execute(&format!("CREATE TABLE {table} (LIKE posts)"))
             .unwrap();
-        let set = SetReader::open(&repo, sets[i].0).unwrap();
+        let set = SetReader::open(&repo, *snap).unwrap();
         let db = PgConnect::new(&url, None).unwrap();
         let r = restore_to_table(&set, &Selection::default(), View::Latest, &db, &table).unwrap();
         assert!(!r.created);
-        assert_eq!(r.rows as usize, sets[i].1.len());
-        assert!(
-            state(&mut c, &table) == sets[i].1,
-            "table restore of day {i}"
-        );
+        assert_eq!(r.rows as usize, st.len());
+        assert!(state(&mut c, &table) == *st, "table restore of day {i}");
         if i == 0 {
             // A table that is not empty is refused, and left as it was.
             let e = restore_to_table(&set, &Selection::default(), View::Latest, &db, &table)
                 .unwrap_err();
             assert!(e.to_string().contains("not empty"), "{e}");
-            assert_eq!(state(&mut c, &table).len(), sets[i].1.len());
+            assert_eq!(state(&mut c, &table).len(), st.len());
         }
     }
 
