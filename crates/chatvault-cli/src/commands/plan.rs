@@ -123,8 +123,8 @@ pub struct MsglogStep {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresStep {
-    /// Connection URL; keep the password out of it (`password_file`).
-    pub url: String,
+    /// Connection URL; keep the password out of it (`password_file`). Never printed.
+    pub url: Secret,
     pub password_file: Option<PathBuf>,
     pub preset: Option<String>,
     pub table: Option<String>,
@@ -340,12 +340,19 @@ fn steps(plan: &Plan) -> Result<Steps> {
     })
 }
 
+/// A URL in a plan: read as a string, shown by no `Debug` output.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 /// `[msglog]` as the arguments of `msglog backup`, checked as the command checks them.
 fn msglog_args(m: &MsglogStep) -> Result<(MsglogBackupArgs, Option<u32>)> {
     let postgres = match &m.postgres {
         None => PostgresArgs::default(),
         Some(p) => PostgresArgs {
-            postgres: Some(Secret(p.url.clone())),
+            postgres: Some(p.url.clone()),
             postgres_password_file: p.password_file.clone(),
             pg_preset: p.preset.clone(),
             pg_table: p.table.clone(),
@@ -835,7 +842,9 @@ preset = "mattermost"
             "[msglog]\n[msglog.postgres]\nurl = \"postgresql://u:hunter2@h/db\"\npreset = \"mattermost\"\n",
         )
         .unwrap();
-        let s = steps(&load(&p).unwrap()).unwrap();
+        let plan = load(&p).unwrap();
+        assert!(!format!("{plan:?}").contains("hunter2"));
+        let s = steps(&plan).unwrap();
         assert!(!format!("{:?}", s.msglog.unwrap().0).contains("hunter2"));
         // Bad layouts, bad formats, unknown presets and keys fail before anything runs.
         for (bad, says) in [
