@@ -117,6 +117,15 @@ pub trait ChangeSource: Sync {
         cursor: Option<&[u8]>,
         visit: &mut dyn FnMut(Change<'_>) -> io::Result<()>,
     ) -> io::Result<Vec<u8>>;
+
+    /// The cursor of a conversation [`ChangeSource::conversations`] did not list (it has
+    /// no change after `cursor`), moved on to this run, or `None` to keep it. Without
+    /// this, an idle conversation's old cursor would keep the next runs' listing window
+    /// wide. By default, `None`.
+    fn advance(&self, cursor: &[u8]) -> Option<Vec<u8>> {
+        let _ = cursor;
+        None
+    }
 }
 
 /// The record a change is stored as (module documentation).
@@ -222,18 +231,26 @@ impl BackupSession<'_> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut by_name: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
-            // Conversations not read this time are kept as they were (the source's
-            // streams only: anything else in a parent of the same name is not carried on).
+            // Conversations not read this time are kept as they were, their cursors moved
+            // on (the source's streams only: anything else in a parent of the same name
+            // is not carried on).
             if let Some(t) = prev_tree {
                 for n in t.nodes() {
-                    let ours = n.subtree.is_none()
-                        && NodeMeta::decode(&n.meta, &tenant)
-                            .is_ok_and(|m| m.kind == NodeKind::Framed && m.cursor.is_some());
-                    if ours {
-                        by_name.insert(n.name.clone(), n.clone());
-                        stats.streams += 1;
-                        stats.streams_unchanged += 1;
+                    let Some(mut meta) = NodeMeta::decode(&n.meta, &tenant).ok().filter(|m| {
+                        n.subtree.is_none() && m.kind == NodeKind::Framed && m.cursor.is_some()
+                    }) else {
+                        continue;
+                    };
+                    let mut node = n.clone();
+                    if let Some(next) = source.advance(meta.cursor.as_deref().unwrap_or_default())
+                        && meta.cursor.as_deref() != Some(next.as_slice())
+                    {
+                        meta.cursor = Some(next);
+                        node.meta = meta.encode();
                     }
+                    by_name.insert(node.name.clone(), node);
+                    stats.streams += 1;
+                    stats.streams_unchanged += 1;
                 }
             }
             for (node, s) in results {

@@ -411,6 +411,21 @@ impl ChangeSource for PgSource {
             Err(e) => Err(io_error(e)),
         }
     }
+
+    /// An unlisted conversation has no row changed after the listing's window start,
+    /// which is at or before its watermark: its watermark moves to this run's.
+    fn advance(&self, cursor: &[u8]) -> Option<Vec<u8>> {
+        let mut c = Cursor::decode(cursor, "").ok()?;
+        if c.mapping != self.fingerprint {
+            return None;
+        }
+        c.watermark = c
+            .watermark
+            .max(self.now_ms.saturating_sub(self.opts.settle_ms));
+        let w = c.watermark;
+        c.seen.retain(|_, t| *t > w);
+        Some(c.encode())
+    }
 }
 
 #[cfg(test)]

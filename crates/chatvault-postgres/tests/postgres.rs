@@ -99,6 +99,24 @@ fn backup(repo: &Repository, url: &str, opts: PgSourceOptions) -> (SnapshotId, u
     (set.commit().unwrap().snapshot, stats.bytes_appended)
 }
 
+/// The stored cursor of stream `tenant/conversation` of a set (core API only).
+fn cursor_of(repo: &Repository, snap: SnapshotId, tenant: &str, conv: &str) -> Vec<u8> {
+    let root = repo
+        .read_tree(repo.load_snapshot(snap).unwrap().record.root)
+        .unwrap();
+    let logs = repo
+        .read_tree(root.get(b"logs").unwrap().subtree.unwrap())
+        .unwrap();
+    let t = repo
+        .read_tree(logs.get(tenant.as_bytes()).unwrap().subtree.unwrap())
+        .unwrap();
+    let node = t.get(conv.as_bytes()).unwrap();
+    chatvault_msglog::NodeMeta::decode(&node.meta, conv)
+        .unwrap()
+        .cursor
+        .unwrap()
+}
+
 fn mattermost_opts() -> PgSourceOptions {
     PgSourceOptions {
         clock: Clock::Table,
@@ -508,8 +526,16 @@ fn timestamp_columns_on_the_databases_clock() {
     )
     .unwrap();
     let (snap, _) = backup(&repo, &url, opts());
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let (again, appended) = backup(&repo, &url, opts());
     assert_eq!(appended, 0);
+    // Regression: a conversation with no change is not queried, yet its cursor moves on
+    // (an idle conversation's old watermark would keep every later listing wide).
+    assert_ne!(
+        cursor_of(&repo, snap, "globex", "ops"),
+        cursor_of(&repo, again, "globex", "ops"),
+        "the idle conversation's cursor advanced"
+    );
     for s in [snap, again] {
         let set = SetReader::open(&repo, s).unwrap();
         let mut raw = Vec::new();
