@@ -16,7 +16,8 @@
 //!
 //! Invariants:
 //! - Seqs continue the stream's (the parent's last seq + 1, …); a conversation the source
-//!   does not list is reused from the parent unread, its cursor with it.
+//!   does not list is reused from the parent unread, with the cursor the source's
+//!   [`ChangeSource::advance`] gives (no query: it had no change).
 //! - The cursor stored with a stream is the one the source returned after handing over
 //!   the records stored: a failed read stores nothing (the run fails).
 //! - A source cannot give its past records again, so a tail merge reads the tail segments
