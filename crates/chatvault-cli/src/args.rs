@@ -645,7 +645,7 @@ pub enum MsglogCommand {
     /// Back up a chat server's data directory as one backup set: `DIR/logs` as message
     /// logs (appended records only, in segments), the rest of DIR (media store,
     /// configuration) as files, and optional database dumps.
-    Backup(MsglogBackupArgs),
+    Backup(Box<MsglogBackupArgs>),
     /// List the conversations' streams of a backup set: records, segments, seq and time
     /// ranges.
     Ls(MsglogSelectArgs),
@@ -656,10 +656,12 @@ pub enum MsglogCommand {
     Restore(MsglogRestoreArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct MsglogBackupArgs {
-    /// The server's data directory.
-    pub dir: PathBuf,
+    /// The server's data directory (optional with --postgres: then the set holds the
+    /// database's messages only).
+    #[arg(required_unless_present = "postgres")]
+    pub dir: Option<PathBuf>,
     /// The backup set's name (parent selection and retention group by host and name).
     /// Default: the data directory's absolute path.
     #[arg(long)]
@@ -678,6 +680,134 @@ pub struct MsglogBackupArgs {
     /// Leave out of the files part entries matching this glob (repeatable).
     #[arg(short = 'e', long = "exclude")]
     pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+}
+
+/// Where in DIR the message logs are and what their records hold (any of these replaces
+/// the default `logs/{tenant}/{conversation}/**` with seq and ts in ms).
+#[derive(Debug, Clone, Default, Args)]
+pub struct LayoutArgs {
+    /// Path pattern of the logs, relative to DIR, with {tenant} and {conversation}
+    /// captures and globs (repeatable, first match wins): `logs/{tenant}/{conversation}/*.jsonl`.
+    /// Files that match no pattern go to the files part.
+    #[arg(long = "layout", value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// JSON pointer to a record's seq (default /seq).
+    #[arg(long, value_name = "POINTER")]
+    pub seq_pointer: Option<String>,
+    /// JSON pointer to a record's timestamp (default /ts).
+    #[arg(long, value_name = "POINTER")]
+    pub ts_pointer: Option<String>,
+    /// How timestamps are written: s, ms (default), us, ns, rfc3339, decimal-seconds.
+    #[arg(long, value_name = "FORMAT")]
+    pub ts_format: Option<String>,
+    /// JSON pointer to the conversation, when the path does not name it.
+    #[arg(long, value_name = "POINTER")]
+    pub conversation_pointer: Option<String>,
+    /// JSON pointer to the tenant, when the path does not name it.
+    #[arg(long, value_name = "POINTER")]
+    pub tenant_pointer: Option<String>,
+    /// Tenant of streams whose layout names none (default `default`).
+    #[arg(long, value_name = "NAME")]
+    pub default_tenant: Option<String>,
+    /// Fail (and store no set) when validation warns about a stream: pointers that do
+    /// not resolve, timestamps going backwards, records of another conversation.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl LayoutArgs {
+    /// Whether any layout option was given (otherwise: the default layout, as before).
+    pub fn is_set(&self) -> bool {
+        !self.patterns.is_empty()
+            || self.seq_pointer.is_some()
+            || self.ts_pointer.is_some()
+            || self.ts_format.is_some()
+            || self.conversation_pointer.is_some()
+            || self.tenant_pointer.is_some()
+            || self.default_tenant.is_some()
+    }
+}
+
+/// A PostgreSQL message table as a source (`msglog backup --postgres URL`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PostgresArgs {
+    /// Read the messages from this PostgreSQL database (`postgresql://USER@HOST/DB`, or
+    /// `host=… dbname=…`); the password from --postgres-password-file, PGPASSWORD or
+    /// the URL (never printed).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<Secret>,
+    /// The database user's password, from this file (first line).
+    #[arg(long, value_name = "FILE", requires = "postgres")]
+    pub postgres_password_file: Option<PathBuf>,
+    /// A preset mapping: `mattermost` (the posts table) or `synapse` (events with
+    /// event_json and redactions).
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    pub pg_preset: Option<String>,
+    /// The table (or view) holding the messages (instead of a preset).
+    #[arg(
+        long,
+        value_name = "TABLE",
+        requires = "postgres",
+        conflicts_with = "pg_query"
+    )]
+    pub pg_table: Option<String>,
+    /// A SELECT giving the messages (instead of a table or preset).
+    #[arg(long, value_name = "SQL", requires = "postgres")]
+    pub pg_query: Option<String>,
+    /// Column: a message's unique key.
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_key: Option<String>,
+    /// Column: the conversation (one stream each).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_conversation: Option<String>,
+    /// Column: the tenant (optional; without it the tenant is --pg-tenant-name).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_tenant: Option<String>,
+    /// Tenant name when no tenant column is mapped (default: the database's name).
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    pub pg_tenant_name: Option<String>,
+    /// Column: creation time (ms since the epoch, or a timestamp).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_created: Option<String>,
+    /// Column: order within a conversation (a seq; default: the creation time).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_order: Option<String>,
+    /// Column: last update time (edits and deletions set it; default: rows never change).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_updated: Option<String>,
+    /// Column: delete marker (a row is deleted when it is not NULL, 0 or false).
+    #[arg(long, value_name = "COLUMN", requires = "postgres")]
+    pub pg_deleted: Option<String>,
+    /// Seconds a change may take to commit after its update time (and the clock skew
+    /// between the chat server and the database): changes this recent are read again by
+    /// the next run, and never recorded twice (default 600).
+    #[arg(long, value_name = "SECS", requires = "postgres")]
+    pub pg_settle_secs: Option<u64>,
+    /// The set's clock: `database` (now(), for a live server; the default) or `table`
+    /// (the latest change in the table: history loaded after the fact, a replay).
+    #[arg(long, value_name = "CLOCK", requires = "postgres")]
+    pub pg_clock: Option<String>,
+}
+
+/// A value that is never printed: a database URL may hold a password.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 /// Which backup set, and which records of it.
@@ -731,8 +861,26 @@ pub struct MsglogRestoreArgs {
     #[command(flatten)]
     pub select: MsglogSelectArgs,
     /// Directory to restore into (must not exist or be empty).
-    #[arg(short, long)]
-    pub target: PathBuf,
+    #[arg(short, long, required_unless_present = "postgres")]
+    pub target: Option<PathBuf>,
+    /// Instead of a directory: load the selected records into a table of this
+    /// PostgreSQL database (with --table).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "table",
+        conflicts_with = "target"
+    )]
+    pub postgres: Option<Secret>,
+    /// The database user's password, from this file (first line).
+    #[arg(long, value_name = "FILE", requires = "postgres")]
+    pub postgres_password_file: Option<PathBuf>,
+    /// The table to load into: an existing empty one (rows by column name: `CREATE
+    /// TABLE t (LIKE posts)`) gets each message's state at the backup time; a missing
+    /// one is created with one row per record (tenant, conversation, seq, ts, kind, key,
+    /// row as jsonb).
+    #[arg(long, value_name = "TABLE", requires = "postgres")]
+    pub table: Option<String>,
     /// Apply edits and deletions in the restored logs.
     #[arg(long)]
     pub applied: bool,

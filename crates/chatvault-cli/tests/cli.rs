@@ -1733,3 +1733,196 @@ fn a_prune_killed_at_random_points_leaves_a_valid_repository() {
     env.ok(&["check", "--read-data"]);
     assert!(std::fs::read_dir(env.path("repo/locks")).map_or(true, |d| d.count() == 0));
 }
+
+#[test]
+fn msglog_from_another_layout_counts_streams_per_pattern_and_strict_fails() {
+    let env = Env::new();
+    let server = env.path("other");
+    let opts = chatvault_workload::ServerOptions {
+        layout: chatvault_workload::DiskLayout::ConvFolders,
+        ts_style: chatvault_workload::TsStyle::Rfc3339,
+        ..chatvault_workload::ServerOptions::tiny()
+    };
+    chatvault_workload::generate(&server, opts, 2).unwrap();
+    let dir = server.to_str().unwrap();
+    let pattern = "{tenant}/conv/{conversation}/*.jsonl";
+    // The wrong timestamp format with --strict: refused, nothing stored.
+    let err = env.fails(
+        &["msglog", "backup", dir, "--layout", pattern, "--strict"],
+        1,
+    );
+    assert!(err.contains("resolves in none of the first"), "{err}");
+    assert!(err.contains("--strict"), "{err}");
+    let r = env.json(&[
+        "msglog",
+        "backup",
+        dir,
+        "--name",
+        "other",
+        "--layout",
+        pattern,
+        "--layout",
+        "logs/{tenant}/{conversation}/*.jsonl",
+        "--ts-format",
+        "rfc3339",
+        "--strict",
+    ]);
+    let patterns = r["layout"]["patterns"].as_array().unwrap();
+    assert_eq!(patterns[0]["pattern"], pattern);
+    let streams = patterns[0]["streams"].as_u64().unwrap();
+    assert!(streams > 20);
+    assert_eq!(patterns[1]["streams"], 0);
+    assert_eq!(r["logs"]["streams"].as_u64().unwrap(), streams);
+    assert!(r["layout"]["warnings"].as_array().unwrap().is_empty());
+    // Human output names each pattern's count.
+    let out = String::from_utf8(env.ok(&[
+        "msglog",
+        "backup",
+        dir,
+        "--name",
+        "other",
+        "--layout",
+        pattern,
+        "--ts-format",
+        "rfc3339",
+    ]))
+    .unwrap();
+    assert!(
+        out.contains(&format!("layout {pattern}: {streams} streams")),
+        "{out}"
+    );
+    let ls = env.json(&["msglog", "ls", "--tenant", "t1"]);
+    assert!(!ls["streams"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn msglog_from_postgres_and_back_into_a_table() {
+    use chatvault_workload::mattermost::{POSTS_DDL, PostChange};
+    let pg = chatvault_postgres::test_server::TestServer::start().unwrap();
+    let url = pg.create_database("mattermost").unwrap();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(POSTS_DDL).unwrap();
+    let mut server = chatvault_workload::Server::new(chatvault_workload::ServerOptions::tiny());
+    let env = Env::new();
+    // A password in the URL (trust authentication ignores it) is never printed.
+    let secret_url = url.replace("chatvault@", "chatvault:hunter2@");
+    for _ in 0..3 {
+        for ch in server.next_day().post_changes() {
+            match ch {
+                PostChange::Create(p) => c
+                    .execute(
+                        "INSERT INTO posts (id, createat, updateat, deleteat, userid, channelid, \
+                         message, editat) VALUES ($1, $2, $2, 0, $3, $4, $5, 0)",
+                        &[&p.id, &p.create_at, &p.user_id, &p.channel_id, &p.message],
+                    )
+                    .unwrap(),
+                PostChange::Edit { id, message, at } => c
+                    .execute(
+                        "UPDATE posts SET message = $2, editat = $3, updateat = $3 WHERE id = $1",
+                        &[&id, &message, &at],
+                    )
+                    .unwrap(),
+                PostChange::Delete { id, at } => c
+                    .execute(
+                        "UPDATE posts SET deleteat = $2, updateat = $2 WHERE id = $1",
+                        &[&id, &at],
+                    )
+                    .unwrap(),
+            };
+        }
+        let out = env
+            .cmd(&[
+                "msglog",
+                "backup",
+                "--postgres",
+                &secret_url,
+                "--pg-preset",
+                "mattermost",
+                "--pg-clock",
+                "table",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        assert!(!all.contains("hunter2"), "{all}");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            r["postgres"]["database"],
+            format!("chatvault@127.0.0.1:{}/mattermost", pg.port())
+        );
+        assert!(r["logs"]["streams"].as_u64().unwrap() > 10);
+    }
+    // The busiest channel's last week, into an empty table of the running database.
+    let ls = env.json(&["msglog", "ls", "--tenant", "mattermost"]);
+    let busiest = ls["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|s| s["records"].as_u64().unwrap())
+        .unwrap()
+        .clone();
+    let channel = busiest["path"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    c.batch_execute("CREATE TABLE restored_posts (LIKE posts)")
+        .unwrap();
+    let r = env.json(&[
+        "msglog",
+        "restore",
+        "--tenant",
+        "mattermost",
+        "--conversation",
+        &channel,
+        "--last",
+        "7d",
+        "--postgres",
+        &url,
+        "--table",
+        "restored_posts",
+    ]);
+    let rows = r["rows"].as_u64().unwrap();
+    assert!(rows > 0 && !r["created"].as_bool().unwrap());
+    let (n, other): (i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE channelid <> $1) FROM restored_posts",
+                &[&channel],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((n as u64, other), (rows, 0));
+    let same: bool = c
+        .query_one(
+            "SELECT NOT EXISTS (SELECT * FROM restored_posts EXCEPT SELECT * FROM posts)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(same, "every restored row is the table's row");
+    // Into a table that is not empty: refused.
+    let err = env.fails(
+        &[
+            "msglog",
+            "restore",
+            "--tenant",
+            "mattermost",
+            "--postgres",
+            &url,
+            "--table",
+            "restored_posts",
+        ],
+        1,
+    );
+    assert!(err.contains("not empty"), "{err}");
+}

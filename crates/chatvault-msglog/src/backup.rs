@@ -116,7 +116,7 @@ pub struct LogStats {
 }
 
 impl LogStats {
-    fn add(mut self, o: LogStats) -> LogStats {
+    pub(crate) fn add(mut self, o: LogStats) -> LogStats {
         self.streams += o.streams;
         self.streams_new += o.streams_new;
         self.streams_appended += o.streams_appended;
@@ -132,7 +132,7 @@ impl LogStats {
         self
     }
 
-    fn appended(mut self, a: AppendStats) -> LogStats {
+    pub(crate) fn appended(mut self, a: AppendStats) -> LogStats {
         self.bytes_appended += a.appended;
         self.bytes_written += a.written;
         self.segments_written += a.segments;
@@ -246,19 +246,19 @@ pub trait MessageSource: Sync {
 /// threads); nothing here holds a lock across a call into the caller's
 /// [`MessageSource`].
 pub struct BackupSession<'r> {
-    repo: &'r Repository,
-    writer: BlobWriter<'r>,
-    opts: BackupOptions,
+    pub(crate) repo: &'r Repository,
+    pub(crate) writer: BlobWriter<'r>,
+    pub(crate) opts: BackupOptions,
     host: String,
     start: Instant,
     parent: Option<Snapshot>,
-    parent_root: Option<Tree>,
-    logs: Option<(Node, LogStats)>,
+    pub(crate) parent_root: Option<Tree>,
+    pub(crate) logs: Option<(Node, LogStats)>,
     files: Option<(Node, FileStats)>,
     dumps: Vec<Node>,
     dump_bytes: u64,
     cursors: BTreeMap<String, Vec<u8>>,
-    problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl std::fmt::Debug for BackupSession<'_> {
@@ -329,24 +329,30 @@ impl<'r> BackupSession<'r> {
         self.parent_root.as_ref()?.get(name)?.subtree
     }
 
-    fn parent_logs(&self) -> Result<Option<Tree>> {
+    pub(crate) fn parent_logs(&self) -> Result<Option<Tree>> {
         Ok(match self.parent_part(LOGS) {
             Some(id) => Some(self.repo.read_parent_tree(id)?),
             None => None,
         })
     }
 
-    fn logs_walker(&self) -> LogsWalker<'_, 'r> {
+    pub(crate) fn logs_walker(&self) -> LogsWalker<'_, 'r> {
         LogsWalker {
             repo: self.repo,
             writer: &self.writer,
             tiering: self.opts.tiering,
             full: self.opts.full,
             problems: Mutex::new(Vec::new()),
+            layout: None,
         }
     }
 
-    fn set_logs(&mut self, walker_problems: Vec<Problem>, tree: BlobId, stats: LogStats) {
+    pub(crate) fn set_logs(
+        &mut self,
+        walker_problems: Vec<Problem>,
+        tree: BlobId,
+        stats: LogStats,
+    ) {
         self.problems.extend(walker_problems);
         self.logs = Some((
             Node {
@@ -639,23 +645,25 @@ fn now_ms() -> i64 {
 
 /// A stream's previous node, decoded and checked; `None` if there is none or it does not
 /// decode (the stream is then stored anew, with a problem noted).
-struct Previous {
+pub(crate) struct Previous {
     /// The node as the parent stored it, reused as is when nothing changed.
-    node: Node,
-    meta: NodeMeta,
-    segments: Segments,
+    pub(crate) node: Node,
+    pub(crate) meta: NodeMeta,
+    pub(crate) segments: Segments,
 }
 
-struct LogsWalker<'a, 'r> {
-    repo: &'a Repository,
-    writer: &'a BlobWriter<'r>,
-    tiering: Tiering,
-    full: bool,
-    problems: Mutex<Vec<Problem>>,
+pub(crate) struct LogsWalker<'a, 'r> {
+    pub(crate) repo: &'a Repository,
+    pub(crate) writer: &'a BlobWriter<'r>,
+    pub(crate) tiering: Tiering,
+    pub(crate) full: bool,
+    pub(crate) problems: Mutex<Vec<Problem>>,
+    /// A layout's record fields and checks (`layout.rs`); `None`: the default records.
+    pub(crate) layout: Option<crate::layout::LayoutContext>,
 }
 
 impl LogsWalker<'_, '_> {
-    fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
         self.problems
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -665,7 +673,7 @@ impl LogsWalker<'_, '_> {
             });
     }
 
-    fn parent_subtree(&self, path: &str, node: Option<&Node>) -> Option<Tree> {
+    pub(crate) fn parent_subtree(&self, path: &str, node: Option<&Node>) -> Option<Tree> {
         let id = node?.subtree?;
         match self.repo.read_parent_tree(id) {
             Ok(t) => Some(t),
@@ -679,7 +687,12 @@ impl LogsWalker<'_, '_> {
         }
     }
 
-    fn previous(&self, path: &str, node: Option<&Node>, kind: NodeKind) -> Option<Previous> {
+    pub(crate) fn previous(
+        &self,
+        path: &str,
+        node: Option<&Node>,
+        kind: NodeKind,
+    ) -> Option<Previous> {
         let node = node.filter(|n| n.subtree.is_none())?;
         let meta = match NodeMeta::decode(&node.meta, path) {
             Ok(m) if m.kind == kind => m,
@@ -765,7 +778,7 @@ impl LogsWalker<'_, '_> {
     }
 
     /// One JSONL log file.
-    fn log_file(
+    pub(crate) fn log_file(
         &self,
         path: &Path,
         name: &[u8],
@@ -850,13 +863,13 @@ impl LogsWalker<'_, '_> {
                 from > 0
             }
         };
-        let new = Batch::lines(data[base..].to_vec(), continues_at(base));
+        let new = self.lines(&shown, data[base..].to_vec(), continues_at(base));
         let kept = stats.streams_new == 0 && stats.streams_rewritten == 0;
         stats.streams_appended = u64::from(kept && !new.bytes.is_empty());
         stats.streams_verified = u64::from(kept && self.full);
         let (segments, a) = segment::append(self.writer, old, new, &self.tiering, |n| {
             let at = base - n as usize;
-            Ok(Batch::lines(data[at..base].to_vec(), continues_at(at)))
+            Ok(self.lines_again(data[at..base].to_vec(), continues_at(at)))
         })?;
         stats = stats.appended(a);
         let mut stamp = stamp;
@@ -1017,7 +1030,7 @@ fn verify_prefix(repo: &Repository, old: &Segments, data: &[u8]) -> usize {
     old.content.len()
 }
 
-fn stream_node(name: &[u8], segments: Segments, meta: &NodeMeta) -> Node {
+pub(crate) fn stream_node(name: &[u8], segments: Segments, meta: &NodeMeta) -> Node {
     Node {
         name: name.to_vec(),
         subtree: None,
@@ -1026,7 +1039,7 @@ fn stream_node(name: &[u8], segments: Segments, meta: &NodeMeta) -> Node {
     }
 }
 
-fn stream_meta(
+pub(crate) fn stream_meta(
     kind: NodeKind,
     segments: &Segments,
     digest: Option<[u8; 32]>,
@@ -1044,6 +1057,7 @@ fn stream_meta(
         stamp,
         last_seq: ranges.map(|r| r.seq_max),
         last_ts: ranges.map(|r| r.ts_max),
+        ..NodeMeta::empty(kind)
     }
 }
 

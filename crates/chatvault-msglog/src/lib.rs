@@ -48,12 +48,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Other servers' data directories are described, not converted: a [`LogLayout`] names
+//! where the logs are (path patterns with `{tenant}` and `{conversation}` captures) and
+//! where a record keeps its seq and timestamp ([`RecordFields`], [`TsFormat`]);
+//! [`BackupSession::backup_logs_layout`] backs them up and reports the streams each
+//! pattern matched. Servers that keep their messages in a database and edit them in
+//! place implement [`ChangeSource`] (`chatvault-postgres` does, for PostgreSQL tables):
+//! [`BackupSession::backup_changes`] stores each change as an appended record, and
+//! [`View::Applied`] / [`View::Latest`] give each message's state at the backup time.
+//!
 //! `examples/server_loop.rs` shows an embedding server: a daily incremental and a weekly
 //! full run from a [`MessageSource`], with a `backup`-role key that cannot read history.
 #![deny(missing_docs)]
 
 mod backup;
+mod changes;
 mod error;
+mod fields;
+mod layout;
 mod meta;
 mod records;
 mod restore;
@@ -63,7 +75,12 @@ pub use backup::{
     BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MessageRecord,
     MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
 };
+pub use changes::{Change, ChangeConversation, ChangeKind, ChangeSource, KnownConversation};
 pub use error::{Error, Result};
+pub use fields::{RecordFields, TsFormat};
+pub use layout::{
+    DEFAULT_TENANT, LayoutOptions, LayoutReport, LogLayout, PatternCount, StreamWarning,
+};
 pub use meta::{NodeKind, NodeMeta, Ranges, SegmentMeta, Stamp, Tier};
 pub use records::{MAX_RECORD, Record};
 pub use restore::{

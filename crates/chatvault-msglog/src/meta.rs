@@ -20,6 +20,11 @@
 //! | 5   | stamp    | `[size, mtime_ns, ctime_ns, inode]` of the source file          |
 //! | 6   | last_seq | highest seq backed up                                           |
 //! | 7   | last_ts  | highest timestamp backed up (ms since the epoch)                |
+//! | 8   | fields   | `[seq pointer, ts pointer, ts format]` when not the default      |
+//! | 9   | tenant   | the stream's tenant, when its path does not name it              |
+//! | 10  | conversation | the stream's conversation, when its path does not name it    |
+//! | 11  | cursor   | a change source's position after the stream's last record        |
+//! | 12  | base     | (the `logs` directory) where its paths start in the data directory |
 //!
 //! A segment array is `[tier, records, flags]` followed, when at least one record in it
 //! has a seq and timestamp, by `seq_min, seq_max, ts_min, ts_max`. Flag bit 0: the
@@ -27,6 +32,8 @@
 
 use chatvault_core::cbor::{Reader, Writer};
 use chatvault_core::{Error, Result};
+
+use crate::fields::RecordFields;
 
 const META_VERSION: u32 = 1;
 
@@ -159,6 +166,20 @@ pub struct NodeMeta {
     pub last_seq: Option<u64>,
     /// Highest timestamp backed up.
     pub last_ts: Option<i64>,
+    /// Where the records of a line stream keep their seq and timestamp, when not at the
+    /// top-level `seq` and `ts` (ms); only the pointers and the format are stored.
+    pub fields: Option<RecordFields>,
+    /// The stream's tenant, when it is not the first component of its path (a layout).
+    pub tenant: Option<String>,
+    /// The stream's conversation, when it is not the second component of its path.
+    pub conversation: Option<String>,
+    /// Where a change source (a database table) stood after the stream's last record;
+    /// opaque to everything but that source.
+    pub cursor: Option<Vec<u8>>,
+    /// On the `logs` directory of a set taken with a layout: the directory of the data
+    /// directory its paths are relative to (`""` for the data directory itself). Absent:
+    /// `logs`.
+    pub base: Option<String>,
 }
 
 impl NodeMeta {
@@ -177,6 +198,11 @@ impl NodeMeta {
             stamp: None,
             last_seq: None,
             last_ts: None,
+            fields: None,
+            tenant: None,
+            conversation: None,
+            cursor: None,
+            base: None,
         }
     }
 
@@ -220,6 +246,21 @@ impl NodeMeta {
             if let Some(ts) = self.last_ts {
                 f.field(7, |w| w.int(ts));
             }
+            if let Some(fields) = &self.fields {
+                f.field(8, |w| fields.encode(w));
+            }
+            if let Some(t) = &self.tenant {
+                f.field(9, |w| w.text(t));
+            }
+            if let Some(c) = &self.conversation {
+                f.field(10, |w| w.text(c));
+            }
+            if let Some(c) = &self.cursor {
+                f.field(11, |w| w.bytes(c));
+            }
+            if let Some(b) = &self.base {
+                f.field(12, |w| w.text(b));
+            }
         });
         w.into_bytes()
     }
@@ -262,12 +303,19 @@ impl NodeMeta {
                 }
                 6 => m.last_seq = Some(r.u64("last seq")?),
                 7 => m.last_ts = Some(r.i64("last ts")?),
+                8 => m.fields = Some(RecordFields::decode(&mut r)?),
+                9 => m.tenant = Some(r.text("tenant")?.to_owned()),
+                10 => m.conversation = Some(r.text("conversation")?.to_owned()),
+                11 => m.cursor = Some(r.bytes("cursor")?.to_vec()),
+                12 => m.base = Some(r.text("base")?.to_owned()),
                 _ => r.skip()?,
             }
         }
         r.finish()?;
         m.kind = kind.ok_or_else(|| r.corrupt("no node kind"))?;
-        if !m.is_stream() && (!m.segments.is_empty() || m.len != 0) {
+        if !m.is_stream()
+            && (!m.segments.is_empty() || m.len != 0 || m.fields.is_some() || m.cursor.is_some())
+        {
             return Err(r.corrupt("a directory with segments"));
         }
         Ok(m)
@@ -391,6 +439,11 @@ mod tests {
             }),
             last_seq: Some(2),
             last_ts: Some(1_767_698_915_711),
+            fields: None,
+            tenant: None,
+            conversation: None,
+            cursor: None,
+            base: None,
         }
     }
 
@@ -410,6 +463,45 @@ mod tests {
     #[test]
     fn golden_dir_meta() {
         assert_eq!(NodeMeta::dir().encode(), [0xa2, 0x00, 0x01, 0x01, 0x00]);
+        let mut with_base = NodeMeta::dir();
+        with_base.base = Some(String::new());
+        assert_eq!(
+            hex::encode(with_base.encode()),
+            "a3000101000c60",
+            "a layout's logs directory: base = the data directory"
+        );
+    }
+
+    /// Golden vector for the keys layouts and change sources add (8 to 11): a line stream
+    /// with RFC 3339 timestamps whose conversation comes from its records, and a framed
+    /// stream with a source cursor. Older readers skip these keys.
+    #[test]
+    fn golden_layout_and_cursor_meta() {
+        let mut m = NodeMeta::empty(NodeKind::Lines);
+        m.fields = Some(RecordFields {
+            seq: "/n".into(),
+            ts: "/ts".into(),
+            ts_format: crate::fields::TsFormat::Rfc3339,
+            conversation: None,
+            tenant: None,
+        });
+        m.tenant = Some("acme".into());
+        m.conversation = Some("general".into());
+        let bytes = m.encode();
+        assert_eq!(
+            hex::encode(&bytes),
+            "a5000101010883622f6e632f747304096461636d650a6767656e6572616c",
+        );
+        assert_eq!(NodeMeta::decode(&bytes, "t").unwrap(), m);
+        let mut f = NodeMeta::empty(NodeKind::Framed);
+        f.cursor = Some(vec![1, 2, 3]);
+        let bytes = f.encode();
+        assert_eq!(hex::encode(&bytes), "a3000101020b43010203");
+        assert_eq!(NodeMeta::decode(&bytes, "t").unwrap(), f);
+        // A directory never carries a cursor or record fields.
+        let mut d = NodeMeta::dir();
+        d.cursor = Some(vec![1]);
+        assert!(NodeMeta::decode(&d.encode(), "t").is_err());
     }
 
     #[test]
@@ -468,6 +560,11 @@ mod tests {
                     }),
                     last_seq,
                     last_ts,
+                    fields: None,
+                    tenant: None,
+                    conversation: None,
+                    cursor: None,
+                    base: None,
                 },
             )
     }

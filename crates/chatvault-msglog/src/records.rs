@@ -1,13 +1,16 @@
 //! Records inside a stream's bytes: JSONL lines or framed records, and the seq and
 //! timestamp each one carries.
 //!
-//! A line stream is a JSONL file: a record is a line, its seq and timestamp are the
-//! top-level `"seq"` and `"ts"` numbers of the line's JSON object (a line without them
-//! is still a record, it just has no place in the seq and time ranges). A framed stream
+//! A line stream is a JSONL file: a record is a line, its seq and timestamp are by default
+//! the top-level `"seq"` and `"ts"` numbers of the line's JSON object, or wherever the
+//! stream's [`RecordFields`] say (a line without them is still a record, it just has no
+//! place in the seq and time ranges). A framed stream
 //! holds what an embedding server handed over: `seq (u64 LE) ‖ ts (i64 LE) ‖ len (u32 LE)
 //! ‖ bytes`, one after the other.
 
 use serde::Deserialize;
+
+use crate::fields::RecordFields;
 
 /// Largest record a framed stream accepts (a chat message, not an attachment).
 pub const MAX_RECORD: usize = 4 << 20;
@@ -35,6 +38,12 @@ impl Batch {
     /// A batch of JSONL bytes; `continues` if the stream so far does not end with a
     /// newline (the first bytes finish its last line).
     pub fn lines(bytes: Vec<u8>, continues: bool) -> Batch {
+        Batch::lines_with(bytes, continues, &RecordFields::default())
+    }
+
+    /// A batch of JSONL bytes whose records keep their seq and timestamp where `fields`
+    /// says.
+    pub fn lines_with(bytes: Vec<u8>, continues: bool, fields: &RecordFields) -> Batch {
         let mut spans = Vec::new();
         let mut start = if continues {
             match memchr(b'\n', &bytes) {
@@ -48,7 +57,7 @@ impl Batch {
             let end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
             spans.push(Span {
                 start,
-                head: line_head(&bytes[start..end]),
+                head: fields.seq_ts(&bytes[start..end]),
             });
             start = end + 1;
         }
@@ -156,13 +165,19 @@ pub(crate) fn parse_framed(mut bytes: &[u8]) -> Result<Vec<Record>, String> {
 }
 
 /// Splits JSONL bytes into records; a last line without a newline is a record too.
+#[cfg(test)]
 pub(crate) fn parse_lines(bytes: &[u8]) -> Vec<Record> {
+    parse_lines_with(bytes, &RecordFields::default())
+}
+
+/// Splits JSONL bytes into records whose heads are where `fields` says.
+pub(crate) fn parse_lines_with(bytes: &[u8], fields: &RecordFields) -> Vec<Record> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
         let end = memchr(b'\n', rest).unwrap_or(rest.len());
         let line = &rest[..end];
-        let head = line_head(line);
+        let head = fields.seq_ts(line);
         out.push(Record {
             seq: head.map(|h| h.0),
             ts: head.map(|h| h.1),

@@ -24,15 +24,17 @@ use chatvault_core::{BlobType, Node, Repository, Snapshot, SnapshotId, Tree};
 
 use crate::backup::{DB, FILES, LOGS, SOURCE_KIND};
 use crate::error::{Error, Result};
+use crate::fields::RecordFields;
 use crate::meta::{NodeKind, NodeMeta, Ranges};
-use crate::records::{Record, parse_framed, parse_lines};
+use crate::records::{Record, parse_framed, parse_lines_with};
 
 /// Which records to read. Empty fields select everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    /// Only this tenant (the first level of the logs tree).
+    /// Only this tenant (the first level of the logs tree, or the tenant a layout named).
     pub tenant: Option<String>,
-    /// Only this conversation (the second level); needs `tenant`.
+    /// Only this conversation (the second level, or the one a layout named); needs
+    /// `tenant`.
     pub conversation: Option<String>,
     /// Only records with a seq in this inclusive range.
     pub seq: Option<(u64, u64)>,
@@ -78,7 +80,14 @@ pub enum View {
     /// adds `"edited_ts"`), a deletion removes its target, and neither is shown itself.
     /// Records are JSON objects with `seq`, and `kind` (`msg`, `edit`, `delete`) and
     /// `target` (the seq changed) for edits and deletions; anything else shows as is.
+    /// Records of a change source (a database table) name their message by `key`
+    /// instead: an edit replaces its message's `row`.
     Applied,
+    /// Each message's last recorded version, deletions included: as [`View::Applied`],
+    /// but a deleted message stays, with `"deleted_ts"` added (and, for a change
+    /// source's tombstone, the row it carried). A message table's state at the backup
+    /// time, soft-deleted rows and all.
+    Latest,
 }
 
 /// One stream of a set, for listings.
@@ -142,6 +151,8 @@ struct Found {
     path: Vec<Vec<u8>>,
     node: Node,
     meta: NodeMeta,
+    /// Tenant and conversation, when the meta names them (a layout's streams).
+    identity: Option<[Vec<u8>; 2]>,
 }
 
 impl Found {
@@ -153,9 +164,17 @@ impl Found {
             .join("/")
     }
 
-    /// The conversation it belongs to: its first two components.
+    /// The conversation it belongs to: the tenant and conversation its meta names, else
+    /// its first two components.
     fn conversation(&self) -> &[Vec<u8>] {
-        &self.path[..self.path.len().min(2)]
+        match &self.identity {
+            Some(id) => id,
+            None => &self.path[..self.path.len().min(2)],
+        }
+    }
+
+    fn fields(&self) -> RecordFields {
+        self.meta.fields.clone().unwrap_or_default()
     }
 }
 
@@ -226,6 +245,35 @@ impl<'r> SetReader<'r> {
         Ok(stats)
     }
 
+    /// Calls `visit` with each selected record and the tenant and conversation of its
+    /// stream, conversation by conversation in name order (what [`SetReader::export`]
+    /// writes, with where each line comes from). An error from `visit` stops the read and
+    /// is returned.
+    pub fn for_each_record(
+        &self,
+        sel: &Selection,
+        view: View,
+        visit: &mut dyn FnMut(&str, &str, &Record) -> Result<()>,
+    ) -> Result<ReadStats> {
+        let mut stats = ReadStats::default();
+        let found = self.find(sel)?;
+        for conv in group_by_conversation(&found) {
+            let (outputs, s) = self.read_conversation(conv, sel, view)?;
+            stats.add(s);
+            let id = conv[0].conversation();
+            let name = |i: usize| id.get(i).map(|c| String::from_utf8_lossy(c).into_owned());
+            let (tenant, conversation) = (name(0).unwrap_or_default(), name(1).unwrap_or_default());
+            for records in outputs {
+                for r in &records {
+                    visit(&tenant, &conversation, r)?;
+                    stats.records += 1;
+                    stats.bytes_out += r.data.len() as u64 + 1;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
     /// Restores the selected streams as files below `target` (created; must not exist or
     /// be empty): a log file to its path, an embedding server's conversation to
     /// `TENANT/CONVERSATION.jsonl`. With no record selection and the raw view, a file is
@@ -275,9 +323,32 @@ impl<'r> SetReader<'r> {
         if let Some(c) = &sel.conversation {
             prefix.push(c.as_bytes());
         }
+        if self.logs_base().is_some() {
+            // A layout's streams name their tenant and conversation in their meta, at any
+            // depth: read the whole tree, select by what the streams say.
+            let mut out = Vec::new();
+            self.collect(logs, &mut Vec::new(), &[], &mut out)?;
+            out.retain(|f| {
+                let id = f.conversation();
+                prefix
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| id.get(i).map(Vec::as_slice) == Some(*p))
+            });
+            // Each conversation's streams together, in path order.
+            out.sort_by(|a, b| (a.conversation(), &a.path).cmp(&(b.conversation(), &b.path)));
+            return Ok(out);
+        }
         let mut out = Vec::new();
         self.collect(logs, &mut Vec::new(), &prefix, &mut out)?;
         Ok(out)
+    }
+
+    /// Where a layout's logs start in the data directory (`None`: the default layout,
+    /// `logs/`).
+    fn logs_base(&self) -> Option<String> {
+        let node = self.root.get(LOGS)?;
+        NodeMeta::decode(&node.meta, "logs").ok()?.base
     }
 
     fn collect(
@@ -305,10 +376,15 @@ impl<'r> SetReader<'r> {
                 self.collect(sub, path, prefix, out)?;
             } else if meta.is_stream() && path.len() >= prefix.len() {
                 meta.check_content(&node.content, &shown)?;
+                let identity = match (&meta.tenant, &meta.conversation) {
+                    (Some(t), Some(c)) => Some([t.as_bytes().to_vec(), c.as_bytes().to_vec()]),
+                    _ => None,
+                };
                 out.push(Found {
                     path: path.clone(),
                     node,
                     meta,
+                    identity,
                 });
             }
             path.pop();
@@ -411,7 +487,7 @@ impl<'r> SetReader<'r> {
             let mut run = match f.meta.kind {
                 NodeKind::Framed => parse_framed(&bytes[from..])
                     .map_err(|r| chatvault_core::Error::corrupt(f.shown(), r))?,
-                _ => parse_lines(&bytes[from..]),
+                _ => parse_lines_with(&bytes[from..], &f.fields()),
             };
             records.append(&mut run);
         }
@@ -432,11 +508,11 @@ impl<'r> SetReader<'r> {
             // a later stream of the conversation (next month's file): from the first
             // selected segment on, everything is read.
             let started =
-                view == View::Applied && per_stream.iter().any(|r: &Vec<Record>| !r.is_empty());
+                view != View::Raw && per_stream.iter().any(|r: &Vec<Record>| !r.is_empty());
             let (records, s) = if started {
                 self.read_stream(f, &Selection::default(), false)?
             } else {
-                self.read_stream(f, sel, view == View::Applied)?
+                self.read_stream(f, sel, view != View::Raw)?
             };
             stats.add(s);
             per_stream.push(records);
@@ -446,7 +522,8 @@ impl<'r> SetReader<'r> {
                 .into_iter()
                 .map(|rs| rs.into_iter().filter(|r| sel.keeps(r)).collect())
                 .collect(),
-            View::Applied => apply_edits(per_stream, sel),
+            View::Applied => apply_edits(per_stream, sel, false),
+            View::Latest => apply_edits(per_stream, sel, true),
         };
         Ok((out, stats))
     }
@@ -471,31 +548,56 @@ fn group_by_conversation(found: &[Found]) -> Vec<&[Found]> {
 struct Change {
     kind: Option<String>,
     target: Option<u64>,
+    key: Option<serde_json::Value>,
     text: Option<serde_json::Value>,
+    row: Option<serde_json::Value>,
 }
 
-/// The applied view of one conversation's streams.
-fn apply_edits(streams: Vec<Vec<Record>>, sel: &Selection) -> Vec<Vec<Record>> {
-    // Where each message (by seq) sits in the output, and what changed it.
+/// What an edit or deletion changes: a message by seq, or a change source's by key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Seq(u64),
+    Key(String),
+}
+
+/// The applied (or, with `keep_deleted`, the latest) view of one conversation's streams.
+fn apply_edits(streams: Vec<Vec<Record>>, sel: &Selection, keep_deleted: bool) -> Vec<Vec<Record>> {
+    // Where each message sits in the output (by seq and by key), and what changed it, in
+    // record order.
     let mut out: Vec<Vec<(Record, bool)>> = streams.iter().map(|_| Vec::new()).collect();
-    let mut at: HashMap<u64, (usize, usize)> = HashMap::new();
-    let mut edits: Vec<(u64, serde_json::Value, Option<i64>)> = Vec::new();
-    let mut deleted: Vec<u64> = Vec::new();
+    let mut at: HashMap<Target, (usize, usize)> = HashMap::new();
+    let mut changes: Vec<(Target, bool, Change, Option<i64>)> = Vec::new();
     for (k, records) in streams.into_iter().enumerate() {
         for r in records {
             let change: Option<Change> = serde_json::from_slice(&r.data).ok();
-            match change.as_ref().map(|c| (c.kind.as_deref(), c.target)) {
-                Some((Some("edit"), Some(target))) => {
-                    let text = change
-                        .and_then(|c| c.text)
-                        .unwrap_or(serde_json::Value::Null);
-                    edits.push((target, text, r.ts));
+            let key = change
+                .as_ref()
+                .and_then(|c| c.key.as_ref())
+                .map(|k| k.as_str().map_or_else(|| k.to_string(), str::to_owned));
+            let target = match (&change, &key) {
+                (
+                    Some(Change {
+                        target: Some(t), ..
+                    }),
+                    _,
+                ) => Some(Target::Seq(*t)),
+                (_, Some(key)) => Some(Target::Key(key.clone())),
+                _ => None,
+            };
+            let kind = change.as_ref().and_then(|c| c.kind.as_deref());
+            match (kind, target) {
+                (Some(kind @ ("edit" | "delete")), Some(target)) => {
+                    let delete = kind == "delete";
+                    let c = change.expect("parsed");
+                    changes.push((target, delete, c, r.ts));
                 }
-                Some((Some("delete"), Some(target))) => deleted.push(target),
                 _ => {
                     if sel.keeps(&r) {
                         if let Some(seq) = r.seq {
-                            at.insert(seq, (k, out[k].len()));
+                            at.insert(Target::Seq(seq), (k, out[k].len()));
+                        }
+                        if let Some(key) = key {
+                            at.insert(Target::Key(key), (k, out[k].len()));
                         }
                         out[k].push((r, true));
                     }
@@ -503,25 +605,40 @@ fn apply_edits(streams: Vec<Vec<Record>>, sel: &Selection) -> Vec<Vec<Record>> {
             }
         }
     }
-    for target in deleted {
-        if let Some(&(k, i)) = at.get(&target) {
-            out[k][i].1 = false;
+    for (target, delete, c, ts) in changes {
+        let Some(&(k, i)) = at.get(&target) else {
+            continue; // a message outside the selection
+        };
+        let entry = &mut out[k][i];
+        if delete && !keep_deleted {
+            entry.1 = false;
+            continue;
         }
-    }
-    for (target, text, ts) in edits {
-        if let Some(&(k, i)) = at.get(&target) {
-            let r = &mut out[k][i].0;
-            if let Ok(serde_json::Value::Object(mut obj)) =
-                serde_json::from_slice::<serde_json::Value>(&r.data)
-            {
-                obj.insert("text".into(), text);
-                if let Some(ts) = ts {
-                    obj.insert("edited_ts".into(), ts.into());
-                }
-                if let Ok(bytes) = serde_json::to_vec(&obj) {
-                    r.data = bytes;
+        let r = &mut entry.0;
+        let Ok(serde_json::Value::Object(mut obj)) =
+            serde_json::from_slice::<serde_json::Value>(&r.data)
+        else {
+            continue;
+        };
+        match (&target, delete) {
+            (Target::Seq(_), false) => {
+                obj.insert("text".into(), c.text.unwrap_or(serde_json::Value::Null));
+            }
+            (Target::Key(_), _) => {
+                if let Some(row) = c.row.filter(|r| !r.is_null()) {
+                    obj.insert("row".into(), row);
                 }
             }
+            (Target::Seq(_), true) => {}
+        }
+        if let Some(ts) = ts {
+            obj.insert(
+                if delete { "deleted_ts" } else { "edited_ts" }.into(),
+                ts.into(),
+            );
+        }
+        if let Ok(bytes) = serde_json::to_vec(&obj) {
+            r.data = bytes;
         }
     }
     out.into_iter()
@@ -687,8 +804,15 @@ fn whole_set(repo: &Repository, id: SnapshotId, target: Option<&Path>) -> Result
             }));
     }
     if set.root.get(LOGS).is_some() {
-        let logs = target.map(|t| t.join("logs"));
-        if let Some(l) = &logs {
+        // A layout's logs go back where they were in the data directory (their base),
+        // among the files; the default layout's into `logs/`, which the files part never
+        // holds.
+        let base = set.logs_base();
+        let logs = match &base {
+            Some(_) => target.map(Path::to_path_buf),
+            None => target.map(|t| t.join("logs")),
+        };
+        if let (Some(l), None) = (&logs, &base) {
             if std::fs::symlink_metadata(l).is_ok() {
                 return Err(Error::Refused {
                     entry: "logs".into(),
@@ -697,13 +821,23 @@ fn whole_set(repo: &Repository, id: SnapshotId, target: Option<&Path>) -> Result
             }
             std::fs::create_dir(l).map_err(|e| Error::io(l, e))?;
         }
-        for f in set.find(&Selection::default())? {
+        let base_path: Vec<Vec<u8>> = base
+            .iter()
+            .flat_map(|b| b.split('/'))
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        for mut f in set.find(&Selection::default())? {
+            let shown = f.shown();
+            if !base_path.is_empty() {
+                f.path.splice(0..0, base_path.iter().cloned());
+            }
             match set.stream_to(&f, logs.as_deref()) {
                 Ok(s) => report.logs.add(s),
                 Err(e) if e.is_corrupt() => {
                     report.logs.streams += 1;
                     report.problems.push(RestoreProblem {
-                        path: format!("logs/{}", f.shown()),
+                        path: format!("logs/{shown}"),
                         message: e.to_string(),
                         corrupt: true,
                     });

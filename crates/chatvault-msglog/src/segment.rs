@@ -137,6 +137,20 @@ pub(crate) fn append(
     tiering: &Tiering,
     tail: impl FnOnce(u64) -> Result<Batch>,
 ) -> Result<(Segments, AppendStats)> {
+    append_or_seal(writer, old, new, tiering, |n| tail(n).map(Some))
+}
+
+/// [`append`] for a stream whose tail may be out of reach: when `tail` returns `None`
+/// (a change source cannot give its past records again, and a key that cannot read
+/// cannot fetch them), the tail segments are sealed as they are instead of merged: no
+/// byte is written twice, the stream just keeps more small chunks.
+pub(crate) fn append_or_seal(
+    writer: &BlobWriter<'_>,
+    old: Segments,
+    new: Batch,
+    tiering: &Tiering,
+    tail: impl FnOnce(u64) -> Result<Option<Batch>>,
+) -> Result<(Segments, AppendStats)> {
     let mut stats = AppendStats {
         appended: new.bytes.len() as u64,
         ..AppendStats::default()
@@ -151,12 +165,21 @@ pub(crate) fn append(
     let mut out = old;
     let (batch, tier) = if merge {
         let batch = if tail_count > 0 {
-            stats.merges = 1;
-            let mut t = tail(tail_bytes)?;
-            out.content.truncate(tail_start);
-            out.meta.truncate(tail_start);
-            t.extend(new);
-            t
+            match tail(tail_bytes)? {
+                Some(mut t) => {
+                    stats.merges = 1;
+                    out.content.truncate(tail_start);
+                    out.meta.truncate(tail_start);
+                    t.extend(new);
+                    t
+                }
+                None => {
+                    for m in &mut out.meta[tail_start..] {
+                        m.tier = Tier::Sealed;
+                    }
+                    new
+                }
+            }
         } else {
             new
         };

@@ -848,3 +848,220 @@ fn a_never_ending_stream_keeps_at_most_32_tails_and_writes_each_byte_at_most_twi
         .collect();
     assert!(out == expected);
 }
+
+/// A layout the default generator does not produce: `TENANT/conv/CONVERSATION/MONTH.jsonl`
+/// with RFC 3339 timestamps, backed up with a layout, daily, and restored by time.
+fn layout_set(
+    f: &Fixture,
+    dir: &Path,
+    layout: &chatvault_msglog::LogLayout,
+) -> (BackupReport, chatvault_msglog::LayoutReport) {
+    let mut s = BackupSession::start(
+        &f.repo,
+        BackupOptions {
+            name: "other".into(),
+            host: Some("chat-1".into()),
+            ..BackupOptions::default()
+        },
+    )
+    .unwrap();
+    let lr = s.backup_logs_layout(dir, layout).unwrap();
+    s.backup_files(dir, &lr.exclude_patterns()).unwrap();
+    (s.commit().unwrap(), lr)
+}
+
+fn conv_folders(ts: chatvault_workload::TsStyle) -> ServerOptions {
+    ServerOptions {
+        layout: chatvault_workload::DiskLayout::ConvFolders,
+        ts_style: ts,
+        ..ServerOptions::tiny()
+    }
+}
+
+#[test]
+fn another_layout_with_rfc3339_timestamps_is_backed_up_as_message_logs() {
+    use chatvault_msglog::{LayoutOptions, LogLayout, RecordFields, TsFormat};
+    let f = Fixture::new();
+    let src = f.path("other");
+    chatvault_workload::generate(&src, conv_folders(chatvault_workload::TsStyle::Rfc3339), 3)
+        .unwrap();
+    let layout = LogLayout::new(&LayoutOptions {
+        patterns: vec![
+            "{tenant}/conv/{conversation}/{month}.jsonl".into(),
+            "logs/{tenant}/{conversation}/*.jsonl".into(),
+        ],
+        fields: RecordFields {
+            ts_format: TsFormat::Rfc3339,
+            ..RecordFields::default()
+        },
+        default_tenant: None,
+    })
+    .unwrap();
+    let (r1, lr) = layout_set(&f, &src, &layout);
+    let logs_on_disk = files(&src)
+        .keys()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .count() as u64;
+    assert_eq!(lr.patterns[0].streams, logs_on_disk);
+    assert_eq!(
+        lr.patterns[1].streams, 0,
+        "the second pattern matches nothing here"
+    );
+    assert!(lr.warnings.is_empty(), "{:?}", lr.warnings);
+    assert_eq!(r1.logs.streams, logs_on_disk);
+    // The files part holds the media and the state file, not the logs.
+    let fs_files = r1.files.unwrap();
+    assert_eq!(fs_files.files_new, files(&src).len() as u64 - logs_on_disk);
+
+    // Daily incrementals append only.
+    advance(&src, 1);
+    pause();
+    let (r2, lr2) = layout_set(&f, &src, &layout);
+    assert!(lr2.warnings.is_empty());
+    assert_eq!(r2.kind, SnapshotKind::Incremental);
+    assert_eq!(r2.logs.streams_rewritten, 0);
+    assert!(r2.logs.streams_appended > 0 && r2.logs.streams_unchanged > 0);
+
+    // Streams carry their tenant and conversation; a time range reads only what overlaps.
+    let set = SetReader::open(&f.repo, r2.snapshot).unwrap();
+    let all = set.streams(&Selection::default()).unwrap();
+    let busiest = all.iter().max_by_key(|s| s.bytes).unwrap();
+    let parts: Vec<&str> = busiest.path.split('/').collect();
+    assert_eq!(parts[1], "conv", "{}", busiest.path);
+    let (tenant, conv) = (parts[0].to_owned(), parts[2].to_owned());
+    let r = busiest.ranges.unwrap();
+    let sel = Selection {
+        tenant: Some(tenant.clone()),
+        conversation: Some(conv.clone()),
+        time: Some((r.ts_max - 86_400_000, r.ts_max)),
+        ..Selection::default()
+    };
+    let mut out = Vec::new();
+    let stats = set.export(&sel, View::Raw, &mut out).unwrap();
+    assert!(stats.records > 0);
+    assert!(stats.segments_read < stats.segments_total, "{stats:?}");
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let ts = v["ts"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap();
+        assert!(ts.as_millisecond() >= r.ts_max - 86_400_000, "{}", v["ts"]);
+        assert_eq!(v["conv"], conv.as_str());
+    }
+
+    // A whole-set restore gives the data directory back byte for byte.
+    let target = f.path("restored");
+    let rr = chatvault_msglog::restore(&f.repo, r2.snapshot, &target).unwrap();
+    assert!(rr.problems.is_empty(), "{:?}", rr.problems);
+    assert_same_files(&files(&src), &files(&target));
+}
+
+#[test]
+fn a_wrong_layout_is_visible_and_strict_fields_warn() {
+    use chatvault_msglog::{LayoutOptions, LogLayout, RecordFields, TsFormat};
+    let f = Fixture::new();
+    let src = f.path("other");
+    chatvault_workload::generate(
+        &src,
+        conv_folders(chatvault_workload::TsStyle::DecimalSeconds),
+        1,
+    )
+    .unwrap();
+    // Our default layout finds nothing in this directory: zero streams, all files kept.
+    let default = LogLayout::new(&LayoutOptions::default()).unwrap();
+    let (r, lr) = layout_set(&f, &src, &default);
+    assert_eq!(lr.patterns[0].streams, 0);
+    assert_eq!(r.logs.streams, 0);
+    assert_eq!(r.files.unwrap().files_new, files(&src).len() as u64);
+
+    // The right pattern with the wrong timestamp format: stored, with a warning per stream.
+    let wrong = LogLayout::new(&LayoutOptions {
+        patterns: vec!["{tenant}/conv/{conversation}/*.jsonl".into()],
+        fields: RecordFields {
+            ts_format: TsFormat::Rfc3339,
+            ..RecordFields::default()
+        },
+        default_tenant: None,
+    })
+    .unwrap();
+    pause();
+    let (r, lr) = layout_set(&f, &src, &wrong);
+    assert_eq!(lr.warnings.len() as u64, r.logs.streams);
+    assert!(
+        lr.warnings[0]
+            .message
+            .contains("timestamp pointer /ts (rfc3339)"),
+        "{:?}",
+        lr.warnings[0]
+    );
+    assert_eq!(lr.warnings[0].without_ts, lr.warnings[0].checked);
+    assert_eq!(lr.warnings[0].without_seq, 0);
+
+    // Decimal seconds read right: no warning, and time ranges in ms.
+    let right = LogLayout::new(&LayoutOptions {
+        patterns: vec!["{tenant}/conv/{conversation}/*.jsonl".into()],
+        fields: RecordFields {
+            ts_format: TsFormat::DecimalSeconds,
+            ..RecordFields::default()
+        },
+        default_tenant: None,
+    })
+    .unwrap();
+    pause();
+    let (r, lr) = layout_set(&f, &src, &right);
+    assert!(lr.warnings.is_empty(), "{:?}", lr.warnings);
+    // Regression: the parent's streams were stored under other record fields (no
+    // ranges); reusing them unread would leave this set without time ranges.
+    assert_eq!(r.logs.streams_new, r.logs.streams, "stored anew");
+    let set = SetReader::open(&f.repo, r.snapshot).unwrap();
+    let day = Server::new(conv_folders(chatvault_workload::TsStyle::DecimalSeconds)).next_day();
+    let first = day.records().next().unwrap();
+    let found = set
+        .streams(&Selection {
+            tenant: Some(first.tenant.to_string()),
+            conversation: Some(first.conversation.to_string()),
+            ..Selection::default()
+        })
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].ranges.unwrap().ts_min, first.ts_ms as i64);
+}
+
+#[test]
+fn conversations_named_by_the_records_and_backwards_time() {
+    use chatvault_msglog::{LayoutOptions, LogLayout, RecordFields};
+    let f = Fixture::new();
+    let src = f.path("export");
+    fs::create_dir_all(src.join("export")).unwrap();
+    fs::write(
+        src.join("export/a.jsonl"),
+        "{\"seq\":1,\"ts\":10,\"channel\":\"general\"}\n{\"seq\":2,\"ts\":5,\"channel\":\"general\"}\n{\"seq\":3,\"ts\":20,\"channel\":\"random\"}\n",
+    )
+    .unwrap();
+    fs::write(src.join("export/notes.txt"), "not a log").unwrap();
+    let layout = LogLayout::new(&LayoutOptions {
+        patterns: vec!["export/*.jsonl".into()],
+        fields: RecordFields {
+            conversation: Some("/channel".into()),
+            ..RecordFields::default()
+        },
+        default_tenant: Some("acme".into()),
+    })
+    .unwrap();
+    let (r, lr) = layout_set(&f, &src, &layout);
+    assert_eq!(r.logs.streams, 1);
+    assert_eq!(lr.warnings.len(), 1);
+    let w = &lr.warnings[0];
+    assert_eq!((w.ts_backwards, w.other_conversation, w.records), (1, 1, 3));
+    let set = SetReader::open(&f.repo, r.snapshot).unwrap();
+    let sel = Selection {
+        tenant: Some("acme".into()),
+        conversation: Some("general".into()),
+        ..Selection::default()
+    };
+    let s = set.streams(&sel).unwrap();
+    assert_eq!(s.len(), 1, "the stream is the first record's conversation");
+    assert_eq!(s[0].path, "a.jsonl");
+}

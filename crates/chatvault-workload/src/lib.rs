@@ -62,6 +62,7 @@
 
 mod chat_log;
 mod corpus;
+pub mod mattermost;
 mod media;
 mod rng;
 mod server;
@@ -72,6 +73,6 @@ pub use chat_log::{ChatLog, ChatLogOptions, RecordMeta, Records};
 pub use corpus::mixed_corpus;
 pub use media::{MediaReader, media_bytes};
 pub use server::{
-    ConversationId, ConversationKind, Day, DayRecords, MediaFile, MediaId, Record, Server,
-    ServerOptions, TenantId, WriteStats, advance, generate,
+    ConversationId, ConversationKind, Day, DayRecords, DiskLayout, MediaFile, MediaId, Record,
+    Server, ServerOptions, TenantId, TsStyle, WriteStats, advance, generate,
 };

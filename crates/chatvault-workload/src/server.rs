@@ -21,13 +21,23 @@ pub use day::{Day, DayRecords, Record};
 pub use disk::{WriteStats, advance, generate};
 pub use layout::{ConversationId, ConversationKind, TenantId};
 pub use media::{MediaFile, MediaId};
-pub use options::ServerOptions;
+pub use options::{DiskLayout, ServerOptions, TsStyle};
 
 use layout::{Naming, TenantLayout};
 use plan::{PlanParams, TenantState, plan_tenant_day};
 
 use crate::rng::share_threshold;
 use crate::text::TextWriter;
+
+/// What a planned record does: 0 a message, 1 an edit, 2 a deletion (for the Mattermost
+/// view, `mattermost.rs`).
+pub(crate) fn plan_kind(e: &plan::Event) -> u8 {
+    match e.kind {
+        plan::Kind::Msg => 0,
+        plan::Kind::Edit => 1,
+        plan::Kind::Delete => 2,
+    }
+}
 
 /// A synthetic chat server that produces its history one day at a time.
 ///
@@ -109,6 +119,8 @@ impl Server {
                 .collect(),
             text: self.text,
             naming: self.naming,
+            layout: self.opts.layout,
+            ts_style: self.opts.ts_style,
         }
     }
 

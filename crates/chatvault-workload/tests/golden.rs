@@ -94,6 +94,44 @@ fn bench_server_first_day_is_pinned() {
     assert_eq!(h.finalize().to_hex().as_str(), GOLDEN_BENCH_DAY0);
 }
 
+#[test]
+fn other_layouts_and_string_timestamps_are_pinned() {
+    use chatvault_workload::{DiskLayout, TsStyle};
+    let first = |ts_style| -> String {
+        let opts = ServerOptions {
+            ts_style,
+            ..ServerOptions::tiny()
+        };
+        let r = Server::new(opts).next_day().records().next().unwrap();
+        String::from_utf8(r.line).unwrap()
+    };
+    assert_eq!(first(TsStyle::Rfc3339), GOLDEN_FIRST_LINE_RFC3339);
+    assert_eq!(first(TsStyle::DecimalSeconds), GOLDEN_FIRST_LINE_DECIMAL);
+    // The same instants as the default output's.
+    assert_eq!(
+        first(TsStyle::Millis),
+        GOLDEN_SERVER_FIRST_LINES[0],
+        "the default output does not change"
+    );
+    let dir = std::env::temp_dir().join(format!("chatvault-golden-layout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = ServerOptions {
+        layout: DiskLayout::ConvFolders,
+        ts_style: TsStyle::Rfc3339,
+        ..ServerOptions::tiny()
+    };
+    let stats = generate(&dir, opts, 2).unwrap();
+    let hash = directory_hash(&dir);
+    assert!(dir.join("t1/conv/dm15/2026-01.jsonl").is_file());
+    assert!(!dir.join("logs").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        (stats.records, stats.log_bytes),
+        GOLDEN_CONV_FOLDERS_2_DAYS_STATS
+    );
+    assert_eq!(hash, GOLDEN_CONV_FOLDERS_2_DAYS_DIR);
+}
+
 /// BLAKE3 over every file under `root`, in path order: the relative path with `/`
 /// separators, a NUL, the length as 8 bytes little-endian, then the bytes.
 fn directory_hash(root: &Path) -> String {
@@ -143,6 +181,13 @@ const GOLDEN_TINY_3_DAYS_DIR: &str =
 const GOLDEN_BENCH_DAY0_RECORDS: usize = 136_738;
 /// BLAKE3 of day 0 of the 30-day bench preset: its lines, then its media paths and sizes.
 const GOLDEN_BENCH_DAY0: &str = "d60836ee78fde32d1fd9113e65f646c398e39e309f72bb0612642ec2c351c32c";
+/// The first record of the tiny server with `ts` as RFC 3339 and as decimal seconds.
+const GOLDEN_FIRST_LINE_RFC3339: &str = r#"{"seq":1,"ts":"2026-01-05T02:38:36.417Z","tenant":"t1","conv":"dm15","from":"u2","kind":"msg","text":"if to! all? ok next you in was fix again start week what but same are for that commit"}"#;
+const GOLDEN_FIRST_LINE_DECIMAL: &str = r#"{"seq":1,"ts":"1767580716.417000","tenant":"t1","conv":"dm15","from":"u2","kind":"msg","text":"if to! all? ok next you in was fix again start week what but same are for that commit"}"#;
+/// `(records, log bytes)` and [`directory_hash`] of `generate(tiny, conv-folders, rfc3339, 2 days)`.
+const GOLDEN_CONV_FOLDERS_2_DAYS_STATS: (u64, u64) = (1271, 499_209);
+const GOLDEN_CONV_FOLDERS_2_DAYS_DIR: &str =
+    "d16186c4489d119615246e1923e52bcc0c33dbe89998e8d913c2e9ef322ce11c";
 const GOLDEN_FIRST_LINES: [&str; 3] = [
     r#"{"seq":1,"ts":1767600000455,"from":"user94","conv":"c13","text":"should minutes into?"}"#,
     r#"{"seq":2,"ts":1767600002948,"from":"user100","conv":"c100","text":"how just how help know of last. customer!"}"#,

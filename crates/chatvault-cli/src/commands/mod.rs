@@ -12,6 +12,7 @@ pub mod hold;
 pub mod init;
 pub mod key;
 pub mod msglog;
+pub mod msglog_sources;
 pub mod plan;
 pub mod prune;
 pub mod repair;

@@ -26,9 +26,16 @@ pub fn run(g: &Global, out: Output, c: &MsglogCommand) -> Result<Outcome> {
 }
 
 fn backup(g: &Global, out: Output, a: &MsglogBackupArgs) -> Result<Outcome> {
+    // Another layout, or a database: msglog_sources.rs.
+    if super::msglog_sources::wanted(a) {
+        return super::msglog_sources::backup(g, out, a);
+    }
+    let Some(dir) = &a.dir else {
+        bail!("give the data directory, or --postgres URL");
+    };
     let repo = session::open(g)?;
-    let dir = std::fs::canonicalize(&a.dir)
-        .with_context(|| format!("data directory {}", a.dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("data directory {}", dir.display()))?;
     let parent = session::parent_choice(&repo, &a.parent)?;
     let opts = BackupOptions {
         name: a
@@ -273,19 +280,21 @@ fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
     let (repo, _lock) = session::open_reading(g)?;
     let snap = resolve(&repo, &a.select)?;
     let s = &a.select;
-    let whole = s.tenant.is_none()
+    let whole = a.postgres.is_none()
+        && s.tenant.is_none()
         && s.seq.is_none()
         && s.since.is_none()
         && s.until.is_none()
         && s.last.is_none()
         && !a.applied;
     let start = std::time::Instant::now();
+    let target = a.target.clone().unwrap_or_default();
     if whole {
-        let r = chatvault_msglog::restore(&repo, snap.id, &a.target)?;
+        let r = chatvault_msglog::restore(&repo, snap.id, &target)?;
         out.line(format!(
             "restored backup set {} to {}: {} files ({}), logs: {}",
             snap.id.short(),
-            a.target.display(),
+            target.display(),
             r.files,
             output::bytes(r.file_bytes),
             read_summary(&r.logs),
@@ -295,7 +304,7 @@ fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
         }
         out.json(&json!({
             "snapshot": snap.id.to_hex(),
-            "target": a.target.display().to_string(),
+            "target": target.display().to_string(),
             "files": r.files,
             "file_bytes": r.file_bytes,
             "logs": read_json(&r.logs),
@@ -320,18 +329,21 @@ fn restore(g: &Global, out: Output, a: &MsglogRestoreArgs) -> Result<Outcome> {
     }
     let set = SetReader::open(&repo, snap.id)?;
     let sel = selection(&set, s)?;
+    if a.postgres.is_some() {
+        return super::msglog_sources::restore(g, out, a, &set, &sel);
+    }
     let view = if a.applied { View::Applied } else { View::Raw };
-    let stats = set.restore_logs(&sel, view, &a.target)?;
+    let stats = set.restore_logs(&sel, view, &target)?;
     out.line(format!(
         "restored logs of backup set {} to {}: {} in {} ms",
         snap.id.short(),
-        a.target.display(),
+        target.display(),
         read_summary(&stats),
         start.elapsed().as_millis()
     ));
     out.json(&json!({
         "snapshot": snap.id.to_hex(),
-        "target": a.target.display().to_string(),
+        "target": target.display().to_string(),
         "logs": read_json(&stats),
         "duration_ms": start.elapsed().as_millis() as u64,
     }));

@@ -1,5 +1,7 @@
 //! `chatvault run PLAN.toml`: what an operator schedules, in one file and one command —
-//! a backup (incremental, or full every N days), forget with the plan's retention policy,
+//! a backup (incremental, or full every N days), a message-log backup set (`[msglog]`:
+//! a data directory in any layout, or a PostgreSQL message table), forget with the
+//! plan's retention policy,
 //! a prune (every run, or every N days), a read-data subset check, and a restore drill
 //! every N days, with metrics and hooks.
 //!
@@ -22,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::args::{
-    BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, PruneArgs, PruneFlags, RecordArgs,
-    RunArgs, parse_size,
+    BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, LayoutArgs, MsglogBackupArgs,
+    MsglogCommand, ParentArgs, PostgresArgs, PruneArgs, PruneFlags, RecordArgs, RunArgs, Secret,
+    parse_size,
 };
 use crate::exit::Outcome;
 use crate::monitor::{self, Record};
@@ -55,6 +58,7 @@ pub struct Plan {
     /// Hook run when a step failed; default: `--on-failure`.
     pub on_failure: Option<String>,
     pub backup: Option<BackupStep>,
+    pub msglog: Option<MsglogStep>,
     pub forget: Option<ForgetStep>,
     pub prune: Option<PruneStep>,
     pub check: Option<CheckStep>,
@@ -79,6 +83,62 @@ pub struct BackupStep {
     /// A full backup (every file read again) when the last one is this many days old;
     /// incremental otherwise. Default: never (always incremental).
     pub full_every_days: Option<u32>,
+}
+
+/// `[msglog]`: a message-log backup set, as `chatvault msglog backup` takes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsglogStep {
+    /// The chat server's data directory (optional with `[msglog.postgres]`).
+    pub dir: Option<PathBuf>,
+    /// The set's name. Default: the directory's name, or the database's.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `NAME=FILE` dumps to add.
+    #[serde(default)]
+    pub dumps: Vec<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A full run (every log re-read and verified) when the last is this many days old.
+    pub full_every_days: Option<u32>,
+    /// Path patterns of the logs (`logs/{tenant}/{conversation}/*.jsonl`); default: the
+    /// generator's layout.
+    #[serde(default)]
+    pub layout: Vec<String>,
+    pub seq_pointer: Option<String>,
+    pub ts_pointer: Option<String>,
+    pub ts_format: Option<String>,
+    pub conversation_pointer: Option<String>,
+    pub tenant_pointer: Option<String>,
+    pub default_tenant: Option<String>,
+    /// Fail instead of warning when a stream does not fit the layout.
+    #[serde(default)]
+    pub strict: bool,
+    pub postgres: Option<PostgresStep>,
+}
+
+/// `[msglog.postgres]`: the message table (the same settings as `--postgres`, `--pg-…`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStep {
+    /// Connection URL; keep the password out of it (`password_file`). Never printed.
+    pub url: Secret,
+    pub password_file: Option<PathBuf>,
+    pub preset: Option<String>,
+    pub table: Option<String>,
+    pub query: Option<String>,
+    pub key: Option<String>,
+    pub conversation: Option<String>,
+    pub tenant: Option<String>,
+    pub tenant_name: Option<String>,
+    pub created: Option<String>,
+    pub order: Option<String>,
+    pub updated: Option<String>,
+    pub deleted: Option<String>,
+    pub settle_secs: Option<u64>,
+    pub clock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +210,8 @@ fn yes() -> bool {
 struct State {
     last_full_unix_ms: Option<i64>,
     #[serde(default)]
+    last_msglog_full_unix_ms: Option<i64>,
+    #[serde(default)]
     last_prune_unix_ms: Option<i64>,
     last_drill_unix_ms: Option<i64>,
 }
@@ -157,6 +219,7 @@ struct State {
 /// A plan with everything checked: the steps as the commands' own arguments.
 struct Steps {
     backup: Option<(BackupArgs, Option<u32>)>,
+    msglog: Option<(MsglogBackupArgs, Option<u32>)>,
     forget: Option<ForgetArgs>,
     prune: Option<(PruneArgs, u32)>,
     check: Option<CheckArgs>,
@@ -199,6 +262,7 @@ fn steps(plan: &Plan) -> Result<Steps> {
     if backup.as_ref().is_some_and(|(a, _)| a.paths.is_empty()) {
         bail!("[backup] needs at least one path");
     }
+    let msglog = plan.msglog.as_ref().map(msglog_args).transpose()?;
     let forget = match &plan.forget {
         None => None,
         Some(f) => Some(ForgetArgs {
@@ -268,11 +332,80 @@ fn steps(plan: &Plan) -> Result<Steps> {
     });
     Ok(Steps {
         backup,
+        msglog,
         forget,
         prune,
         check,
         drill,
     })
+}
+
+/// A URL in a plan: read as a string, shown by no `Debug` output.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// `[msglog]` as the arguments of `msglog backup`, checked as the command checks them.
+fn msglog_args(m: &MsglogStep) -> Result<(MsglogBackupArgs, Option<u32>)> {
+    let postgres = match &m.postgres {
+        None => PostgresArgs::default(),
+        Some(p) => PostgresArgs {
+            postgres: Some(p.url.clone()),
+            postgres_password_file: p.password_file.clone(),
+            pg_preset: p.preset.clone(),
+            pg_table: p.table.clone(),
+            pg_query: p.query.clone(),
+            pg_key: p.key.clone(),
+            pg_conversation: p.conversation.clone(),
+            pg_tenant: p.tenant.clone(),
+            pg_tenant_name: p.tenant_name.clone(),
+            pg_created: p.created.clone(),
+            pg_order: p.order.clone(),
+            pg_updated: p.updated.clone(),
+            pg_deleted: p.deleted.clone(),
+            pg_settle_secs: p.settle_secs,
+            pg_clock: p.clock.clone(),
+        },
+    };
+    let args = MsglogBackupArgs {
+        dir: m.dir.clone(),
+        name: m.name.clone(),
+        full: false,
+        parent: ParentArgs::default(),
+        record: RecordArgs {
+            host: m.host.clone(),
+            tags: m.tags.clone(),
+        },
+        dumps: m.dumps.clone(),
+        exclude: m.exclude.clone(),
+        layout: LayoutArgs {
+            patterns: m.layout.clone(),
+            seq_pointer: m.seq_pointer.clone(),
+            ts_pointer: m.ts_pointer.clone(),
+            ts_format: m.ts_format.clone(),
+            conversation_pointer: m.conversation_pointer.clone(),
+            tenant_pointer: m.tenant_pointer.clone(),
+            default_tenant: m.default_tenant.clone(),
+            strict: m.strict,
+        },
+        postgres,
+    };
+    if args.dir.is_none() && args.postgres.postgres.is_none() {
+        bail!("[msglog] needs dir, or a [msglog.postgres] table");
+    }
+    if args.postgres.postgres.is_some() {
+        if args.layout.is_set() {
+            bail!(
+                "[msglog]: the layout keys describe log files; leave them out with [msglog.postgres]"
+            );
+        }
+        super::msglog_sources::source_options(&args.postgres).context("[msglog.postgres]")?;
+    } else if args.layout.is_set() {
+        super::msglog_sources::layout(&args.layout).context("[msglog] layout")?;
+    }
+    Ok((args, m.full_every_days))
 }
 
 /// The global options with the plan's settings in place of the command line's.
@@ -426,6 +559,9 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         .backup
         .as_ref()
         .is_some_and(|(_, every)| every.is_some_and(|d| due(state.last_full_unix_ms, d, now)));
+    let msglog_full = steps.msglog.as_ref().is_some_and(|(_, every)| {
+        every.is_some_and(|d| due(state.last_msglog_full_unix_ms, d, now))
+    });
     let prune_due = steps
         .prune
         .as_ref()
@@ -438,7 +574,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         return Ok(dry_run(
             out,
             &steps,
-            full,
+            (full, msglog_full),
             prune_due,
             drill_due,
             &state_file,
@@ -453,6 +589,20 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         let r = step("backup", out, |o| super::backup::run(&g, o, &args));
         if r.success() && full {
             state.last_full_unix_ms = Some(now);
+        }
+        records.push(r);
+    }
+    if let Some((args, _)) = &steps.msglog {
+        let args = MsglogBackupArgs {
+            full: msglog_full,
+            ..args.clone()
+        };
+        let command = MsglogCommand::Backup(Box::new(args));
+        let r = step("msglog-backup", out, |o| {
+            super::msglog::run(&g, o, &command)
+        });
+        if r.success() && msglog_full {
+            state.last_msglog_full_unix_ms = Some(now);
         }
         records.push(r);
     }
@@ -486,6 +636,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         "plan": a.plan.display().to_string(),
         "success": code == 0,
         "full_backup": full,
+        "full_msglog_backup": msglog_full,
         "prune_due": prune_due,
         "drill_due": drill_due,
         "state_file": state_file.display().to_string(),
@@ -528,7 +679,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
 fn dry_run(
     out: Output,
     steps: &Steps,
-    full: bool,
+    (full, msglog_full): (bool, bool),
     prune_due: bool,
     drill_due: bool,
     state: &Path,
@@ -539,6 +690,13 @@ fn dry_run(
             "backup (full)"
         } else {
             "backup (incremental)"
+        });
+    }
+    if steps.msglog.is_some() {
+        list.push(if msglog_full {
+            "msglog backup (full)"
+        } else {
+            "msglog backup (incremental)"
         });
     }
     if steps.forget.is_some() {
@@ -636,6 +794,82 @@ every_days = 7
         assert_eq!(steps(&load(&p).unwrap()).unwrap().prune.unwrap().1, 0);
         std::fs::write(&p, "[check]\nread_data_subset = \"abc\"\n").unwrap();
         assert!(steps(&load(&p).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_msglog_table_parses_into_the_commands_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("plan.toml");
+        std::fs::write(
+            &p,
+            r#"
+[msglog]
+dir = "/srv/chat"
+layout = ["{tenant}/conv/{conversation}/{month}.jsonl"]
+ts_format = "rfc3339"
+strict = true
+full_every_days = 7
+"#,
+        )
+        .unwrap();
+        let s = steps(&load(&p).unwrap()).unwrap();
+        let (args, every) = s.msglog.unwrap();
+        assert_eq!(every, Some(7));
+        assert_eq!(
+            args.layout.patterns,
+            ["{tenant}/conv/{conversation}/{month}.jsonl"]
+        );
+        assert!(args.layout.strict && args.layout.is_set());
+        std::fs::write(
+            &p,
+            r#"
+[msglog]
+name = "mattermost"
+[msglog.postgres]
+url = "postgresql://chatvault_ro@localhost/mattermost"
+password_file = "/etc/chatvault/pg.pass"
+preset = "mattermost"
+"#,
+        )
+        .unwrap();
+        let s = steps(&load(&p).unwrap()).unwrap();
+        let (args, _) = s.msglog.unwrap();
+        assert_eq!(args.postgres.pg_preset.as_deref(), Some("mattermost"));
+        assert!(args.dir.is_none());
+        // The secret never shows in the arguments' Debug output.
+        std::fs::write(
+            &p,
+            "[msglog]\n[msglog.postgres]\nurl = \"postgresql://u:hunter2@h/db\"\npreset = \"mattermost\"\n",
+        )
+        .unwrap();
+        let plan = load(&p).unwrap();
+        assert!(!format!("{plan:?}").contains("hunter2"));
+        let s = steps(&plan).unwrap();
+        assert!(!format!("{:?}", s.msglog.unwrap().0).contains("hunter2"));
+        // Bad layouts, bad formats, unknown presets and keys fail before anything runs.
+        for (bad, says) in [
+            (
+                "[msglog]\ndir = \"/x\"\nlayout = [\"logs/{tenant}/*.jsonl\"]\n",
+                "conversation",
+            ),
+            (
+                "[msglog]\ndir = \"/x\"\nts_format = \"minutes\"\n",
+                "minutes",
+            ),
+            (
+                "[msglog]\n[msglog.postgres]\nurl = \"postgresql://h/db\"\npreset = \"slack\"\n",
+                "slack",
+            ),
+            ("[msglog]\n", "needs dir"),
+            ("[msglog]\ndir = \"/x\"\nlayuot = []\n", "layuot"),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = match load(&p) {
+                Err(e) => format!("{e:#}"),
+                Ok(plan) => format!("{:#}", steps(&plan).err().expect(bad)),
+            };
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -32,6 +32,19 @@ impl std::fmt::Display for Month {
     }
 }
 
+/// `ts_ms` as RFC 3339 in UTC with milliseconds: `2026-01-05T02:38:36.417Z`.
+pub(crate) fn rfc3339(ts_ms: u64) -> String {
+    let (y, m, d) = civil_from_days(ts_ms / DAY_MS);
+    let ms_of_day = ts_ms % DAY_MS;
+    let (h, min, sec, ms) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000,
+    );
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}.{ms:03}Z")
+}
+
 /// Monday is 0. 1970-01-01 was a Thursday.
 pub(crate) fn weekday(unix_day: u64) -> u64 {
     (unix_day + crate::chat_log::EPOCH_WEEKDAY) % 7
@@ -55,6 +68,13 @@ fn civil_from_days(unix_day: u64) -> (u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_767_580_716_417), "2026-01-05T02:38:36.417Z");
+        assert_eq!(rfc3339(951_782_400_000 - 1), "2000-02-28T23:59:59.999Z");
+    }
 
     #[test]
     fn known_dates() {

@@ -10,9 +10,10 @@
 
 use std::path::PathBuf;
 
-use super::calendar::Month;
+use super::calendar::{Month, rfc3339};
 use super::layout::{ConversationId, Naming, TenantId};
 use super::media::MediaFile;
+use super::options::{DiskLayout, TsStyle};
 use super::plan::{Attachment, Event, Kind};
 use crate::rng::Rng;
 use crate::text::{TextWriter, push_decimal};
@@ -30,21 +31,31 @@ pub struct Record {
     pub ts_ms: u64,
     /// The JSON line, without its newline.
     pub line: Vec<u8>,
+    /// Where its log file is (the server's [`DiskLayout`]).
+    pub(crate) layout: DiskLayout,
 }
 
 impl Record {
     /// The log file this record is appended to, relative to the server root:
-    /// `logs/<tenant>/<conversation>/<YYYY-MM>.jsonl`.
+    /// `logs/<tenant>/<conversation>/<YYYY-MM>.jsonl`, or with
+    /// [`DiskLayout::ConvFolders`] `<tenant>/conv/<conversation>/<YYYY-MM>.jsonl`.
     pub fn log_path(&self) -> PathBuf {
-        log_path(self.tenant, self.conversation, self.ts_ms)
+        log_path(self.layout, self.tenant, self.conversation, self.ts_ms)
     }
 }
 
-pub(crate) fn log_path(tenant: TenantId, conv: ConversationId, ts_ms: u64) -> PathBuf {
+pub(crate) fn log_path(
+    layout: DiskLayout,
+    tenant: TenantId,
+    conv: ConversationId,
+    ts_ms: u64,
+) -> PathBuf {
     let file = format!("{}.jsonl", Month::of_timestamp_ms(ts_ms));
-    ["logs", &tenant.to_string(), &conv.to_string(), &file]
-        .iter()
-        .collect()
+    let (tenant, conv) = (tenant.to_string(), conv.to_string());
+    match layout {
+        DiskLayout::Generator => ["logs", &tenant, &conv, &file].iter().collect(),
+        DiskLayout::ConvFolders => [tenant.as_str(), "conv", &conv, &file].iter().collect(),
+    }
 }
 
 /// A generated day of the whole server, from [`Server::next_day`](crate::Server::next_day).
@@ -57,6 +68,8 @@ pub struct Day {
     pub(crate) text_seeds: Vec<u64>,
     pub(crate) text: TextWriter,
     pub(crate) naming: Naming,
+    pub(crate) layout: DiskLayout,
+    pub(crate) ts_style: TsStyle,
 }
 
 impl Day {
@@ -109,6 +122,7 @@ impl Iterator for DayRecords<'_> {
             seq: e.seq,
             ts_ms: e.ts_ms,
             line,
+            layout: self.renderer.day.layout,
         })
     }
 
@@ -140,7 +154,20 @@ impl<'a> Renderer<'a> {
         out.extend_from_slice(b"{\"seq\":");
         push_decimal(out, e.seq);
         out.extend_from_slice(b",\"ts\":");
-        push_decimal(out, e.ts_ms);
+        match self.day.ts_style {
+            TsStyle::Millis => push_decimal(out, e.ts_ms),
+            TsStyle::Rfc3339 => {
+                out.push(b'"');
+                out.extend_from_slice(rfc3339(e.ts_ms).as_bytes());
+                out.push(b'"');
+            }
+            TsStyle::DecimalSeconds => {
+                out.push(b'"');
+                push_decimal(out, e.ts_ms / 1000);
+                out.extend_from_slice(format!(".{:03}000", e.ts_ms % 1000).as_bytes());
+                out.push(b'"');
+            }
+        }
         out.extend_from_slice(b",\"tenant\":\"t");
         push_decimal(out, u64::from(e.tenant));
         let conv = self.day.naming.id(e.conv);

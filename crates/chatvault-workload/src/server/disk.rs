@@ -1,7 +1,9 @@
 //! Writing days to a server directory, and the state file that lets [`advance`] continue.
 //!
 //! Layout under the root:
-//! - `logs/<tenant>/<conversation>/<YYYY-MM>.jsonl`: each record one line, `\n`-terminated;
+//! - `logs/<tenant>/<conversation>/<YYYY-MM>.jsonl` (or, with
+//!   [`DiskLayout::ConvFolders`](crate::DiskLayout), `<tenant>/conv/<conversation>/…`):
+//!   each record one line, `\n`-terminated;
 //! - `media/<2 hex>/<media id>`: one file per new attachment;
 //! - `.workload-state.json`: the options and the number of days written.
 //!
@@ -135,7 +137,12 @@ fn write_day(root: &Path, day: &Day, stats: &mut WriteStats) -> io::Result<()> {
         buf.push(b'\n');
     }
     for ((tenant, conv), (ts_ms, buf)) in &logs {
-        let path = root.join(log_path(TenantId(*tenant), day.naming.id(*conv), *ts_ms));
+        let path = root.join(log_path(
+            day.layout,
+            TenantId(*tenant),
+            day.naming.id(*conv),
+            *ts_ms,
+        ));
         create_parent(&path)?;
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         file.write_all(buf)?;

@@ -63,6 +63,67 @@ pub struct ServerOptions {
     pub media_size_percent: u32,
     /// Day 0 in days since 1970-01-01 (UTC). By default 20458, Monday 2026-01-05.
     pub start_day: u32,
+    /// Where log files go on disk. By default [`DiskLayout::Generator`].
+    pub layout: DiskLayout,
+    /// How a record's `ts` is written. By default [`TsStyle::Millis`].
+    pub ts_style: TsStyle,
+}
+
+/// Where [`generate`](crate::generate) writes a conversation's month of records,
+/// relative to the server root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskLayout {
+    /// `logs/<tenant>/<conversation>/<YYYY-MM>.jsonl` (chatvault's default layout).
+    #[default]
+    Generator,
+    /// `<tenant>/conv/<conversation>/<YYYY-MM>.jsonl`: another server's folder structure.
+    ConvFolders,
+}
+
+/// How a record's `ts` field is written (the record's [`Record::ts_ms`](crate::Record)
+/// is the same instant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TsStyle {
+    /// An integer of milliseconds: `"ts":1767580716417`.
+    #[default]
+    Millis,
+    /// An RFC 3339 string in UTC with milliseconds: `"ts":"2026-01-05T02:38:36.417Z"`.
+    Rfc3339,
+    /// Slack's decimal seconds as a string: `"ts":"1767580716.417000"`.
+    DecimalSeconds,
+}
+
+impl DiskLayout {
+    fn name(self) -> &'static str {
+        match self {
+            DiskLayout::Generator => "generator",
+            DiskLayout::ConvFolders => "conv-folders",
+        }
+    }
+
+    /// The layout a name (`generator`, `conv-folders`) stands for.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [DiskLayout::Generator, DiskLayout::ConvFolders]
+            .into_iter()
+            .find(|l| l.name() == s)
+    }
+}
+
+impl TsStyle {
+    fn name(self) -> &'static str {
+        match self {
+            TsStyle::Millis => "ms",
+            TsStyle::Rfc3339 => "rfc3339",
+            TsStyle::DecimalSeconds => "decimal-seconds",
+        }
+    }
+
+    /// The style a name (`ms`, `rfc3339`, `decimal-seconds`) stands for.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [TsStyle::Millis, TsStyle::Rfc3339, TsStyle::DecimalSeconds]
+            .into_iter()
+            .find(|t| t.name() == s)
+    }
 }
 
 impl Default for ServerOptions {
@@ -88,6 +149,8 @@ impl Default for ServerOptions {
             forward_share: 0.15,
             media_size_percent: 100,
             start_day: 20_458,
+            layout: DiskLayout::Generator,
+            ts_style: TsStyle::Millis,
         }
     }
 }
@@ -161,10 +224,18 @@ impl ServerOptions {
             ("media_size_percent", self.media_size_percent.to_string()),
             ("start_day", self.start_day.to_string()),
         ];
-        let lines: Vec<String> = fields
+        let mut lines: Vec<String> = fields
             .iter()
             .map(|(k, v)| format!("    \"{k}\": {v}"))
             .collect();
+        // Written only when not the default, so state files of the default output (and
+        // the golden directory hash) do not change.
+        if self.layout != DiskLayout::Generator {
+            lines.push(format!("    \"layout\": \"{}\"", self.layout.name()));
+        }
+        if self.ts_style != TsStyle::Millis {
+            lines.push(format!("    \"ts_style\": \"{}\"", self.ts_style.name()));
+        }
         lines.join(",\n")
     }
 
@@ -191,7 +262,31 @@ impl ServerOptions {
             forward_share: field(text, "forward_share")?,
             media_size_percent: field(text, "media_size_percent")?,
             start_day: field(text, "start_day")?,
+            layout: match optional_field::<String>(text, "layout")? {
+                None => DiskLayout::Generator,
+                Some(n) => DiskLayout::from_name(&n).ok_or_else(|| bad_value("layout"))?,
+            },
+            ts_style: match optional_field::<String>(text, "ts_style")? {
+                None => TsStyle::Millis,
+                Some(n) => TsStyle::from_name(&n).ok_or_else(|| bad_value("ts_style"))?,
+            },
         })
+    }
+}
+
+fn bad_value(key: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("workload state file: unreadable field {key:?}"),
+    )
+}
+
+/// Like [`field`], for a field written only when it is not the default.
+pub(crate) fn optional_field<T: std::str::FromStr>(text: &str, key: &str) -> io::Result<Option<T>> {
+    if text.contains(&format!("\"{key}\":")) {
+        field(text, key).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
@@ -232,6 +327,20 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
             assert_eq!(json["seed"], opts.seed);
         }
+    }
+
+    #[test]
+    fn layout_and_ts_style_round_trip_and_are_absent_by_default() {
+        assert!(!ServerOptions::default().encode().contains("layout"));
+        let opts = ServerOptions {
+            layout: DiskLayout::ConvFolders,
+            ts_style: TsStyle::DecimalSeconds,
+            ..ServerOptions::tiny()
+        };
+        let text = format!("{{\n{}\n}}", opts.encode());
+        assert_eq!(ServerOptions::decode(&text).unwrap(), opts);
+        let bad = text.replace("conv-folders", "sideways");
+        assert!(ServerOptions::decode(&bad).is_err());
     }
 
     #[test]
