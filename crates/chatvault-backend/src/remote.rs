@@ -197,7 +197,10 @@ fn classify(object: &str, e: &opendal::Error) -> Error {
             attempts: 1,
             reason,
         },
-        _ if is_credential_failure(e) => Error::StorageDenied { object, reason },
+        _ if is_credential_failure(e) => Error::StorageDenied {
+            object,
+            reason: format!("no usable credentials to sign the request with ({reason})"),
+        },
         _ => Error::Backend {
             object,
             source: std::io::Error::other(reason),
@@ -208,8 +211,16 @@ fn classify(object: &str, e: &opendal::Error) -> Error {
 /// Whether an error says no credential could be loaded or signed with (reqsign reports
 /// it as a configuration error, not a refusal).
 fn is_credential_failure(e: &opendal::Error) -> bool {
-    let m = e.message().to_ascii_lowercase();
-    m.contains("credential") || m.contains("signature") || m.contains("access key")
+    let mut text = e.message().to_ascii_lowercase();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push(' ');
+        text.push_str(&c.to_string().to_ascii_lowercase());
+        cause = c.source();
+    }
+    ["credential", "signing", "signature", "access key"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 /// The directory a prefix points into (`data/ab` → `data/`), as OpenDAL lists it.
