@@ -98,6 +98,12 @@ pub(crate) fn operator(
     tuning: &Tuning,
     creds: Option<&S3Credentials>,
 ) -> Result<Operator> {
+    if creds.is_some() && !matches!(location, Location::S3 { .. }) {
+        return Err(Error::InvalidOption {
+            key: "credentials".into(),
+            reason: "static credentials are for s3 locations only".into(),
+        });
+    }
     let op = match location {
         Location::Local(_) => {
             return Err(Error::location(
@@ -295,4 +301,50 @@ fn http_transport(remote: &RemoteOptions) -> Result<HttpTransporter> {
             reason: e.to_string(),
         })?;
     Ok(HttpTransporter::new(ReqwestTransport::new(client)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(location: &str, options: &[&str]) -> Result<Operator> {
+        let location: Location = location.parse()?;
+        let options = StoreOptions::parse(options)?;
+        let tuning = Tuning::from_options(&options)?;
+        operator(&location, &options, &tuning, None)
+    }
+
+    // Only S3 has a server in the tests; the other services are checked to configure
+    // (no request is sent: OpenDAL connects on first use) with their options.
+    #[test]
+    fn every_scheme_configures_without_a_request() {
+        let cases: [(&str, &[&str], &str); 5] = [
+            (
+                "s3:https://s3.eu-west-1.amazonaws.com/b/p",
+                &["region=eu-west-1", "endpoint_style=virtual", "storage_class=STANDARD_IA"],
+                "s3",
+            ),
+            ("azblob:https://acct.blob.core.windows.net/c/p", &[], "azblob"),
+            ("gcs:bucket/p", &["storage_class=NEARLINE"], "gcs"),
+            ("sftp:backup@vault.example:/srv/chatvault", &["known_hosts=accept"], "sftp"),
+            ("webdav:https://dav.example/remote.php/dav", &[], "webdav"),
+        ];
+        for (location, options, scheme) in cases {
+            let op = build(location, options).unwrap_or_else(|e| panic!("{location}: {e}"));
+            assert_eq!(op.info().scheme(), scheme, "{location}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked_per_scheme() {
+        assert!(build("gcs:bucket", &["region=eu"]).is_err());
+        assert!(build("s3:https://h/b", &["endpoint_style=sideways"]).is_err());
+        assert!(build("sftp:h:/p", &["known_hosts=maybe"]).is_err());
+        assert!(build("s3:https://h/b", &["connections=0"]).is_err());
+        assert!(build("s3:https://h/b", &["retries=4", "timeout=5", "list_page=100"]).is_ok());
+        let location: Location = "gcs:bucket".parse().unwrap();
+        let creds = S3Credentials::new("id", "secret");
+        let tuning = Tuning::from_options(&StoreOptions::default()).unwrap();
+        assert!(operator(&location, &StoreOptions::default(), &tuning, Some(&creds)).is_err());
+    }
 }
