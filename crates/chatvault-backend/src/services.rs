@@ -321,12 +321,24 @@ mod tests {
         let cases: [(&str, &[&str], &str); 5] = [
             (
                 "s3:https://s3.eu-west-1.amazonaws.com/b/p",
-                &["region=eu-west-1", "endpoint_style=virtual", "storage_class=STANDARD_IA"],
+                &[
+                    "region=eu-west-1",
+                    "endpoint_style=virtual",
+                    "storage_class=STANDARD_IA",
+                ],
                 "s3",
             ),
-            ("azblob:https://acct.blob.core.windows.net/c/p", &[], "azblob"),
+            (
+                "azblob:https://acct.blob.core.windows.net/c/p",
+                &[],
+                "azblob",
+            ),
             ("gcs:bucket/p", &["storage_class=NEARLINE"], "gcs"),
-            ("sftp:backup@vault.example:/srv/chatvault", &["known_hosts=accept"], "sftp"),
+            (
+                "sftp:backup@vault.example:/srv/chatvault",
+                &["known_hosts=accept"],
+                "sftp",
+            ),
             ("webdav:https://dav.example/remote.php/dav", &[], "webdav"),
         ];
         for (location, options, scheme) in cases {
@@ -341,7 +353,13 @@ mod tests {
         assert!(build("s3:https://h/b", &["endpoint_style=sideways"]).is_err());
         assert!(build("sftp:h:/p", &["known_hosts=maybe"]).is_err());
         assert!(build("s3:https://h/b", &["connections=0"]).is_err());
-        assert!(build("s3:https://h/b", &["retries=4", "timeout=5", "list_page=100"]).is_ok());
+        assert!(
+            build(
+                "s3:https://h/b",
+                &["retries=4", "timeout=5", "list_page=100"]
+            )
+            .is_ok()
+        );
         let location: Location = "gcs:bucket".parse().unwrap();
         let creds = S3Credentials::new("id", "secret");
         let tuning = Tuning::from_options(&StoreOptions::default()).unwrap();
