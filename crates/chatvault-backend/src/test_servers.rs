@@ -143,6 +143,7 @@ pub struct GarageCluster {
 #[derive(Debug)]
 struct GarageNode {
     config: PathBuf,
+    rpc_port: u16,
     s3_port: u16,
     child: Option<Child>,
 }
@@ -170,6 +171,9 @@ impl GarageCluster {
         }
         cluster.form_layout();
         cluster.create_key_and_buckets(buckets);
+        for i in 0..nodes {
+            cluster.wait_s3(i);
+        }
         cluster
     }
 
@@ -190,6 +194,7 @@ impl GarageCluster {
         std::fs::write(&config, text).expect("writing the node's config");
         GarageNode {
             config,
+            rpc_port: rpc,
             s3_port: s3,
             child: None,
         }
@@ -209,8 +214,16 @@ impl GarageCluster {
             .stderr(log)
             .spawn()
             .expect("starting garage");
-        wait_listening(node.s3_port, &mut child, "garage");
+        wait_listening(node.rpc_port, &mut child, "garage");
         node.child = Some(child);
+    }
+
+    /// Waits until node `i` answers on its S3 port.
+    fn wait_s3(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(child) = node.child.as_mut() {
+            wait_listening(node.s3_port, child, "garage's S3 API");
+        }
     }
 
     /// Runs the `garage` CLI against node `i`; its standard output.
@@ -297,9 +310,13 @@ impl GarageCluster {
         }
     }
 
-    /// Starts node `i` again, with its data.
+    /// Starts node `i` again, with its data, and waits until it serves S3 and has had a
+    /// moment to reconnect to its peers.
     pub fn restart(&mut self, i: usize) {
         self.start_node(i);
+        self.wait_s3(i);
+        self.cli(i, &["status"]);
+        std::thread::sleep(Duration::from_secs(3));
     }
 
     /// The environment a client needs (AWS variables), to pass to a child process.
