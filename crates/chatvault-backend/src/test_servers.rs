@@ -132,6 +132,8 @@ impl Drop for S3sFs {
 pub struct GarageCluster {
     dir: tempfile::TempDir,
     nodes: Vec<GarageNode>,
+    /// Each node's `id@127.0.0.1:port`.
+    ids: Vec<String>,
     /// The key id clients use.
     pub access_key: String,
     /// The key's secret.
@@ -159,6 +161,7 @@ impl GarageCluster {
         let dir = tempfile::tempdir().expect("a directory for the cluster");
         let mut cluster = GarageCluster {
             nodes: Vec::new(),
+            ids: Vec::new(),
             access_key: String::new(),
             secret_key: String::new(),
             region: "garage".into(),
@@ -255,7 +258,7 @@ impl GarageCluster {
         out.trim().to_owned()
     }
 
-    fn form_layout(&self) {
+    fn form_layout(&mut self) {
         let ids: Vec<String> = (0..self.nodes.len()).map(|i| self.node_id(i)).collect();
         for id in &ids[1..] {
             self.cli(0, &["node", "connect", id]);
@@ -266,6 +269,7 @@ impl GarageCluster {
             self.cli(0, &["layout", "assign", "-z", &zone, "-c", "1G", short]);
         }
         self.cli(0, &["layout", "apply", "--version", "1"]);
+        self.ids = ids;
     }
 
     fn create_key_and_buckets(&mut self, buckets: &[&str]) {
@@ -310,13 +314,34 @@ impl GarageCluster {
         }
     }
 
-    /// Starts node `i` again, with its data, and waits until it serves S3 and has had a
-    /// moment to reconnect to its peers.
+    /// Starts node `i` again, with its data, waits until it serves S3, and connects it to
+    /// its peers (call [`wait_healthy`](Self::wait_healthy) once every node is back).
     pub fn restart(&mut self, i: usize) {
         self.start_node(i);
         self.wait_s3(i);
-        self.cli(i, &["status"]);
-        std::thread::sleep(Duration::from_secs(3));
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].child.is_some())
+            .collect();
+        for j in running {
+            let id = self.ids[i].clone();
+            self.cli(j, &["node", "connect", &id]);
+        }
+    }
+
+    /// Waits until node 0 reports no failed node (at most 90 s).
+    pub fn wait_healthy(&self) {
+        let start = Instant::now();
+        loop {
+            let status = self.cli(0, &["status"]);
+            if !status.contains("FAILED NODES") {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the cluster did not heal within 90 s:\n{status}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The environment a client needs (AWS variables), to pass to a child process.
