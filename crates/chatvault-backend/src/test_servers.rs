@@ -307,6 +307,25 @@ impl GarageCluster {
         format!("http://127.0.0.1:{}", self.nodes[i].s3_port)
     }
 
+    /// How many data block files node `i` holds (growing while a backup uploads).
+    pub fn data_files(&self, i: usize) -> usize {
+        let mut n = 0;
+        let mut stack = vec![self.nodes[i].config.with_file_name("data")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(e.path()),
+                    Ok(_) => n += 1,
+                    Err(_) => {}
+                }
+            }
+        }
+        n
+    }
+
     /// Stops node `i` (killed, as a crash or a power cut would).
     pub fn stop(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {

@@ -342,14 +342,28 @@ mod garage {
         let c = client(&cluster, 0, "outage", "repo");
         c.ok(&["init"]);
         make_tree(&c.path("src"), 400, 0);
+        let blocks_before = cluster.data_files(0);
         let child = c
             .cmd(&["backup", "src", "--uploads", "2"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Stop node 2 once packs are arriving, while the backup still runs.
+        let mut child = child;
+        let start = Instant::now();
+        while cluster.data_files(0) <= blocks_before {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no data reached the cluster"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         cluster.stop(2);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before the node was stopped"
+        );
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
