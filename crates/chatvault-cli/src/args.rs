@@ -30,9 +30,21 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Default, Clone, Args)]
 pub struct Global {
-    /// Repository location (a directory).
+    /// Repository location: a directory, or s3:https://HOST/BUCKET/PREFIX,
+    /// azblob:https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX, gcs:BUCKET/PREFIX,
+    /// sftp:USER@HOST:/PATH, webdav:https://HOST/PATH. Credentials come from the store's
+    /// environment variables and files, never from the location.
     #[arg(short = 'r', long, env = "CHATVAULT_REPO", global = true)]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<String>,
+    /// A setting of the repository's store, KEY=VALUE (repeatable): region,
+    /// endpoint_style=path|virtual, storage_class, connections, retries, timeout (seconds),
+    /// ec2_metadata=on, … (docs/OPERATIONS.md, "Repository locations").
+    #[arg(long = "option", value_name = "KEY=VALUE", global = true)]
+    pub options: Vec<String>,
+    /// Pack uploads in flight at once while backing up (each holds one 16 MiB pack in
+    /// memory). Default: 4.
+    #[arg(long, env = "CHATVAULT_UPLOADS", global = true)]
+    pub uploads: Option<std::num::NonZeroUsize>,
     /// Read the passphrase from this file (first line).
     #[arg(long, env = "CHATVAULT_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,

@@ -22,6 +22,12 @@ pub const LOCKED: u8 = 12;
 pub const CORRUPT: u8 = 13;
 /// The opened key's role does not allow the command.
 pub const PERMISSION: u8 = 14;
+/// The storage refused the credentials: none found, wrong or expired, or not allowed the
+/// operation (a backup node's credentials that may not delete).
+pub const STORAGE_DENIED: u8 = 15;
+/// The storage kept failing (server errors, throttling, timeouts, unreachable) until the
+/// retries ran out; running the command again later is safe.
+pub const STORAGE_UNAVAILABLE: u8 = 16;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,12 @@ pub fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         if let Some(c) = cause.downcast_ref::<chatvault_core::Error>() {
             return core_code(c);
         }
+        if let Some(b) = cause.downcast_ref::<chatvault_backend::Error>() {
+            return match b {
+                chatvault_backend::Error::Storage(c) => core_code(c),
+                _ => (ERROR, "invalid_location"),
+            };
+        }
         if let Some(f) = cause.downcast_ref::<chatvault_fs::Error>()
             && let Some(code) = fs_code(f)
         {
@@ -115,6 +127,8 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
         E::KeyNotGranted { .. } => (PERMISSION, "key_not_granted"),
         E::Locked { .. } => (LOCKED, "locked"),
         E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
+        E::StorageDenied { .. } => (STORAGE_DENIED, "storage_denied"),
+        E::StorageUnavailable { .. } => (STORAGE_UNAVAILABLE, "storage_unavailable"),
         _ => (ERROR, "error"),
     }
 }
@@ -136,5 +150,19 @@ mod tests {
         assert_eq!(classify(&anyhow::anyhow!("other")).0, ERROR);
         let e = anyhow::Error::from(chatvault_core::Error::Locked { reason: "x".into() });
         assert_eq!(classify(&e), (LOCKED, "locked"));
+        let denied = chatvault_core::Error::StorageDenied {
+            object: "config".into(),
+            reason: "InvalidAccessKeyId".into(),
+        };
+        let e = anyhow::Error::from(chatvault_backend::Error::Storage(denied)).context("opening");
+        assert_eq!(classify(&e), (STORAGE_DENIED, "storage_denied"));
+        let e = anyhow::Error::from(chatvault_core::Error::StorageUnavailable {
+            object: "data/ab/cd".into(),
+            attempts: 6,
+            reason: "503".into(),
+        });
+        assert_eq!(classify(&e), (STORAGE_UNAVAILABLE, "storage_unavailable"));
+        let e = anyhow::Error::from(chatvault_backend::Location::parse("s3x:y").unwrap_err());
+        assert_eq!(classify(&e), (ERROR, "invalid_location"));
     }
 }

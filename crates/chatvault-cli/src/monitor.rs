@@ -24,6 +24,20 @@ use serde_json::Value;
 
 use crate::args::Global;
 
+/// The repository a command ran against, as far as the global options name a valid one.
+#[derive(Debug)]
+pub struct Store {
+    location: chatvault_backend::Location,
+    options: chatvault_backend::StoreOptions,
+}
+
+fn repo_store(g: &Global) -> Option<Store> {
+    Some(Store {
+        location: crate::session::location(g).ok()?,
+        options: chatvault_backend::StoreOptions::parse(&g.options).ok()?,
+    })
+}
+
 /// What one command (or one step of a plan) did, for metrics and hooks.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -141,7 +155,7 @@ struct Sample {
 }
 
 /// The samples describing one run.
-fn samples(r: &Record, host: &str, repo: Option<&Path>) -> Vec<Sample> {
+fn samples(r: &Record, host: &str, repo: Option<&Store>) -> Vec<Sample> {
     let labels: BTreeMap<String, String> = [
         ("command".to_owned(), r.command.clone()),
         ("host".to_owned(), host.to_owned()),
@@ -217,10 +231,14 @@ fn samples(r: &Record, host: &str, repo: Option<&Path>) -> Vec<Sample> {
 }
 
 /// Snapshot count and total object size, listed without any key. `None` when the
-/// location holds no repository (a failed `init`, a missing mount).
-fn repository_figures(location: &Path) -> Option<(u64, u64)> {
-    use chatvault_core::Backend;
-    let backend = chatvault_core::LocalBackend::open(location).ok()?;
+/// location holds no repository (a failed `init`, a missing mount, an unreachable store).
+fn repository_figures(store: &Store) -> Option<(u64, u64)> {
+    let backend = chatvault_backend::connect(
+        &store.location,
+        &store.options,
+        chatvault_backend::Mode::Open,
+    )
+    .ok()?;
     backend.stat("config").ok()?;
     let mut size = 0;
     let mut snapshots = 0;
@@ -241,7 +259,7 @@ fn unix_secs(t: SystemTime) -> f64 {
 }
 
 /// Writes the records' samples into the metrics file or directory `path`.
-pub fn write_metrics(path: &Path, records: &[Record], repo: Option<&Path>) -> Result<()> {
+pub fn write_metrics(path: &Path, records: &[Record], repo: Option<&Store>) -> Result<()> {
     let host = chatvault_fs::hostname();
     if path.is_dir() {
         for r in records {
@@ -255,7 +273,7 @@ pub fn write_metrics(path: &Path, records: &[Record], repo: Option<&Path>) -> Re
 }
 
 /// Replaces the records' commands' samples in `file`, keeping every other command's.
-fn merge_into(file: &Path, records: &[Record], host: &str, repo: Option<&Path>) -> Result<()> {
+fn merge_into(file: &Path, records: &[Record], host: &str, repo: Option<&Store>) -> Result<()> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -439,7 +457,7 @@ pub fn finish(g: &Global, record: &mut Record) {
 /// Writes the metrics of several records (a plan's steps), if a metrics file is given.
 pub fn finish_metrics(g: &Global, records: &[Record]) {
     if let Some(path) = &g.metrics_file
-        && let Err(e) = write_metrics(path, records, g.repo.as_deref())
+        && let Err(e) = write_metrics(path, records, repo_store(g).as_ref())
     {
         eprintln!("chatvault: could not write the metrics file: {e:#}");
     }
@@ -484,8 +502,8 @@ fn hook_env(g: &Global, r: &Record) -> Vec<(String, String)> {
         ("CHATVAULT_ERRORS", r.errors().to_string()),
         ("CHATVAULT_HOST", chatvault_fs::hostname()),
     ];
-    if let Some(repo) = &g.repo {
-        env.push(("CHATVAULT_REPOSITORY", repo.display().to_string()));
+    if let Some(repo) = repo_store(g) {
+        env.push(("CHATVAULT_REPOSITORY", repo.location.to_string()));
     }
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),

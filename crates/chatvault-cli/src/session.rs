@@ -9,19 +9,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
+use chatvault_backend::{Location, Mode, StoreOptions};
 use chatvault_core::{
-    InitOptions, KeySource, LocalBackend, OpenOptions, ReadLock, Repository, Snapshot, SnapshotId,
+    Backend, InitOptions, KeySource, OpenOptions, ReadLock, Repository, Snapshot, SnapshotId,
 };
 
 use zeroize::Zeroizing;
 
 use crate::args::Global;
 
-/// The repository location, from `--repo` or `CHATVAULT_REPO`.
-pub fn location(g: &Global) -> Result<&Path> {
-    g.repo
+/// The repository location, from `--repo` or `CHATVAULT_REPO` (parsed here, not by clap,
+/// so that a refused location is never echoed: it may hold a credential).
+pub fn location(g: &Global) -> Result<Location> {
+    let text = g
+        .repo
         .as_deref()
-        .ok_or_else(|| anyhow!("no repository given: use --repo or CHATVAULT_REPO"))
+        .ok_or_else(|| anyhow!("no repository given: use --repo or CHATVAULT_REPO"))?;
+    Ok(Location::parse(text)?)
+}
+
+/// The store of the repository the global options name: a local directory (created when
+/// `mode` is `Create`) or a remote store with the `--option` settings.
+pub fn connect(g: &Global, mode: Mode) -> Result<Box<dyn Backend>> {
+    let location = location(g)?;
+    let options = StoreOptions::parse(&g.options)?;
+    Ok(chatvault_backend::connect(&location, &options, mode)?)
 }
 
 /// The secret that opens the repository, from the first source given: `--key-file`,
@@ -113,8 +125,7 @@ pub fn init_options(g: &Global) -> InitOptions {
 
 /// Opens the repository the global options name.
 pub fn open(g: &Global) -> Result<Repository> {
-    let location = location(g)?;
-    let backend = LocalBackend::open(location)?;
+    let backend = connect(g, Mode::Open)?;
     let key = key_source(g, false)?;
     let mut locks = chatvault_core::LockOptions::default();
     if let Some(s) = g.lock_wait {
@@ -123,9 +134,10 @@ pub fn open(g: &Global) -> Result<Repository> {
     let opts = OpenOptions {
         cache_dir: g.cache_dir.clone(),
         locks,
+        uploads: g.uploads,
         ..OpenOptions::default()
     };
-    Ok(Repository::open(Box::new(backend), &key, opts)?)
+    Ok(Repository::open(backend, &key, opts)?)
 }
 
 /// Opens the repository for a command that reads data, with a read lock held until the

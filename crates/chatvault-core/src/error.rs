@@ -156,6 +156,27 @@ pub enum Error {
     /// The local index cache failed.
     #[error("index cache error: {0}")]
     Cache(String),
+    /// The storage refused this client's credentials: none were found, they are wrong or
+    /// expired, or they do not allow the operation (a backup node's credentials that may
+    /// not delete). Never retried.
+    #[error("storage refused the credentials for {object}: {reason}")]
+    StorageDenied {
+        /// The object being accessed (or the location, for a listing).
+        object: ObjectName,
+        /// What the store said (an error code, never a credential).
+        reason: String,
+    },
+    /// The storage kept failing with errors that are usually passing (server errors,
+    /// throttling, timeouts, refused or reset connections) until the retries ran out.
+    #[error("storage unavailable for {object} after {attempts} attempts: {reason}")]
+    StorageUnavailable {
+        /// The object being accessed (or the location, for a listing).
+        object: ObjectName,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// The last error, for humans.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

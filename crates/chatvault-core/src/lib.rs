@@ -62,7 +62,11 @@ mod tree;
 /// The repository format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-pub use backend::{Backend, LocalBackend, MemoryBackend, ObjectInfo};
+#[doc(hidden)]
+pub use backend::contract_tests as backend_contract;
+pub use backend::{
+    Backend, CreateGuard, LocalBackend, MemoryBackend, ObjectInfo, check_object_name,
+};
 pub use blob::{BlobType, Codec, MAX_BLOB_SIZE};
 pub use chunker::{Chunk, Chunker, ChunkerParams};
 pub use config::{Config, Revocation, WriterEntry};
@@ -75,10 +79,11 @@ pub use lock::{LockKind, LockRecord};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
-    DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss, LossKind, OpenOptions,
-    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, RepairOptions, RepoStats,
-    Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport, WriteStats, parse_size, scrub,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DEFAULT_UPLOADS,
+    DamagedContent, DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss,
+    LossKind, OpenOptions, ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock,
+    RepairOptions, RepoStats, Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport,
+    WriteStats, parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use chatvault_core::{CheckOptions, CheckProblem, LocalBackend};
+use chatvault_core::{CheckOptions, CheckProblem};
 
 use crate::args::{CheckArgs, Global};
 use crate::exit::Outcome;
@@ -49,8 +49,8 @@ pub fn check(g: &Global, out: Output, a: &CheckArgs) -> Result<Outcome> {
 }
 
 pub fn scrub(g: &Global, out: Output) -> Result<Outcome> {
-    let backend = LocalBackend::open(session::location(g)?)?;
-    let r = chatvault_core::scrub(&backend)?;
+    let backend = session::connect(g, chatvault_backend::Mode::Open)?;
+    let r = chatvault_core::scrub(backend.as_ref())?;
     out.line(format!(
         "objects:          {} ({} hashed)",
         r.objects,

@@ -1,7 +1,8 @@
 //! `chatvault init`.
 
 use anyhow::{Context, Result};
-use chatvault_core::{KeySource, LocalBackend, Repository};
+use chatvault_backend::Mode;
+use chatvault_core::{KeySource, Repository};
 use serde_json::json;
 
 use crate::args::{Global, InitArgs};
@@ -19,13 +20,20 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
     let mut opts = session::init_options(g);
     opts.compression_level = a.compression_level;
     opts.label = a.label.clone();
-    let backend = LocalBackend::create(location)?;
-    let repo = Repository::init(Box::new(backend), &key, opts)?;
-    out.line(format!(
-        "created repository {} at {}",
-        repo.id(),
-        location.display()
-    ));
+    let backend = session::connect(g, Mode::Create)?;
+    let guard = backend.create_guard();
+    let repo = Repository::init(backend, &key, opts)?;
+    out.line(format!("created repository {} at {location}", repo.id()));
+    if !location.is_local() {
+        out.line(format!(
+            "the store {} conditional creates (docs/FORMAT.md, \"What a store must give\")",
+            match guard {
+                chatvault_core::CreateGuard::Enforced => "enforces",
+                chatvault_core::CreateGuard::NotEnforced => "does not enforce",
+                chatvault_core::CreateGuard::Unknown => "may or may not enforce",
+            }
+        ));
+    }
     out.line(format!(
         "admin key slot {} ({}): keep its passphrase or key file safe; without it the data \
          cannot be read",
@@ -34,7 +42,8 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
     ));
     out.json(&json!({
         "repository": repo.id().to_hex(),
-        "location": location.display().to_string(),
+        "location": location.to_string(),
+        "create_guard": guard.as_str(),
         "slot": repo.slot_id().to_hex(),
         "role": repo.role().as_str(),
     }));

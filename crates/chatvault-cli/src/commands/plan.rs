@@ -38,8 +38,12 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    /// Repository location; default: `--repo` / `CHATVAULT_REPO`.
-    pub repository: Option<PathBuf>,
+    /// Repository location (a directory or a store URL, as `--repo` takes); default:
+    /// `--repo` / `CHATVAULT_REPO`.
+    pub repository: Option<String>,
+    /// The store's settings, `KEY=VALUE` as `--option` takes them; default: the command
+    /// line's.
+    pub repository_options: Option<Vec<String>>,
     /// Key file; default: the global options.
     pub key_file: Option<PathBuf>,
     /// Passphrase file; default: the global options.
@@ -230,7 +234,16 @@ struct Steps {
 pub fn load(path: &Path) -> Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    let plan: Plan = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+    if let Some(r) = &plan.repository {
+        chatvault_backend::Location::parse(r)
+            .with_context(|| format!("repository in {}", path.display()))?;
+    }
+    if let Some(o) = &plan.repository_options {
+        chatvault_backend::StoreOptions::parse(o)
+            .with_context(|| format!("repository_options in {}", path.display()))?;
+    }
+    Ok(plan)
 }
 
 fn period(s: &Option<String>) -> Result<Option<chatvault_core::Period>> {
@@ -416,7 +429,12 @@ fn plan_global(g: &Global, plan: &Plan) -> Global {
             slot.clone_from(v);
         }
     };
-    set(&mut g.repo, &plan.repository);
+    if plan.repository.is_some() {
+        g.repo.clone_from(&plan.repository);
+    }
+    if let Some(options) = &plan.repository_options {
+        g.options.clone_from(options);
+    }
     set(&mut g.cache_dir, &plan.cache_dir);
     set(&mut g.metrics_file, &plan.metrics_file);
     if plan.key_file.is_some() || plan.password_file.is_some() || plan.password_command.is_some() {

@@ -3,7 +3,14 @@
 //!
 //! Invariants every implementation keeps: objects are addressed by name (`config`,
 //! `keys/<hex>`, `data/<2 hex>/<hex>`, …), never by filesystem path; [`Backend::put`] is
-//! put-if-absent and a reader never observes a partially written object.
+//! put-if-absent where the store can enforce it, and a reader never observes a partially
+//! written object.
+//!
+//! **Invariant** (stores that do not enforce creates): correctness never depends on a
+//! store refusing an overwrite. Every name `put` writes is either content-addressed (packs,
+//! index segments: same name, same bytes) or a fresh random id (snapshots, key slots,
+//! locks, holds), so a create that raced or was retried writes the same bytes or a name
+//! nobody else uses; [`Backend::create_guard`] says what a store gives.
 
 mod local;
 mod memory;
@@ -22,6 +29,32 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// Whether a store refuses a `put` over an existing object by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateGuard {
+    /// The store refuses it atomically (a local directory's `link`, S3 `If-None-Match: *`
+    /// where the server honours it, Azure, GCS).
+    Enforced,
+    /// The store overwrites (Garage ignores `If-None-Match`; WebDAV and SFTP have no
+    /// conditional create): `put` checks with a `stat` first, which leaves a window
+    /// between the check and the write that only unique names close.
+    NotEnforced,
+    /// Not known: the probe could not write (read-only credentials); `put` behaves as for
+    /// [`NotEnforced`](CreateGuard::NotEnforced).
+    Unknown,
+}
+
+impl CreateGuard {
+    /// `enforced`, `not-enforced` or `unknown`, for reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateGuard::Enforced => "enforced",
+            CreateGuard::NotEnforced => "not-enforced",
+            CreateGuard::Unknown => "unknown",
+        }
+    }
+}
+
 /// Storage for repository objects.
 ///
 /// Contract:
@@ -36,6 +69,9 @@ pub struct ObjectInfo {
 ///   silently short.
 /// - [`list`](Backend::list) returns every object whose name starts with the prefix.
 /// - [`delete`](Backend::delete) of a missing object is `Ok` (deletion is idempotent).
+/// - Storage failures are typed: [`Error::StorageDenied`] when the store refuses the
+///   credentials (never retried), [`Error::StorageUnavailable`] when passing failures
+///   outlasted the retries, [`Error::Backend`] for anything else.
 ///
 /// Implementations must be safe to share between threads.
 pub trait Backend: Send + Sync {
@@ -68,6 +104,52 @@ pub trait Backend: Send + Sync {
     fn delete(&self, name: &str) -> Result<()>;
     /// The object's size, or [`Error::NotFound`].
     fn stat(&self, name: &str) -> Result<ObjectInfo>;
+    /// Whether [`put`](Backend::put) over an existing object is refused by the store
+    /// itself. By default, [`CreateGuard::Enforced`].
+    fn create_guard(&self) -> CreateGuard {
+        CreateGuard::Enforced
+    }
+}
+
+/// A shared backend is a backend: a test keeps a handle on a store (to inject faults, or
+/// to look at it) while a repository owns a box of the same store.
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        (**self).put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        (**self).replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        (**self).get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        (**self).get_range(name, offset, len)
+    }
+    fn get_range_into(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).get_range_into(name, offset, buf)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        (**self).delete(name)
+    }
+    fn stat(&self, name: &str) -> Result<ObjectInfo> {
+        (**self).stat(name)
+    }
+    fn create_guard(&self) -> CreateGuard {
+        (**self).create_guard()
+    }
+}
+
+/// Checks that `name` is a plain object name (what [`Backend`] implementations outside
+/// this crate use to filter listings and refuse bad names).
+pub fn check_object_name(name: &str) -> Result<()> {
+    check_name(name)
 }
 
 /// Refuses names that are not plain relative object names: only `[a-z0-9._-]` components
@@ -100,12 +182,15 @@ pub(crate) fn range_in(name: &str, size: u64, offset: u64, len: u64) -> Result<(
     }
 }
 
-#[cfg(test)]
-pub(crate) mod contract_tests {
-    //! The trait contract, run against every implementation.
+/// The trait contract, run against every implementation (here and in the remote-backend
+/// crate). Panics on the first broken promise; for tests only.
+#[doc(hidden)]
+pub mod contract_tests {
     use super::*;
 
-    pub(crate) fn run(b: &dyn Backend) {
+    /// Runs the contract against an empty store.
+    #[allow(clippy::missing_panics_doc)]
+    pub fn run(b: &dyn Backend) {
         b.put("data/ab/abcd", b"hello world").unwrap();
         assert!(matches!(
             b.put("data/ab/abcd", b"other"),

@@ -98,7 +98,14 @@ pub struct OpenOptions {
     /// Lock timing: refresh interval, staleness, how long writers wait for a prune's
     /// deletion step. By default [`LockOptions::default`].
     pub locks: LockOptions,
+    /// Pack uploads a writer keeps in flight at once, each holding one pack in memory
+    /// (16 MiB by default): over a network store several uploads hide each one's latency.
+    /// By default [`DEFAULT_UPLOADS`].
+    pub uploads: Option<std::num::NonZeroUsize>,
 }
+
+/// Pack uploads in flight at once unless [`OpenOptions::uploads`] says otherwise.
+pub const DEFAULT_UPLOADS: usize = 4;
 
 /// Repository-wide figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,6 +141,8 @@ pub struct Repository {
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
     lock_opts: LockOptions,
+    /// Pack uploads a writer keeps in flight ([`OpenOptions::uploads`]).
+    uploads: usize,
     sessions: Mutex<locks::Sessions>,
     // Last: dropped after the index cache, so a private cache directory can be removed.
     cache_dir: CacheDir,
@@ -261,6 +270,9 @@ impl Repository {
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
             lock_opts: opts.locks,
+            uploads: opts
+                .uploads
+                .map_or(DEFAULT_UPLOADS, std::num::NonZeroUsize::get),
             sessions: Mutex::new(locks::Sessions::default()),
             cache_dir: cache,
         };

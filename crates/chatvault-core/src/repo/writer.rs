@@ -3,13 +3,16 @@
 //!
 //! Threads: the caller's stream is chunked on a scoped reader thread; batches of chunks are
 //! hashed, checked against the index and compressed on rayon's pool; a packer thread seals
-//! them into the current pack; an uploader thread stores finished packs. Every queue
-//! between them is bounded, so memory is flat whatever the input size. Worst case, with
-//! `B` = [`BATCH`] and `M` = the maximum chunk size: `B × M` chunks queued from the
+//! them into the current pack; `U` uploader threads ([`OpenOptions::uploads`], 4 by
+//! default) store finished packs, so a network store has `U` uploads in flight. Every
+//! queue between them is bounded, so memory is flat whatever the input size. Worst case,
+//! with `B` = [`BATCH`] and `M` = the maximum chunk size: `B × M` chunks queued from the
 //! reader, `2 × B × M` in the batch being compressed (plaintext and output), `B × M`
-//! queued for the packer, and three packs (being filled, queued, being uploaded):
-//! `4 × B × M + 3 × pack_size` (176 MiB with the defaults; typical chunks are 1 MiB, so
-//! about 80 MiB in practice).
+//! queued for the packer, and `U + 2` packs (being filled, queued, `U` being uploaded):
+//! `4 × B × M + (U + 2) × pack_size` (224 MiB with the defaults; typical chunks are 1 MiB,
+//! so about 130 MiB in practice).
+//!
+//! [`OpenOptions::uploads`]: super::OpenOptions::uploads
 //! Invariants: a blob is queued at most once per writer (the `pending` set, then the
 //! index); index segments are written only for uploaded packs, and `finish` returns only
 //! after every pack and segment is stored, so a snapshot saved afterwards names only
@@ -160,20 +163,27 @@ impl Repository {
         let (to_packer, from_main) = bounded::<Item>(BATCH);
         let (to_uploader, from_packer) = bounded::<Result<FinishedPack>>(1);
         let (to_main, done) = unbounded::<Result<Uploaded>>();
-        let backend = self.backend.clone();
-        let progress = self.progress.clone();
         let packer = std::thread::Builder::new()
             .name("chatvault-packer".into())
             .spawn(move || run_packer(ctx, from_main, to_uploader))?;
-        let uploader = std::thread::Builder::new()
-            .name("chatvault-upload".into())
-            .spawn(move || run_uploader(backend.as_ref(), &progress, from_packer, to_main))?;
+        let mut threads = vec![packer];
+        for _ in 0..self.uploads.max(1) {
+            let (backend, progress) = (self.backend.clone(), self.progress.clone());
+            let (from_packer, to_main) = (from_packer.clone(), to_main.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("chatvault-upload".into())
+                    .spawn(move || {
+                        run_uploader(backend.as_ref(), &progress, from_packer, to_main)
+                    })?,
+            );
+        }
         Ok(BlobWriter {
             repo: self,
             pending: Mutex::new(HashSet::new()),
             to_packer: Some(to_packer),
             done,
-            threads: vec![packer, uploader],
+            threads,
             unindexed: Mutex::new(Vec::new()),
             counters: Counters::default(),
             packs: AtomicU64::new(0),
