@@ -211,6 +211,98 @@ fn prune_deletes_what_no_snapshot_needs_and_a_second_prune_finds_nothing() {
     assert!(fx.backend.list("locks/").unwrap().is_empty());
 }
 
+/// Runs `hook` once, right after the first listing of `index/` has been taken: what a
+/// prune in another process does between an opening repository's listing and its reads.
+struct PruneAfterListing {
+    inner: MemoryBackend,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Backend for PruneAfterListing {
+    fn location(&self) -> String {
+        "prune-after-listing".into()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
+        let listed = self.inner.list(prefix)?;
+        if prefix == "index/" {
+            if let Some(hook) = self.hook.lock().unwrap().take() {
+                hook();
+            }
+        }
+        Ok(listed)
+    }
+    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
+        self.inner.stat(name)
+    }
+}
+
+#[test]
+fn segments_a_prune_replaces_while_a_repository_opens_are_found_again() {
+    let (fx, repo, kept) = garbage_fixture();
+    drop(repo);
+    let segments_before: Vec<String> = fx
+        .backend
+        .list("index/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let pruned = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let (backend, cache, pruned) = (fx.backend.clone(), fx.cache("pruner"), pruned.clone());
+        Box::new(move || {
+            let opts = OpenOptions {
+                cache_dir: Some(cache),
+                allow_weak_kdf: true,
+                locks: fast_locks(),
+                ..OpenOptions::default()
+            };
+            let pruner = Repository::open(Box::new(backend), &pass(), opts).unwrap();
+            let r = pruner.prune(&prune_opts()).unwrap();
+            assert!(r.packs_deleted + r.packs_repacked > 0);
+            pruned.store(true, Ordering::SeqCst);
+        }) as Box<dyn FnOnce() + Send>
+    };
+    let racing = PruneAfterListing {
+        inner: fx.backend.clone(),
+        hook: std::sync::Mutex::new(Some(hook)),
+    };
+    // A fresh cache: the opening repository reads every segment it listed.
+    let opened = fx.open_on(Box::new(racing), &fx.cache("opening"));
+    assert!(
+        pruned.load(Ordering::SeqCst),
+        "the prune ran between list and read"
+    );
+    let gone = segments_before
+        .iter()
+        .filter(|s| fx.backend.stat(s).is_err())
+        .count();
+    assert!(
+        gone > 0,
+        "the prune replaced segments the opener had listed"
+    );
+    assert_clean(&opened);
+    for (id, data) in &kept {
+        assert_eq!(&restore(&opened, *id), data);
+    }
+    backup(&opened, &content(&[1, 2, 3]), 1_760_900_000_000);
+}
+
 #[test]
 fn max_repack_limits_the_repack_and_max_unused_one_disables_it() {
     let (fx, repo, kept) = garbage_fixture();

@@ -63,6 +63,19 @@ impl Repository {
     /// Applies every segment in the repository that the cache lacks. Segments that fail
     /// verification are skipped and reported by [`index_problems`](Self::index_problems).
     pub(crate) fn sync_index(&self) -> Result<()> {
+        // A prune may replace segments between our listing and our reads. It writes the
+        // replacements before it deletes what they supersede, so listing again finds them;
+        // a segment that vanished is never an error of its own.
+        let mut attempts = 0;
+        loop {
+            match self.sync_index_once() {
+                Err(Error::NotFound { .. }) if attempts < 8 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn sync_index_once(&self) -> Result<()> {
         let listed: Vec<SegmentId> = self
             .backend
             .list("index/")?
