@@ -236,10 +236,10 @@ impl Backend for PruneAfterListing {
     }
     fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
         let listed = self.inner.list(prefix)?;
-        if prefix == "index/" {
-            if let Some(hook) = self.hook.lock().unwrap().take() {
-                hook();
-            }
+        if prefix == "index/"
+            && let Some(hook) = self.hook.lock().unwrap().take()
+        {
+            hook();
         }
         Ok(listed)
     }
