@@ -48,6 +48,7 @@ mod hold;
 mod id;
 mod index;
 mod keys;
+mod limits;
 mod lock;
 mod pack;
 mod progress;
@@ -59,8 +60,12 @@ mod snapshot;
 mod support;
 mod tree;
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes. It also reads every version from
+/// [`OLDEST_FORMAT_VERSION`] up to this one (docs/FORMAT.md, section 1).
+pub const FORMAT_VERSION: u32 = format::FormatVersion::CURRENT as u32;
+
+/// The oldest repository format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = format::FormatVersion::OLDEST as u32;
 
 pub use backend::{Backend, LocalBackend, MemoryBackend, ObjectInfo};
 pub use blob::{BlobType, Codec, MAX_BLOB_SIZE};

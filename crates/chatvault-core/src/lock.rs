@@ -96,7 +96,7 @@ impl LockRecord {
         }
         let mut out = Vec::with_capacity(40 + host.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+        out.extend_from_slice(&crate::format::FormatVersion::CURRENT.as_u16().to_le_bytes());
         out.push(self.kind.to_u8());
         out.extend_from_slice(&self.pid.to_le_bytes());
         out.extend_from_slice(&self.refresh.to_le_bytes());

@@ -11,11 +11,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Repository;
+use super::reader::read_bounded;
 use crate::crypto::aead;
 use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
 use crate::id::{PackId, SegmentId, content_hash};
 use crate::index::{IndexCache, IndexEntry, MAX_ENTRIES_PER_SEGMENT, SegmentBody};
+use crate::limits::ObjectLimit;
 use crate::pack::{self, TRAILER_LEN};
 
 /// Opens the cache under `dir/index`. If another process holds it (RocksDB's lock), a
@@ -93,7 +95,7 @@ impl Repository {
     /// Reads and verifies one segment.
     pub(crate) fn load_segment(&self, id: &SegmentId) -> Result<SegmentBody> {
         let name = id.object_name();
-        let bytes = self.backend.get(&name)?;
+        let bytes = read_bounded(self.backend(), &name, ObjectLimit::Segment)?;
         if content_hash(&bytes) != *id.as_bytes() {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }
@@ -140,6 +142,13 @@ impl Repository {
         );
         let sealed = aead::seal(&self.secrets.index_key, &header, &plain);
         let bytes = envelope::seal(magic::INDEX, signer, &self.config.repo_id, seq, &sealed);
+        if bytes.len() as u64 > ObjectLimit::Segment.max_len() {
+            // Never written: readers would refuse it unread.
+            return Err(Error::invalid(
+                "index segment",
+                "too large (too many superseded segments)",
+            ));
+        }
         let id = SegmentId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
         self.index.apply_segment(&id, &body.entries)?;
@@ -182,7 +191,6 @@ impl Repository {
             sealed_header,
             &key,
             &self.config.repo_id,
-            trailer.header_offset,
             trailer.generation(),
             name,
         )?;

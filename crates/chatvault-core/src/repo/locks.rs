@@ -14,6 +14,8 @@
 //! `stale_after` while this process watched on its own monotonic clock: no step compares
 //! clocks of two machines.
 
+use super::reader::read_bounded;
+use crate::limits::ObjectLimit;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -263,7 +265,7 @@ impl Repository {
             else {
                 continue;
             };
-            match self.backend.get(&o.name) {
+            match read_bounded(self.backend(), &o.name, ObjectLimit::Lock) {
                 Ok(bytes) => out.push(LockInfo {
                     id,
                     record: LockRecord::decode(&bytes, &o.name)?,

@@ -2,21 +2,26 @@
 //! per-thread buffer, open (decrypted in place, decompressed or copied once into the
 //! caller's buffer).
 //!
-//! Invariant: every blob returned has been authenticated and its plaintext re-hashed to its
-//! id; a blob of the wrong type is `Corrupt`, never returned.
+//! Invariants: every blob returned has been authenticated and its plaintext re-hashed to its
+//! id; a blob of the wrong type is `Corrupt`, never returned; nothing is allocated for a
+//! blob before its index entry's range is checked against its pack's blob area (from the
+//! trailer, cached with the pack's key) and its sealed length against its raw length, so
+//! one read allocates at most [`MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN); objects
+//! read whole are read through [`read_bounded`], never beyond their kind's limit.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::Repository;
+use crate::backend::Backend;
 use crate::blob::{self, BlobType};
-use crate::crypto::Key32;
 use crate::crypto::context;
 use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
-use crate::pack::{self, TRAILER_LEN};
+use crate::limits::ObjectLimit;
+use crate::pack::{self, PackKey, TRAILER_LEN};
 use crate::tree::Tree;
 
 /// Most pack keys kept unwrapped in memory.
@@ -32,14 +37,15 @@ thread_local! {
     static SEALED_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Unwrapped pack data keys (zeroized when evicted or dropped).
+/// Unwrapped pack data keys (zeroized when evicted or dropped), with each pack's format
+/// version and blob area.
 #[derive(Default)]
 pub(crate) struct PackKeyCache {
-    keys: Mutex<HashMap<PackId, Arc<Key32>>>,
+    keys: Mutex<HashMap<PackId, Arc<PackKey>>>,
 }
 
 impl PackKeyCache {
-    fn get(&self, id: &PackId) -> Option<Arc<Key32>> {
+    fn get(&self, id: &PackId) -> Option<Arc<PackKey>> {
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -47,7 +53,7 @@ impl PackKeyCache {
             .cloned()
     }
 
-    pub(super) fn insert(&self, id: PackId, key: Arc<Key32>) {
+    pub(super) fn insert(&self, id: PackId, key: Arc<PackKey>) {
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= PACK_KEY_CACHE {
             map.clear();
@@ -70,7 +76,7 @@ impl Repository {
         &self,
         trailer: &pack::reader::Trailer,
         name: &str,
-    ) -> Result<Key32> {
+    ) -> Result<PackKey> {
         self.require_read("read blobs")?;
         let sk = self
             .secrets
@@ -84,7 +90,7 @@ impl Repository {
         trailer.unwrap_key(sk, &self.pack_binding(), name)
     }
 
-    pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<Key32>> {
+    pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<PackKey>> {
         if let Some(k) = self.pack_keys.get(pack) {
             return Ok(k);
         }
@@ -167,7 +173,7 @@ impl Repository {
         &self,
         id: BlobId,
         expected: BlobType,
-        open: impl FnOnce(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+        open: impl FnOnce(&PackKey, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
     ) -> Result<R> {
         self.require_read("read blobs")?;
         let entry = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
@@ -190,6 +196,15 @@ impl Repository {
             ));
         }
         let key = self.pack_key(&entry.pack)?;
+        // The entry's sealed length is within MAX_SEALED_LEN (checked when it was
+        // decoded); its range must also lie in the pack's blob area before a byte is
+        // allocated or fetched for it.
+        if u64::from(entry.offset) + u64::from(entry.length) > key.blob_area {
+            return Err(Error::corrupt(
+                format!("{name}#{id}"),
+                "the index places the blob past its pack's blob area",
+            ));
+        }
         let meta = entry.blob_meta();
         // Taken out of the thread-local for the call, so that `open` may read blobs too
         // (such a nested read starts from an empty buffer).
@@ -216,4 +231,28 @@ impl Repository {
         let bytes = self.read_blob(id, BlobType::Tree)?;
         Tree::decode(&bytes, &format!("tree {id}"))
     }
+}
+
+/// Reads a whole object of a kind with a size limit: its size is asked first, and an
+/// object over the limit is `Corrupt` without a byte of it being read; otherwise exactly
+/// that many bytes are read (an object that grew meanwhile is read no further). For
+/// everything read whole before it can be verified: the config, key slots, index
+/// segments, snapshots, holds and locks.
+pub(crate) fn read_bounded(
+    backend: &dyn Backend,
+    name: &str,
+    kind: ObjectLimit,
+) -> Result<Vec<u8>> {
+    let size = backend.stat(name)?.size;
+    let max = kind.max_len();
+    if size > max {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "{size} bytes, more than the {max} a {} may have",
+                kind.as_str()
+            ),
+        ));
+    }
+    backend.get_range(name, 0, size)
 }
