@@ -308,7 +308,7 @@ mod tests {
     fn kdf_ceilings_bound_the_work_of_one_slot() {
         let gib = 1024 * 1024;
         for ok in [(gib, 2), (gib / 2, 4), (gib / 8, 16), (64 * 1024, 3)] {
-            KdfParams::new(ok.0, ok.1, 1).check(false).unwrap();
+            KdfParams::new(ok.0, ok.1, 1).check(true).unwrap();
         }
         for over in [
             (4 * gib, 3),

@@ -256,3 +256,85 @@ pub(crate) fn read_bounded(
     }
     backend.get_range(name, 0, size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::id::SegmentId;
+    use crate::keys::{KdfParams, KeySource};
+    use crate::repo::InitOptions;
+
+    fn repo(dir: &std::path::Path) -> (MemoryBackend, Repository) {
+        let backend = MemoryBackend::new();
+        let init = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            cache_dir: Some(dir.to_owned()),
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(
+            Box::new(backend.clone()),
+            &KeySource::passphrase("pw"),
+            init,
+        )
+        .unwrap();
+        (backend, repo)
+    }
+
+    /// Regression: a read allocated (and fetched) whatever range its index entry named;
+    /// an entry reaching past its pack's blob area (into the header and trailer, or past
+    /// the end) is now refused before anything is read for it.
+    #[test]
+    fn an_index_entry_past_its_packs_blob_area_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, repo) = repo(dir.path());
+        let w = repo.writer().unwrap();
+        let data = b"a line of chat history\n".repeat(100);
+        let refs = w.write_stream(&data[..]).unwrap();
+        w.finish().unwrap();
+        let id = refs[0].id;
+        assert_eq!(repo.read_blob(id, BlobType::Data).unwrap(), data);
+        let genuine = repo.index.get(&id).unwrap().unwrap();
+        // The same blob, placed one byte later: the range ends in the pack's header.
+        let planted = crate::index::IndexEntry {
+            offset: genuine.offset + 1,
+            ..genuine
+        };
+        repo.index.clear().unwrap();
+        repo.index
+            .apply_segment(&SegmentId::from_bytes([9; 32]), &[planted])
+            .unwrap();
+        let err = repo.read_blob(id, BlobType::Data).unwrap_err();
+        assert!(
+            err.to_string().contains("past its pack's blob area"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn objects_over_their_kinds_limit_are_refused_unread() {
+        let backend = MemoryBackend::new();
+        let limit = ObjectLimit::Lock.max_len() as usize;
+        backend.put("locks/big", &vec![0; limit + 1]).unwrap();
+        backend.put("locks/ok", &vec![7; limit]).unwrap();
+        let err = read_bounded(&backend, "locks/big", ObjectLimit::Lock).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { object, .. } if object.as_str() == "locks/big"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("more than the 4096 a lock may have"),
+            "{err}"
+        );
+        assert_eq!(
+            read_bounded(&backend, "locks/ok", ObjectLimit::Lock).unwrap(),
+            vec![7; limit]
+        );
+        assert!(
+            read_bounded(&backend, "locks/none", ObjectLimit::Lock)
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+}
