@@ -51,6 +51,7 @@ mod keys;
 mod limits;
 mod lock;
 mod pack;
+mod printable;
 mod progress;
 #[cfg(feature = "repository")]
 mod repo;
@@ -77,6 +78,7 @@ pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
 pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use lock::{LockKind, LockRecord};
+pub use printable::{printable, printable_bytes};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{

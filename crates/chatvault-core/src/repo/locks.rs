@@ -71,7 +71,8 @@ impl LockInfo {
             "{} lock {} held by {} pid {}",
             self.record.kind.as_str(),
             self.id.short(),
-            self.record.host,
+            // Any bytes storage put there; this text reaches errors and terminals.
+            crate::printable(&self.record.host),
             self.record.pid
         )
     }
