@@ -416,11 +416,14 @@ pub mod fuzzing {
 mod tests {
     use super::fuzzing;
 
+    /// A target's name and its decoder.
+    type Target = (&'static str, fn(&[u8]) -> bool);
+
     /// Every seed decodes through its target's function: the seeds reach past the first
     /// checks, so the fuzzer starts from inputs that exercise the whole decoder.
     #[test]
     fn every_seed_decodes_through_its_target() {
-        let targets: [(&str, fn(&[u8]) -> bool); 11] = [
+        let targets: [Target; 11] = [
             ("tree", fuzzing::tree),
             ("snapshot", fuzzing::snapshot),
             ("index_segment", fuzzing::index_segment),

@@ -932,6 +932,9 @@ fn data_key_rotation_reaches_live_readers_only() {
 // Work before authentication: what storage write access alone can make a reader do.
 // ---------------------------------------------------------------------------------------
 
+/// A planted object's claimed size and its last bytes (the rest reads as zeros).
+type Sparse = (u64, Vec<u8>);
+
 /// A backend over a `MemoryBackend` that records every read and can make an object
 /// look larger than it is: a "sparse" object of any claimed size whose last bytes are
 /// given and whose other bytes read as zeros (a planted multi-gigabyte file, without the
@@ -939,7 +942,8 @@ fn data_key_rotation_reaches_live_readers_only() {
 #[derive(Clone, Default)]
 struct Recording {
     inner: MemoryBackend,
-    sparse: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (u64, Vec<u8>)>>>,
+    /// Planted sparse objects: name to (claimed size, last bytes).
+    sparse: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Sparse>>>,
     /// Every read: (name, bytes requested).
     reads: std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>,
 }

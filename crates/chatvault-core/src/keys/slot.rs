@@ -243,7 +243,7 @@ pub(crate) fn open_cheapest_first(
             Some((header.open_cost(source), id, bytes))
         })
         .collect();
-    candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    candidates.sort_by_key(|c| (c.0, c.1));
     let mut refused_kdf = None;
     for (_, id, bytes) in candidates {
         match open_slot(&bytes, &id.object_name(), source, weak_allowed) {
