@@ -504,58 +504,64 @@ fn parses_framed(mut b: &[u8]) -> bool {
     true
 }
 
-/// Checks one entry a restore left at `path` (relative to its target) against what the
-/// snapshot holds there.
-fn check_written(path: &[Vec<u8>], kind: std::fs::FileType, what: &[u8], model: &Paths) {
-    let shown = || format!("{path:?}");
-    let Some(m) = model.get(path) else {
-        panic!("restore wrote {} which the snapshot does not hold", shown());
+/// Whether an entry a restore left at `path` (relative to its target) is what the
+/// snapshot's `files` tree holds there, verified; why not otherwise.
+fn fs_entry(path: &[Vec<u8>], kind: std::fs::FileType, what: &[u8], model: &Paths) -> Check {
+    let Some(Model::Fs { meta, data }) = model.get(path) else {
+        return Err("the files tree holds no such entry".into());
     };
-    match m {
-        Model::Fs { meta, data } => {
-            let meta = FsMeta::decode(meta).unwrap_or_else(|e| {
-                panic!("{} written from meta that does not decode: {e}", shown())
-            });
-            if kind.is_dir() {
-                // Restore follows the meta: a directory node (with or without a subtree).
-                assert_eq!(meta.kind, EntryKind::Dir, "{}", shown());
-            } else if kind.is_file() {
-                assert_eq!(meta.kind, EntryKind::File, "{}", shown());
-                assert_eq!(what, &data[..], "{}: not the snapshot's bytes", shown());
-                assert_eq!(meta.size, data.len() as u64, "{}: size unverified", shown());
-                if let Some(d) = meta.digest {
-                    assert_eq!(&d, blake3::hash(data).as_bytes(), "{}: digest", shown());
-                }
-            } else if kind.is_symlink() {
-                assert_eq!(meta.kind, EntryKind::Symlink, "{}", shown());
-                assert_eq!(meta.link_target.as_deref(), Some(what), "{}", shown());
-                assert!(
-                    link_stays_inside(path.len() - 1, what),
-                    "{}: an outward link was restored",
-                    shown()
-                );
-            } else {
-                panic!("{}: restore made a special file", shown());
-            }
-        }
-        Model::Log { .. } => panic!("{}: a message-log node restored as a file", shown()),
+    let meta =
+        FsMeta::decode(meta).map_err(|e| format!("written from meta that does not decode: {e}"))?;
+    let expect = |ok: bool, why: &str| if ok { Ok(()) } else { Err(why.to_owned()) };
+    if kind.is_dir() {
+        // Restore follows the meta: a directory node (with or without a subtree).
+        expect(
+            meta.kind == EntryKind::Dir,
+            "a directory for a node that is none",
+        )
+    } else if kind.is_file() {
+        expect(
+            meta.kind == EntryKind::File,
+            "a file for a node that is none",
+        )?;
+        expect(what == &data[..], "not the snapshot's bytes")?;
+        expect(
+            meta.size == data.len() as u64,
+            "a size that does not match, unverified",
+        )?;
+        expect(
+            meta.digest
+                .is_none_or(|d| &d == blake3::hash(data).as_bytes()),
+            "a digest that does not match, unverified",
+        )
+    } else if kind.is_symlink() {
+        expect(
+            meta.kind == EntryKind::Symlink,
+            "a link for a node that is none",
+        )?;
+        expect(
+            meta.link_target.as_deref() == Some(what),
+            "another link target",
+        )?;
+        expect(link_stays_inside(path.len() - 1, what), "an outward link")
+    } else {
+        Err("a special file".into())
     }
 }
 
-/// Checks a message-log stream written at `path` (below `logs/`): a line stream of
-/// that name with exactly these bytes, or a framed stream `NAME` restored as
-/// `NAME.jsonl` whose bytes parse as framed records.
-fn check_stream(path: &[Vec<u8>], kind: std::fs::FileType, what: &[u8], model: &Paths) {
-    let shown = || format!("logs/{path:?}");
+/// Whether an entry at `path` below `logs/` is a message-log stream restored as it is:
+/// a directory of the logs tree, a line stream of that name with exactly its bytes, or a
+/// framed stream `NAME` restored as `NAME.jsonl` whose bytes parse as framed records.
+fn log_entry(path: &[Vec<u8>], kind: std::fs::FileType, what: &[u8], model: &Paths) -> Check {
     if kind.is_dir() {
-        assert!(
-            matches!(model.get(path), Some(Model::Log { dir: true, .. })),
-            "{}: a directory the logs tree does not hold",
-            shown()
-        );
-        return;
+        return match model.get(path) {
+            Some(Model::Log { dir: true, .. }) => Ok(()),
+            _ => Err("a directory the logs tree does not hold".into()),
+        };
     }
-    assert!(kind.is_file(), "{}: not a file", shown());
+    if !kind.is_file() {
+        return Err("not a file".into());
+    }
     let stream_kind = |p: &[Vec<u8>]| match model.get(p) {
         Some(Model::Log {
             meta,
@@ -576,12 +582,15 @@ fn check_stream(path: &[Vec<u8>], kind: std::fs::FileType, what: &[u8], model: &
         }
         None => false,
     };
-    assert!(
-        as_lines || as_framed,
-        "{}: not a stream of the snapshot restored as it is",
-        shown()
-    );
+    if as_lines || as_framed {
+        Ok(())
+    } else {
+        Err("not a stream of the snapshot restored as it is".into())
+    }
 }
+
+/// The outcome of checking one entry written: why it is wrong, if it is.
+type Check = Result<(), String>;
 
 fn run(state: &mut State, input: &Input) {
     let scratch = tempfile::tempdir().expect("scratch");
@@ -677,21 +686,25 @@ fn run(state: &mut State, input: &Input) {
             assert!(!fs_done, "a finished restore left its partial folder");
             continue;
         }
-        check_written(&path, kind, &what, &files);
+        if let Err(why) = fs_entry(&path, kind, &what, &files) {
+            panic!("fs restore wrote {path:?}: {why}");
+        }
     }
     for (path, (kind, what)) in listing(&set_target) {
         if path[0] == PARTIAL_DIR.as_bytes() {
             continue;
         }
-        // `logs` is the message-log tree's, unless the files tree had one (restore
-        // then refuses the message logs).
-        if path[0] == b"logs" && !files.contains_key(&path[..1]) {
-            if path.len() > 1 {
-                check_stream(&path[1..], kind, &what, &logs);
-            }
-            continue;
+        let from_files = fs_entry(&path, kind, &what, &files);
+        // `logs/` holds the message logs, unless the files tree restored an entry of
+        // that name first (the message logs are then refused): either must hold.
+        let from_logs = match path.split_first() {
+            Some((first, [])) if first == b"logs" && kind.is_dir() => Ok(()),
+            Some((first, rest)) if first == b"logs" => log_entry(rest, kind, &what, &logs),
+            _ => Err("outside logs/".into()),
+        };
+        if let (Err(a), Err(b)) = (&from_files, &from_logs) {
+            panic!("set restore wrote {path:?}: as a file: {a}; as a log: {b}");
         }
-        check_written(&path, kind, &what, &files);
     }
 }
 
