@@ -459,7 +459,10 @@ pub fn finish_metrics(g: &Global, records: &[Record]) {
     if let Some(path) = &g.metrics_file
         && let Err(e) = write_metrics(path, records, repo_store(g).as_ref())
     {
-        eprintln!("chatvault: could not write the metrics file: {e:#}");
+        eprintln!(
+            "chatvault: could not write the metrics file: {}",
+            crate::output::printable(&format!("{e:#}"))
+        );
     }
 }
 
@@ -479,7 +482,11 @@ pub fn run_hook(g: &Global, r: &mut Record) {
     };
     let result = hook(g, cmd, r);
     if let Err(e) = &result {
-        eprintln!("chatvault: the {} hook failed: {e:#}", status_word(r));
+        eprintln!(
+            "chatvault: the {} hook failed: {}",
+            status_word(r),
+            crate::output::printable(&format!("{e:#}"))
+        );
     }
     r.hook_ok = Some(result.is_ok());
 }

@@ -1,14 +1,21 @@
 //! Where command output goes: JSON documents or human lines on stdout, warnings on stderr.
 //!
-//! Invariant: with `--json`, stdout carries exactly one JSON document per command and
+//! Invariants: with `--json`, stdout carries exactly one JSON document per command and
 //! nothing else, so a script can parse it; human text and progress go to stderr or are
 //! suppressed. Every command's JSON document is also kept (whether printed or not) for
-//! the metrics file and the hooks (`monitor.rs`), which report on it.
+//! the metrics file and the hooks (`monitor.rs`), which report on it. Nothing printed
+//! carries a terminal control or formatting character: lines and warnings go through
+//! [`terminal_safe`] (core's [`printable`] on each line; commands also escape each field
+//! from the repository, so that a newline in a label cannot forge a line), and JSON
+//! documents escape the characters serde_json leaves raw ([`json_safe`]).
 
 #![allow(clippy::print_stdout)]
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Mutex;
+
+pub use chatvault_core::{printable, printable_bytes};
 
 /// The last JSON document a command produced; taken by [`take_report`].
 static REPORT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
@@ -27,7 +34,7 @@ impl Output {
     /// A line of human output (not in JSON mode).
     pub fn line(&self, s: impl AsRef<str>) {
         if !self.json && !self.silent {
-            println!("{}", s.as_ref());
+            println!("{}", terminal_safe(s.as_ref()));
         }
     }
 
@@ -36,8 +43,7 @@ impl Output {
         *REPORT.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
         if self.json && !self.silent {
             let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer(&mut out, v);
-            let _ = writeln!(out);
+            let _ = writeln!(out, "{}", json_safe(&v.to_string()));
         }
     }
 
@@ -52,9 +58,44 @@ impl Output {
     /// A warning on stderr (unless quiet).
     pub fn warn(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("warning: {}", s.as_ref());
+            eprintln!("warning: {}", terminal_safe(s.as_ref()));
         }
     }
+}
+
+/// Text for a terminal: each line through [`printable`], the line breaks kept (a
+/// command's own multi-line output). Fields from the repository are escaped whole, with
+/// [`printable`], where they are formatted.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if s.split('\n')
+        .all(|l| matches!(printable(l), Cow::Borrowed(_)))
+    {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.split('\n').map(printable).collect::<Vec<_>>().join("\n"))
+}
+
+/// A serialized JSON document with the characters serde_json writes raw and a terminal
+/// may act on (DEL, C1 controls, bidirectional and invisible formatting characters; it
+/// already escapes C0) written as `\uXXXX` escapes: the same document for a parser.
+/// Outside strings a JSON document is ASCII, so every such character is inside a string.
+pub fn json_safe(doc: &str) -> Cow<'_, str> {
+    // Whether core's rule escapes `c` (serde_json has already escaped C0 and quotes).
+    let risky = |c: char| matches!(printable(c.encode_utf8(&mut [0; 4])), Cow::Owned(_));
+    if !doc.chars().any(risky) {
+        return Cow::Borrowed(doc);
+    }
+    let mut out = String::with_capacity(doc.len() + 16);
+    for c in doc.chars() {
+        if risky(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The JSON document the last command produced, if any (and forgets it).
@@ -148,5 +189,26 @@ mod tests {
         assert_eq!(time(1_767_571_200_000), "2026-01-05 00:00:00");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(time(-1000), "1969-12-31 23:59:59");
+    }
+
+    /// Regression: labels, hosts, tags and messages from the repository were printed as
+    /// they are, so a planted escape sequence reached the operator's terminal.
+    #[test]
+    fn nothing_printed_carries_a_terminal_control() {
+        let hostile = "node\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}x";
+        assert_eq!(
+            terminal_safe(&format!("host {hostile}\nnext line")),
+            "host node\\u{1b}]0;pwned\\u{7}\\u{9b}2J\\u{202e}x\nnext line"
+        );
+        assert!(matches!(terminal_safe("plain\nlines"), Cow::Borrowed(_)));
+        let doc = serde_json::json!({ "host": hostile, "tags": ["a\u{7f}b"] }).to_string();
+        let safe = json_safe(&doc);
+        assert!(!safe.chars().any(|c| c.is_control()), "{safe}");
+        assert!(!safe.contains('\u{202e}'));
+        // The same document for a parser.
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["host"], hostile);
+        assert_eq!(back["tags"][0], "a\u{7f}b");
+        assert!(matches!(json_safe(r#"{"a":"b"}"#), Cow::Borrowed(_)));
     }
 }

@@ -47,7 +47,11 @@ impl Progress {
                 }
             }
             FsEvent::Warning { path, message } if !quiet => {
-                let line = format!("warning: {}: {message}", path.display());
+                let line = format!(
+                    "warning: {}: {}",
+                    chatvault_core::printable(&path.display().to_string()),
+                    chatvault_core::printable(message)
+                );
                 match &b {
                     Some(b) => b.println(line),
                     None => eprintln!("{line}"),

@@ -1926,3 +1926,55 @@ fn msglog_from_postgres_and_back_into_a_table() {
     );
     assert!(err.contains("not empty"), "{err}");
 }
+
+/// Regression: labels, host names and tags from the repository (which a writer key or
+/// storage access chooses) were printed as they are, so an escape sequence in them acted
+/// on the operator's terminal and a newline forged an output line.
+#[test]
+fn repository_strings_reach_the_terminal_escaped() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    let evil = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}1m\u{7f}\u{202e}\nforged line";
+    let pw = env.path("pw");
+    std::fs::write(&pw, "another passphrase\n").unwrap();
+    env.ok(&[
+        "key",
+        "add",
+        "--role",
+        "backup",
+        "--label",
+        evil,
+        "--new-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "backup",
+        "--host",
+        evil,
+        "--tag",
+        evil,
+        src.to_str().unwrap(),
+    ]);
+    let risky = |c: char| (c.is_control() && c != '\n') || c == '\u{202e}';
+    for args in [&["key", "list"][..], &["snapshots"]] {
+        let out = String::from_utf8(env.ok(args)).unwrap();
+        assert!(!out.chars().any(risky), "{args:?}: {out:?}");
+        assert!(out.contains(r"evil\u{1b}]0;pwned\u{7}"), "{args:?}: {out}");
+        assert!(!out.contains("\nforged line"), "{args:?}: {out}");
+        let mut json_args = args.to_vec();
+        json_args.push("--json");
+        let doc = String::from_utf8(env.ok(&json_args)).unwrap();
+        assert!(!doc.trim_end().chars().any(risky), "{doc:?}");
+        // The same strings for a JSON parser.
+        let v: Value = serde_json::from_str(&doc).unwrap();
+        assert!(v.to_string().contains("pwned"));
+        let found = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["label"] == evil || e["host"] == evil);
+        assert!(found, "{v}");
+    }
+}

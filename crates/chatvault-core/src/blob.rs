@@ -5,19 +5,44 @@
 //! decompression never writes past the room reserved for the recorded raw length (a reused
 //! buffer may offer more; a longer result is refused); the associated data
 //! binds repository, format version, type, key domain, key generation, id, raw length and
-//! codec, so a sealed blob cannot be replayed under another identity.
+//! codec, so a sealed blob cannot be replayed under another identity; a sealed length is
+//! at most its raw length plus the seal's overhead ([`check_sealed_len`]: a stored
+//! payload is never longer than the plaintext), so no reader allocates more than
+//! [`MAX_SEALED_LEN`] for one blob whatever an index entry or pack header claims.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::FORMAT_VERSION;
 use crate::crypto::{Key32, aead};
 use crate::error::{Error, Result};
+use crate::format::FormatVersion;
 use crate::id::{BlobId, RepoId};
+use crate::pack::PackKey;
 
 /// The largest plaintext a blob may have (64 MiB). Chunks are at most 16 MiB; frontends
 /// split larger trees.
 pub const MAX_BLOB_SIZE: usize = 64 << 20;
+
+/// The longest a sealed blob may be: the largest plaintext stored raw, plus the seal.
+pub(crate) const MAX_SEALED_LEN: usize = MAX_BLOB_SIZE + aead::OVERHEAD;
+
+/// Whether `length` is a possible sealed length for a blob of `raw_len` plaintext bytes:
+/// the raw length within [`MAX_BLOB_SIZE`], and the payload (sealed length minus the
+/// seal's overhead) no longer than the plaintext, since writers store a zstd frame only
+/// when it is strictly smaller and the raw bytes otherwise. Index entries and pack
+/// headers are checked with it before any length in them is used.
+pub(crate) fn check_sealed_len(raw_len: u32, length: u32) -> std::result::Result<(), &'static str> {
+    if raw_len as usize > MAX_BLOB_SIZE {
+        return Err("blob raw length over the format limit");
+    }
+    match (length as usize).checked_sub(aead::OVERHEAD) {
+        None => Err("blob shorter than its seal"),
+        Some(payload) if payload > raw_len as usize => {
+            Err("sealed blob longer than its plaintext and seal")
+        }
+        Some(_) => Ok(()),
+    }
+}
 
 /// What a blob holds. Part of its id: the same bytes as data and as a tree are two blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,11 +103,12 @@ pub(crate) struct BlobMeta {
 pub(crate) const AAD_LEN: usize = 32 + 2 + 1 + 4 + 4 + 32 + 4 + 1;
 
 /// `repo_id (32) ‖ format version u16 ‖ type u8 ‖ domain u32 ‖ generation u32 ‖ id (32) ‖
-/// raw length u32 ‖ codec u8`, integers little-endian.
-pub(crate) fn aad(repo_id: &RepoId, m: &BlobMeta) -> [u8; AAD_LEN] {
+/// raw length u32 ‖ codec u8`, integers little-endian; the version is the format of the
+/// pack the blob is sealed in.
+pub(crate) fn aad(repo_id: &RepoId, version: FormatVersion, m: &BlobMeta) -> [u8; AAD_LEN] {
     let mut a = [0u8; AAD_LEN];
     a[..32].copy_from_slice(repo_id.as_bytes());
-    a[32..34].copy_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+    a[32..34].copy_from_slice(&version.as_u16().to_le_bytes());
     a[34] = m.blob_type as u8;
     a[35..39].copy_from_slice(&m.domain.to_le_bytes());
     a[39..43].copy_from_slice(&m.generation.to_le_bytes());
@@ -162,7 +188,8 @@ pub(crate) fn compress(level: i32, plaintext: &[u8]) -> (Codec, Cow<'_, [u8]>) {
     }
 }
 
-/// Seals a (possibly compressed) payload, appending `nonce ‖ ciphertext ‖ tag` to `out`.
+/// Seals a (possibly compressed) payload for a pack in the current format, appending
+/// `nonce ‖ ciphertext ‖ tag` to `out`.
 pub(crate) fn seal(
     key: &Key32,
     repo_id: &RepoId,
@@ -170,13 +197,14 @@ pub(crate) fn seal(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) {
-    aead::seal_into(key, &aad(repo_id, meta), payload, out);
+    let aad = aad(repo_id, FormatVersion::CURRENT, meta);
+    aead::seal_into(key, &aad, payload, out);
 }
 
 /// Opens a sealed blob and verifies it fully (decompression, length, id) like [`open`],
 /// but returns the payload as stored (compressed or raw): a repack re-seals it unchanged.
 pub(crate) fn open_payload(
-    key: &Key32,
+    key: &PackKey,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
@@ -206,7 +234,7 @@ fn check_plaintext(id_key: &Key32, meta: &BlobMeta, plain: &[u8], object: &str) 
 /// [`open_into`] on a copy of `sealed`, into a new buffer (tests).
 #[cfg(test)]
 pub(crate) fn open(
-    key: &Key32,
+    key: &PackKey,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
@@ -226,21 +254,21 @@ pub(crate) fn open(
     Ok(out)
 }
 
-/// The first step of opening: refuses a recorded length over the format limit, then
-/// decrypts `sealed` in place and returns the authenticated payload (still compressed
-/// when the codec says so).
+/// The first step of opening: refuses a recorded length over the format limit or a
+/// sealed length impossible for it, then decrypts `sealed` in place with the associated
+/// data of the pack's format and returns the authenticated payload (still compressed when
+/// the codec says so).
 fn authenticate<'a>(
-    key: &Key32,
+    key: &PackKey,
     repo_id: &RepoId,
     meta: &BlobMeta,
     sealed: &'a mut [u8],
     object: &str,
 ) -> Result<&'a [u8]> {
     let name = || format!("{object}#{}", meta.id);
-    if meta.raw_len as usize > MAX_BLOB_SIZE {
-        return Err(Error::corrupt(name(), "blob length over the format limit"));
-    }
-    aead::open_in_place(key, &aad(repo_id, meta), sealed)
+    let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
+    check_sealed_len(meta.raw_len, length).map_err(|why| Error::corrupt(name(), why))?;
+    aead::open_in_place(&key.key, &aad(repo_id, key.version, meta), sealed)
         .map_err(|_| Error::corrupt(name(), "blob failed authentication"))
 }
 
@@ -251,7 +279,7 @@ fn authenticate<'a>(
 /// so a caller that reuses `sealed` and `out` reads a blob without allocating. On an
 /// error, `out` holds nothing the caller may use.
 pub(crate) fn open_into(
-    key: &Key32,
+    key: &PackKey,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
@@ -305,7 +333,7 @@ thread_local! {
 /// Checks a sealed blob as [`open_into`] does (authenticate, decompress, length, id) without
 /// keeping the plaintext unless `keep`. Used by `check --read-data`.
 pub(crate) fn verify_in_place(
-    key: &Key32,
+    key: &PackKey,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
@@ -324,7 +352,7 @@ pub(crate) fn verify_in_place(
 /// into a reused per-thread buffer, so opening allocates and copies nothing per blob.
 /// `f` runs only on a plaintext that passed every check.
 pub(crate) fn open_in_place_with<R>(
-    key: &Key32,
+    key: &PackKey,
     id_key: &Key32,
     repo_id: &RepoId,
     meta: &BlobMeta,
@@ -376,8 +404,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sealed(data: &[u8], level: i32) -> (Key32, Key32, RepoId, BlobMeta, Vec<u8>) {
-        let key = Key32::random();
+    fn pack_key(version: FormatVersion) -> PackKey {
+        PackKey {
+            key: Key32::random(),
+            version,
+            blob_area: 0,
+        }
+    }
+
+    fn sealed(data: &[u8], level: i32) -> (PackKey, Key32, RepoId, BlobMeta, Vec<u8>) {
+        let key = pack_key(FormatVersion::CURRENT);
         let id_key = Key32::random();
         let repo = RepoId::from_bytes([3; 32]);
         let id = blob_id(&id_key, BlobType::Data, data);
@@ -391,7 +427,7 @@ mod tests {
             generation: 0,
         };
         let mut out = Vec::new();
-        seal(&key, &repo, &meta, &payload, &mut out);
+        seal(&key.key, &repo, &meta, &payload, &mut out);
         (key, id_key, repo, meta, out)
     }
 
@@ -438,7 +474,7 @@ mod tests {
                 // What a repack re-seals: the bytes compress() stored, opening to the data.
                 prop_assert_eq!(&payload[..], &compress(level, &data).1[..]);
                 let mut resealed = Vec::new();
-                seal(&key, &repo, &meta, &payload, &mut resealed);
+                seal(&key.key, &repo, &meta, &payload, &mut resealed);
                 prop_assert_eq!(open(&key, &id_key, &repo, &meta, &resealed, "p").unwrap(), data);
             }
         }
@@ -507,13 +543,70 @@ mod tests {
         let err = open(&key, &Key32::random(), &repo, &meta, &out, "p").unwrap_err();
         assert!(err.to_string().contains("does not match its id"), "{err}");
     }
+
+    #[test]
+    fn the_pack_format_version_is_authenticated() {
+        let data = b"a line of chat\n".repeat(20);
+        let (key, id_key, repo, meta, out) = sealed(&data, 3);
+        // The same key, read as a pack of another format: the associated data differs.
+        let as_v1 = PackKey {
+            key: Key32::from_bytes(*key.key.expose()),
+            version: FormatVersion::V1,
+            blob_area: 0,
+        };
+        assert!(matches!(
+            open(&as_v1, &id_key, &repo, &meta, &out, "p"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(open(&key, &id_key, &repo, &meta, &out, "p").unwrap(), data);
+        // A blob sealed in a format 1 pack opens as one.
+        let mut v1 = Vec::new();
+        let (_, payload) = compress(3, &data);
+        aead::seal_into(
+            &as_v1.key,
+            &aad(&repo, FormatVersion::V1, &meta),
+            &payload,
+            &mut v1,
+        );
+        assert_eq!(open(&as_v1, &id_key, &repo, &meta, &v1, "p").unwrap(), data);
+    }
+
+    #[test]
+    fn sealed_lengths_beyond_the_plaintext_and_seal_are_impossible() {
+        let o = aead::OVERHEAD as u32;
+        assert!(check_sealed_len(0, o).is_ok());
+        assert!(check_sealed_len(100, o + 100).is_ok());
+        assert!(check_sealed_len(100, o + 1).is_ok(), "a compressed payload");
+        assert!(check_sealed_len(100, o + 101).is_err());
+        assert!(check_sealed_len(100, o - 1).is_err());
+        assert!(check_sealed_len(0, u32::MAX).is_err());
+        let max = MAX_BLOB_SIZE as u32;
+        assert!(check_sealed_len(max, max + o).is_ok());
+        assert!(check_sealed_len(max + 1, max + 1 + o).is_err());
+        assert_eq!(MAX_SEALED_LEN, MAX_BLOB_SIZE + 40);
+    }
+
+    /// Regression: a sealed buffer longer than its raw length allows (a planted index
+    /// entry or pack header) is refused before it is decrypted.
+    #[test]
+    fn an_overlong_sealed_blob_is_refused_before_authentication() {
+        let data = b"short".to_vec();
+        let (key, id_key, repo, meta, mut out) = sealed(&data, 0);
+        out.extend_from_slice(&[0; 64]);
+        let err = open(&key, &id_key, &repo, &meta, &out, "p").unwrap_err();
+        assert!(
+            err.to_string().contains("longer than its plaintext"),
+            "{err}"
+        );
+    }
 }
 
 #[cfg(test)]
 mod golden {
     use super::*;
 
-    /// The 80-byte associated data of a blob, pinned.
+    /// The 80-byte associated data of a blob, pinned for both format versions (only the
+    /// version field differs).
     #[test]
     fn golden_blob_aad_and_id() {
         let meta = BlobMeta {
@@ -524,11 +617,21 @@ mod golden {
             domain: 5,
             generation: 6,
         };
-        let a = aad(&RepoId::from_bytes([0x11; 32]), &meta);
+        let repo = RepoId::from_bytes([0x11; 32]);
+        let v1 = aad(&repo, FormatVersion::V1, &meta);
         assert_eq!(
-            hex::encode(a),
+            hex::encode(v1),
             format!(
                 "{}0100010500000006000000{}0403020101",
+                "11".repeat(32),
+                "aa".repeat(32)
+            )
+        );
+        let v2 = aad(&repo, FormatVersion::V2, &meta);
+        assert_eq!(
+            hex::encode(v2),
+            format!(
+                "{}0200010500000006000000{}0403020101",
                 "11".repeat(32),
                 "aa".repeat(32)
             )

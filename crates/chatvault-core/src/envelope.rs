@@ -1,6 +1,6 @@
 //! The signed envelope around config, snapshot, index segment and hold objects.
 //!
-//! Layout (little-endian): `magic (8) ‖ version u16 ‖ flags u16 (0) ‖ signer public key
+//! Layout (little-endian): `magic (8) ‖ version u16 ‖ flags u16 ‖ signer public key
 //! (32) ‖ sequence u64 ‖ body_len u32 ‖ body ‖ signature (64)`. The Ed25519 signature
 //! covers everything before it, prefixed with the signature context and the repository id.
 //! Invariants: the version is readable before verification and is covered by the
@@ -61,7 +61,7 @@ pub(crate) fn header_with_flags(
 ) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.extend_from_slice(magic);
-    h.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+    h.extend_from_slice(&crate::format::FormatVersion::CURRENT.as_u16().to_le_bytes());
     h.extend_from_slice(&flags.to_le_bytes());
     h.extend_from_slice(signer.as_bytes());
     h.extend_from_slice(&sequence.to_le_bytes());
@@ -106,13 +106,21 @@ pub(crate) fn seal_with_flags(
     out
 }
 
-/// Parses an envelope and verifies its signature under the embedded key.
-pub(crate) fn open<'a>(
-    bytes: &'a [u8],
-    magic: &[u8; 8],
-    object: &str,
-    repo_id: &RepoId,
-) -> Result<Envelope<'a>> {
+/// An envelope's fields, parsed but not verified.
+#[derive(Debug)]
+pub(crate) struct Parsed<'a> {
+    pub flags: u16,
+    pub signer: PublicKey,
+    pub sequence: u64,
+    pub body: &'a [u8],
+    /// Everything the signature covers.
+    pub signed: &'a [u8],
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+/// Parses an envelope's layout (magic, version, flags, lengths) without verifying it: the
+/// plain decoder behind [`open`], fuzzed on its own.
+pub(crate) fn parse<'a>(bytes: &'a [u8], magic: &[u8; 8], object: &str) -> Result<Parsed<'a>> {
     let mut r = ByteReader::new(bytes, object);
     check_magic_version(&mut r, magic)?;
     let flags = r.u16()?;
@@ -131,12 +139,30 @@ pub(crate) fn open<'a>(
     let signed_len = r.position();
     let signature: [u8; SIGNATURE_LEN] = r.array()?;
     r.finish()?;
-    sign::verify(object, repo_id, &signer, &bytes[..signed_len], &signature)?;
-    Ok(Envelope {
+    Ok(Parsed {
         flags,
         signer,
         sequence,
         body,
+        signed: &bytes[..signed_len],
+        signature,
+    })
+}
+
+/// Parses an envelope and verifies its signature under the embedded key.
+pub(crate) fn open<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    object: &str,
+    repo_id: &RepoId,
+) -> Result<Envelope<'a>> {
+    let p = parse(bytes, magic, object)?;
+    sign::verify(object, repo_id, &p.signer, p.signed, &p.signature)?;
+    Ok(Envelope {
+        flags: p.flags,
+        signer: p.signer,
+        sequence: p.sequence,
+        body: p.body,
         header: &bytes[..HEADER_LEN],
     })
 }
@@ -170,6 +196,25 @@ mod tests {
             Err(Error::Untrusted { .. })
         ));
         assert!(open(&bytes, magic::CONFIG, "o", &repo).is_err());
+    }
+
+    #[test]
+    fn format_1_envelopes_still_open_and_unknown_versions_do_not() {
+        let s = Signer::random();
+        let repo = RepoId::from_bytes([2; 32]);
+        let mut bytes = seal(magic::HOLD, &s, &repo, 3, b"body");
+        assert_eq!(bytes[8..10], [2, 0], "written in the current format");
+        // A format 1 envelope (signed as such) opens.
+        bytes[8] = 1;
+        let body_end = bytes.len() - SIGNATURE_LEN;
+        let sig = s.sign(&repo, &bytes[..body_end]);
+        bytes[body_end..].copy_from_slice(&sig);
+        assert_eq!(open(&bytes, magic::HOLD, "o", &repo).unwrap().body, b"body");
+        bytes[8] = 3;
+        assert!(matches!(
+            parse(&bytes, magic::HOLD, "o"),
+            Err(Error::UnsupportedFormat { found: 3, .. })
+        ));
     }
 
     #[test]

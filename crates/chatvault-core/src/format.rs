@@ -80,22 +80,65 @@ impl<'a, 'o> ByteReader<'a, 'o> {
     }
 }
 
-/// Checks an object's 8-byte magic and returns its version; any version other than the
-/// one this build reads is `UnsupportedFormat`, which needs no key to find out.
-pub(crate) fn check_magic_version(r: &mut ByteReader<'_, '_>, magic: &[u8; 8]) -> Result<u16> {
+/// A repository format version this build reads: the `u16` in every binary header
+/// (pack trailer, key slot, envelope, lock record) and in the blob associated data.
+///
+/// Writers always write [`FormatVersion::CURRENT`]; readers accept every version from
+/// [`FormatVersion::OLDEST`] up to it and branch on the version where a layout differs
+/// (`v >= FormatVersion::V2`), so a later version is one more variant and the places
+/// that read it. What changed in each version is in docs/FORMAT.md, section 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum FormatVersion {
+    /// The first format.
+    V1 = 1,
+    /// Pack headers bind the format version and the data key generation in their
+    /// associated data, which authenticates the trailer's version.
+    V2 = 2,
+}
+
+impl FormatVersion {
+    /// What this build writes.
+    pub const CURRENT: Self = Self::V2;
+    /// The oldest version this build reads.
+    pub const OLDEST: Self = Self::V1;
+
+    /// The version with this number, if this build reads it.
+    pub fn from_u16(v: u16) -> Option<Self> {
+        match v {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// The number written on disk.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The version `found` in `object`, or `UnsupportedFormat` (no key is needed to find
+    /// out).
+    pub fn check(found: u16, object: &str) -> Result<Self> {
+        Self::from_u16(found).ok_or_else(|| Error::UnsupportedFormat {
+            object: object.into(),
+            found: u32::from(found),
+            supported: crate::FORMAT_VERSION,
+        })
+    }
+}
+
+/// Checks an object's 8-byte magic and returns its version; a version this build does
+/// not read is `UnsupportedFormat`, which needs no key to find out.
+pub(crate) fn check_magic_version(
+    r: &mut ByteReader<'_, '_>,
+    magic: &[u8; 8],
+) -> Result<FormatVersion> {
     let m = r.take(8)?;
     if m != magic {
         return Err(r.corrupt("wrong magic bytes"));
     }
     let version = r.u16()?;
-    if u32::from(version) != crate::FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat {
-            object: r.object.into(),
-            found: u32::from(version),
-            supported: crate::FORMAT_VERSION,
-        });
-    }
-    Ok(version)
+    FormatVersion::check(version, r.object)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -122,15 +165,35 @@ mod tests {
 
     #[test]
     fn magic_and_version() {
-        let mut ok = b"CVTESTMG".to_vec();
-        ok.extend_from_slice(&1u16.to_le_bytes());
-        check_magic_version(&mut ByteReader::new(&ok, "o"), b"CVTESTMG").unwrap();
-        let mut newer = b"CVTESTMG".to_vec();
-        newer.extend_from_slice(&2u16.to_le_bytes());
-        assert!(matches!(
-            check_magic_version(&mut ByteReader::new(&newer, "o"), b"CVTESTMG"),
-            Err(Error::UnsupportedFormat { found: 2, .. })
-        ));
-        assert!(check_magic_version(&mut ByteReader::new(&ok, "o"), b"CVOTHER!").is_err());
+        let with = |v: u16| {
+            let mut b = b"CVTESTMG".to_vec();
+            b.extend_from_slice(&v.to_le_bytes());
+            b
+        };
+        for (v, want) in [(1, FormatVersion::V1), (2, FormatVersion::V2)] {
+            let got = check_magic_version(&mut ByteReader::new(&with(v), "o"), b"CVTESTMG");
+            assert_eq!(got.unwrap(), want);
+        }
+        for newer_or_older in [0, 3, u16::MAX] {
+            assert!(matches!(
+                check_magic_version(&mut ByteReader::new(&with(newer_or_older), "o"), b"CVTESTMG"),
+                Err(Error::UnsupportedFormat { found, supported: 2, .. })
+                    if found == u32::from(newer_or_older)
+            ));
+        }
+        assert!(check_magic_version(&mut ByteReader::new(&with(1), "o"), b"CVOTHER!").is_err());
+    }
+
+    #[test]
+    fn the_current_version_is_the_crate_constant_and_the_newest() {
+        assert_eq!(
+            u32::from(FormatVersion::CURRENT.as_u16()),
+            crate::FORMAT_VERSION
+        );
+        assert_eq!(
+            FormatVersion::from_u16(FormatVersion::CURRENT.as_u16() + 1),
+            None
+        );
+        assert!(FormatVersion::OLDEST <= FormatVersion::CURRENT);
     }
 }

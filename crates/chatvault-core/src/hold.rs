@@ -129,11 +129,11 @@ mod tests {
     );
     const GOLDEN_MINIMAL: &str = "a30001015820abababababababababababababababababababababababababababababababab021b0000019b76daa800";
     const GOLDEN_OBJECT: &str = concat!(
-        "4356484f4c445243010000008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801",
+        "4356484f4c445243020000008a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801",
         "b40f6f5c070000000000000039000000a40001015820abababababababababababababababababab",
-        "abababababababababababababab021b0000019b76daa800036763617365203432c5406cbb7b8e45",
-        "e6e2465148842d42b40a08b82b57fda5f97634b6681049135057ec9bded722281293b30e6e264dcb",
-        "b63823e5526a8144bf5918f44a0ff5530a",
+        "abababababababababababababab021b0000019b76daa800036763617365203432454d77a68a6951",
+        "154173a3e7aa0c6cf47f2c7b6363863d29a06beac6504d00dc64b5a4ed92dfc23aa8e11b1aa54d88",
+        "bd90fd5dc41489705b2326380b45886608",
     );
 
     #[test]

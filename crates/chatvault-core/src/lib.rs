@@ -48,8 +48,10 @@ mod hold;
 mod id;
 mod index;
 mod keys;
+mod limits;
 mod lock;
 mod pack;
+mod printable;
 mod progress;
 #[cfg(feature = "repository")]
 mod repo;
@@ -59,8 +61,12 @@ mod snapshot;
 mod support;
 mod tree;
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes. It also reads every version from
+/// [`OLDEST_FORMAT_VERSION`] up to this one (docs/FORMAT.md, section 1).
+pub const FORMAT_VERSION: u32 = format::FormatVersion::CURRENT as u32;
+
+/// The oldest repository format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = format::FormatVersion::OLDEST as u32;
 
 #[doc(hidden)]
 pub use backend::contract_tests as backend_contract;
@@ -76,6 +82,7 @@ pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
 pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use lock::{LockKind, LockRecord};
+pub use printable::{printable, printable_bytes};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{

@@ -96,7 +96,7 @@ impl LockRecord {
         }
         let mut out = Vec::with_capacity(40 + host.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+        out.extend_from_slice(&crate::format::FormatVersion::CURRENT.as_u16().to_le_bytes());
         out.push(self.kind.to_u8());
         out.extend_from_slice(&self.pid.to_le_bytes());
         out.extend_from_slice(&self.refresh.to_le_bytes());
@@ -156,7 +156,7 @@ mod tests {
             hex::encode(&b),
             concat!(
                 "43564c4f434b5243", // CVLOCKRC
-                "0100",             // version 1
+                "0200",             // version 2
                 "03",               // exclusive
                 "04030201",         // pid
                 "0500000000000000", // refresh 5
@@ -185,7 +185,7 @@ mod tests {
             Err(Error::Corrupt { .. })
         ));
         let mut version = b.clone();
-        version[8] = 2;
+        version[8] = 3;
         assert!(matches!(
             LockRecord::decode(&version, "l"),
             Err(Error::UnsupportedFormat { .. })

@@ -1031,3 +1031,296 @@ fn data_key_rotation_reaches_live_readers_only() {
     let reopened = fx.open(&pass()).unwrap();
     assert_eq!(restore(&reopened, &new_refs), new);
 }
+
+// ---------------------------------------------------------------------------------------
+// Work before authentication: what storage write access alone can make a reader do.
+// ---------------------------------------------------------------------------------------
+
+/// A planted object's claimed size and its last bytes (the rest reads as zeros).
+type Sparse = (u64, Vec<u8>);
+
+/// A backend over a `MemoryBackend` that records every read and can make an object
+/// look larger than it is: a "sparse" object of any claimed size whose last bytes are
+/// given and whose other bytes read as zeros (a planted multi-gigabyte file, without the
+/// test holding it). Whole reads (`get`) of objects under `data/` are recorded too.
+#[derive(Clone, Default)]
+struct Recording {
+    inner: MemoryBackend,
+    /// Planted sparse objects: name to (claimed size, last bytes).
+    sparse: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Sparse>>>,
+    /// Every read: (name, bytes requested).
+    reads: std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>,
+}
+
+impl Recording {
+    fn plant_sparse(&self, name: &str, size: u64, tail: Vec<u8>) {
+        self.sparse
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), (size, tail));
+    }
+
+    fn largest_read(&self, prefix: &str) -> u64 {
+        self.reads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, len)| *len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn record(&self, name: &str, len: u64) {
+        self.reads.lock().unwrap().push((name.to_owned(), len));
+    }
+}
+
+impl Backend for Recording {
+    fn location(&self) -> String {
+        "recording".into()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
+        let size = self.stat(name)?.size;
+        self.record(name, size);
+        assert!(
+            size < 1 << 30,
+            "a whole read of {name}, {size} bytes, before anything was verified"
+        );
+        self.get_range(name, 0, size)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
+        self.record(name, len);
+        let sparse = self.sparse.lock().unwrap().get(name).cloned();
+        let Some((size, tail)) = sparse else {
+            return self.inner.get_range(name, offset, len);
+        };
+        assert!(
+            len < 1 << 30,
+            "a read of {len} bytes of {name} before anything was verified"
+        );
+        if offset + len > size {
+            return Err(Error::corrupt(name, "range past the end"));
+        }
+        let tail_start = size - tail.len() as u64;
+        Ok((offset..offset + len)
+            .map(|i| i.checked_sub(tail_start).map_or(0, |t| tail[t as usize]))
+            .collect())
+    }
+    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<chatvault_core::ObjectInfo>> {
+        let mut out = self.inner.list(prefix)?;
+        for (name, (size, _)) in self.sparse.lock().unwrap().iter() {
+            if name.starts_with(prefix) {
+                out.push(chatvault_core::ObjectInfo {
+                    name: name.clone(),
+                    size: *size,
+                });
+            }
+        }
+        Ok(out)
+    }
+    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
+        self.sparse.lock().unwrap().remove(name);
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> chatvault_core::Result<chatvault_core::ObjectInfo> {
+        if let Some((size, _)) = self.sparse.lock().unwrap().get(name) {
+            return Ok(chatvault_core::ObjectInfo {
+                name: name.into(),
+                size: *size,
+            });
+        }
+        self.inner.stat(name)
+    }
+}
+
+fn recording_repo(cache: &Path) -> (Recording, Repository) {
+    let backend = Recording::default();
+    let repo = Repository::init(Box::new(backend.clone()), &pass(), init_opts(cache)).unwrap();
+    (backend, repo)
+}
+
+/// Regression: a planted pack whose trailer claims a 4 GiB header made `check` and
+/// `repair index` fetch and allocate the claimed header before anything authenticated
+/// it; `check --read-data` read the whole pack into memory.
+#[test]
+fn a_planted_pack_claiming_a_4_gib_header_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, repo) = recording_repo(&dir.path().join("cache"));
+    let (refs, _) = backup(&repo, &text(300_000), "h");
+    // A genuine trailer, with the header length changed to 4 GiB - 1, at the end of a
+    // "pack" of 5 GiB.
+    let genuine = backend.inner.list("data/").unwrap().remove(0);
+    let bytes = backend.inner.get(&genuine.name).unwrap();
+    let mut tail = bytes[bytes.len() - 122..].to_vec();
+    tail[108..112].copy_from_slice(&u32::MAX.to_le_bytes());
+    let planted = format!("data/ab/{}", "ab".repeat(32));
+    backend.plant_sparse(&planted, 5 << 30, tail);
+
+    for read_data in [false, true] {
+        let report = repo
+            .check(&chatvault_core::CheckOptions {
+                read_data,
+                ..Default::default()
+            })
+            .unwrap();
+        let bad: Vec<_> = report.problems.iter().map(|p| p.object.as_str()).collect();
+        assert_eq!(bad, [planted.as_str()], "{:?}", report.problems);
+        assert!(report.problems[0].message.contains("over the format limit"));
+    }
+    let repair = repo.repair_index().unwrap();
+    assert_eq!(repair.unreadable_packs.len(), 1);
+    // Only the trailer of the planted pack was ever asked for.
+    assert_eq!(backend.largest_read(&planted), 122);
+    assert_eq!(restore(&repo, &refs), text(300_000));
+}
+
+/// Regression: `check --read-data` read every pack whole into memory (a planted or
+/// simply large pack cost its size per thread); it now streams each pack in runs.
+#[test]
+fn check_read_data_streams_packs_in_bounded_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Recording::default();
+    let repo = Repository::init(
+        Box::new(backend.clone()),
+        &pass(),
+        InitOptions {
+            pack_size: 32 << 20,
+            ..init_opts(&dir.path().join("cache"))
+        },
+    )
+    .unwrap();
+    // 24 MiB of incompressible chunks of at most 4 MiB: one pack larger than a run.
+    let data = chatvault_workload::media_bytes(9, 24 << 20);
+    let (refs, _) = backup(&repo, &data, "h");
+    let packs = backend.inner.list("data/").unwrap();
+    assert_eq!(packs.len(), 1);
+    assert!(packs[0].size > 20 << 20);
+    backend.reads.lock().unwrap().clear();
+    let report = repo
+        .check(&chatvault_core::CheckOptions {
+            read_data: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.blobs_read as usize,
+        refs.len() + 1,
+        "chunks and the tree"
+    );
+    assert_eq!(report.bytes_read, packs[0].size);
+    let largest = backend.largest_read("data/");
+    assert!(largest <= 8 << 20, "read {largest} bytes of a pack at once");
+    // A flipped byte in the middle of the pack is still found, and named.
+    let mut bytes = backend.inner.get(&packs[0].name).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    backend.inner.delete(&packs[0].name).unwrap();
+    backend.inner.put(&packs[0].name, &bytes).unwrap();
+    let report = repo
+        .check(&chatvault_core::CheckOptions {
+            read_data: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        report.problems[0].kind,
+        chatvault_core::ProblemKind::BlobCorrupt
+    );
+}
+
+/// Regression: snapshots, segments, holds, locks, key slots and the config were read
+/// whole with an unbounded read before their hash or signature was checked, so a
+/// planted object of any size was read into memory. Each is now refused unread above its
+/// kind's limit, and is damage like any other: the rest of the repository still reads.
+#[test]
+fn planted_oversized_objects_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, repo) = recording_repo(&dir.path().join("cache"));
+    let (refs, snap) = backup(&repo, &text(50_000), "h");
+    let big = 3u64 << 30;
+    let planted = |prefix: &str| format!("{prefix}{}", "cd".repeat(32));
+    for prefix in ["snapshots/", "index/", "holds/", "keys/"] {
+        backend.plant_sparse(&planted(prefix), big, b"x".to_vec());
+    }
+    drop(repo);
+    // Opening tries every key slot and syncs every segment.
+    let repo = Repository::open(
+        Box::new(backend.clone()),
+        &pass(),
+        open_opts(&dir.path().join("cache-2")),
+    )
+    .unwrap();
+    assert_eq!(restore(&repo, &refs), text(50_000));
+    let problems = repo.index_problems();
+    assert!(
+        problems.len() == 1 && problems[0].contains("more than the"),
+        "{problems:?}"
+    );
+    let err = repo
+        .load_snapshot(chatvault_core::SnapshotId::from_hex(&"cd".repeat(32)).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("more than the"), "{err}");
+    let report = repo
+        .check(&chatvault_core::CheckOptions::default())
+        .unwrap();
+    let mut bad: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.object.clone()))
+        .collect();
+    bad.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        bad,
+        [
+            (
+                chatvault_core::ProblemKind::HoldUnreadable,
+                planted("holds/")
+            ),
+            (
+                chatvault_core::ProblemKind::SegmentUnreadable,
+                "index/".to_owned()
+            ),
+            (
+                chatvault_core::ProblemKind::SlotUnreadable,
+                planted("keys/")
+            ),
+            (
+                chatvault_core::ProblemKind::SnapshotUnreadable,
+                planted("snapshots/")
+            ),
+        ]
+    );
+    assert!(repo.load_snapshot(snap).is_ok());
+    // A planted lock makes lock listing fail (a lock that cannot be read is never
+    // ignored), without reading it.
+    backend.plant_sparse(&planted("locks/"), big, Vec::new());
+    let err = repo.list_locks().unwrap_err();
+    assert!(err.to_string().contains("more than the"), "{err}");
+    for prefix in ["snapshots/", "index/", "holds/", "keys/", "locks/"] {
+        assert_eq!(backend.largest_read(&planted(prefix)), 0, "{prefix}");
+    }
+    // A planted config stops every open (it is the repository's root of trust), with a
+    // clear error and without being read.
+    backend.plant_sparse("config", big, Vec::new());
+    backend.reads.lock().unwrap().clear();
+    let err = Repository::open(
+        Box::new(backend.clone()),
+        &pass(),
+        open_opts(&dir.path().join("cache-3")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { object, .. } if object.as_str() == "config"),
+        "{err}"
+    );
+    assert_eq!(backend.largest_read("config"), 0);
+}

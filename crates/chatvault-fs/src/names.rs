@@ -71,22 +71,10 @@ pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// A snapshot path for messages: UTF-8 kept, other bytes and control characters escaped.
+/// A snapshot path for messages: [`chatvault_core::printable_bytes`], the escaping every
+/// frontend uses (UTF-8 kept; control and formatting characters and other bytes escaped).
 pub fn display(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for chunk in path.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
+    chatvault_core::printable_bytes(path).into_owned()
 }
 
 /// A snapshot path as a local path (for messages and progress).

@@ -74,7 +74,11 @@ fn print(out: Output, r: &BackupReport) {
             .iter()
             .filter(|p| p.kind == ProblemKind::Unreadable)
         {
-            out.line(format!("  {}: {}", p.path.display(), p.message));
+            out.line(format!(
+                "  {}: {}",
+                output::printable(&p.path.display().to_string()),
+                output::printable(&p.message)
+            ));
         }
     }
     out.json(&json!({

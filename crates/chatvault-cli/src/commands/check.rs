@@ -86,8 +86,8 @@ fn print_problems(out: Output, problems: &[CheckProblem]) {
         out.line(format!(
             "{}: {}: {}{affected}",
             kind_name(p),
-            p.object,
-            p.message
+            output::printable(&p.object),
+            output::printable(&p.message)
         ));
     }
 }

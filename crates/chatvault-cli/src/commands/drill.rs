@@ -375,9 +375,9 @@ fn print_snapshot(out: Output, snap: &Snapshot, r: &Result<(DrillOutcome, Durati
     let head = format!(
         "snapshot {} ({} {} {}), data age {}",
         snap.id.short(),
-        snap.record.source_kind,
-        snap.record.host,
-        snap.record.paths.join(" "),
+        output::printable(&snap.record.source_kind),
+        output::printable(&snap.record.host),
+        output::printable(&snap.record.paths.join(" ")),
         age(rpo)
     );
     match r {
@@ -393,7 +393,11 @@ fn print_snapshot(out: Output, snap: &Snapshot, r: &Result<(DrillOutcome, Durati
                 }
             ));
             for p in &o.problems {
-                out.line(format!("  {}: {}", p.path, p.message));
+                out.line(format!(
+                    "  {}: {}",
+                    output::printable(&p.path),
+                    output::printable(&p.message)
+                ));
             }
         }
         Err(e) => out.line(format!("{head}: FAILED: {e:#}")),

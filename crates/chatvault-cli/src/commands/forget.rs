@@ -45,7 +45,10 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
     let report = repo.forget(&policy, a.dry_run)?;
     let mut groups = Vec::new();
     for group in &report.groups {
-        out.line(format!("group: {}", group.group));
+        out.line(format!(
+            "group: {}",
+            output::printable(&group.group.to_string())
+        ));
         let mut list = Vec::new();
         for v in &group.verdicts {
             let reasons: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
@@ -58,7 +61,7 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
                 "  {}  {}  {action:<12}  {}",
                 v.id.short(),
                 output::time(v.time_unix_ms),
-                reasons.join(", ")
+                output::printable(&reasons.join(", "))
             ));
             list.push(json!({
                 "id": v.id.to_hex(),

@@ -30,7 +30,7 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
                     s.role.as_str(),
                     output::time(s.created_unix_ms),
                     s.kdf,
-                    s.label
+                    output::printable(&s.label)
                 ));
             }
             out.json(&Value::Array(

@@ -116,7 +116,11 @@ pub fn print_backup(out: Output, r: &BackupReport) {
         output::bytes(r.bytes_stored),
     ));
     for p in &r.problems {
-        out.line(format!("  {}: {}", p.path, p.message));
+        out.line(format!(
+            "  {}: {}",
+            output::printable(&p.path),
+            output::printable(&p.message)
+        ));
     }
     let files = r.files.map(|f| {
         json!({
@@ -221,7 +225,7 @@ fn ls(g: &Global, out: Output, a: &MsglogSelectArgs) -> Result<Outcome> {
     out.line(format!(
         "backup set {} ({}), {}",
         snap.id.short(),
-        snap.record.paths.join(" "),
+        output::printable(&snap.record.paths.join(" ")),
         output::time(snap.record.time_unix_ms)
     ));
     let mut rows = Vec::new();

@@ -246,6 +246,13 @@ pub fn load(path: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
+/// Parses a plan file's text and checks every step as `run` does before running any:
+/// the fuzz target's entry (`chatvault_cli::fuzzing::plan`).
+pub fn validate(text: &str) -> Result<()> {
+    let plan: Plan = toml::from_str(text)?;
+    steps(&plan).map(drop)
+}
+
 fn period(s: &Option<String>) -> Result<Option<chatvault_core::Period>> {
     s.as_deref()
         .map(|p| {
@@ -514,7 +521,7 @@ fn step(name: &str, out: Output, f: impl FnOnce(Output) -> Result<Outcome>) -> R
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(": ");
-            eprintln!("chatvault: {name}: {message}");
+            eprintln!("chatvault: {name}: {}", output::printable(&message));
             quiet.json(&json!({"error": {"code": code, "kind": kind, "message": message}}));
             code
         }
@@ -672,7 +679,7 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
         })).collect::<Vec<_>>(),
     });
     if let Some(e) = &state_error {
-        eprintln!("chatvault: {e:#}");
+        eprintln!("chatvault: {}", output::printable(&format!("{e:#}")));
     }
     out.json(&doc);
     let mut run_record = Record {

@@ -7,7 +7,7 @@ use chatvault_core::{DamagedContent, LossKind, RepairOptions};
 
 use crate::args::{Global, RepairCommand, RepairSnapshotsArgs};
 use crate::exit::Outcome;
-use crate::output::Output;
+use crate::output::{self, Output};
 use crate::session;
 
 pub fn run(g: &Global, out: Output, c: &RepairCommand) -> Result<Outcome> {
@@ -93,7 +93,11 @@ fn snapshots(g: &Global, out: Output, a: &RepairSnapshotsArgs) -> Result<Outcome
         for l in &s.losses {
             let path = String::from_utf8_lossy(&l.path).into_owned();
             let kind = loss_kind(l.kind);
-            out.line(format!("  {path} ({kind}): {}", l.reason));
+            out.line(format!(
+                "  {} ({kind}): {}",
+                output::printable_bytes(&l.path),
+                output::printable(&l.reason)
+            ));
             losses.push(json!({"path": path, "kind": kind, "reason": l.reason}));
         }
         repaired.push(json!({

@@ -45,7 +45,11 @@ pub fn run(g: &Global, out: Output, a: &RestoreArgs) -> Result<Outcome> {
     if !r.problems.is_empty() {
         out.line(format!("{} entries were not restored:", r.problems.len()));
         for p in &r.problems {
-            out.line(format!("  {}: {}", p.path.display(), p.message));
+            out.line(format!(
+                "  {}: {}",
+                output::printable(&p.path.display().to_string()),
+                output::printable(&p.message)
+            ));
         }
     }
     out.json(&json!({

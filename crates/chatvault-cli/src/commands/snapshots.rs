@@ -44,12 +44,12 @@ pub fn run(g: &Global, out: Output, a: &SnapshotsArgs) -> Result<Outcome> {
             "{:<8}  {:<19}  {:<12}  {:<11}  {:>10}  {:>10}  {:<4}  {}",
             s.id.short(),
             output::time(r.time_unix_ms),
-            r.host,
+            output::printable(&r.host),
             r.kind.as_str(),
             r.summary.files,
             output::bytes(r.summary.bytes_added),
             if holds.contains_key(&s.id) { "yes" } else { "" },
-            r.paths.join(" ")
+            output::printable(&r.paths.join(" "))
         ));
     }
     for (id, e) in &damaged {

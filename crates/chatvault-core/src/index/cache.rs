@@ -755,7 +755,8 @@ mod tests {
         IndexEntry {
             blob: BlobId::from_bytes(id),
             offset: i,
-            length: 100,
+            // A sealed length possible for the raw length (the payload stored raw).
+            length: 40 + i % 4096,
             raw_len: i % 4096,
             ..sample(1)
         }

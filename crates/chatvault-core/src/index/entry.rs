@@ -6,10 +6,13 @@
 //!   same fields without the blob id, used as the cache's value) exactly [`VALUE_LEN`];
 //!   integers are little-endian.
 //! - Decoding accepts only what encoding could produce from a valid entry: known type and
-//!   codec bytes, `offset + length` within `u32` (a pack is at most 4 GiB), and a raw
-//!   length within [`MAX_BLOB_SIZE`]. Anything else is `Corrupt`, never a panic.
+//!   codec bytes, `offset + length` within `u32` (a pack is at most 4 GiB), a raw length
+//!   within [`MAX_BLOB_SIZE`](crate::MAX_BLOB_SIZE), and a sealed length possible for that raw length
+//!   ([`blob::check_sealed_len`]), so a reader never allocates more than
+//!   [`blob::MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN) for an entry. Anything else is
+//!   `Corrupt`, never a panic.
 
-use crate::blob::{BlobMeta, BlobType, Codec, MAX_BLOB_SIZE};
+use crate::blob::{self, BlobMeta, BlobType, Codec};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 
@@ -124,10 +127,7 @@ impl IndexEntry {
         if self.offset.checked_add(self.length).is_none() {
             return Err("index entry reaches past 4 GiB in its pack");
         }
-        if self.raw_len as usize > MAX_BLOB_SIZE {
-            return Err("index entry raw length over the format limit");
-        }
-        Ok(())
+        blob::check_sealed_len(self.raw_len, self.length)
     }
 }
 
@@ -157,7 +157,7 @@ pub(crate) mod tests {
             any::<[u8; 32]>(),
             any::<u32>(),
             any::<u32>(),
-            0..=MAX_BLOB_SIZE as u32,
+            0..=crate::blob::MAX_BLOB_SIZE as u32,
             prop_oneof![Just(BlobType::Data), Just(BlobType::Tree)],
             prop_oneof![Just(Codec::Raw), Just(Codec::Zstd)],
             any::<u32>(),
@@ -165,12 +165,14 @@ pub(crate) mod tests {
         )
             .prop_map(
                 |(blob, pack, offset, len, raw_len, blob_type, codec, domain, generation)| {
+                    // A payload no longer than the plaintext, sealed.
+                    let length = 40 + len % (raw_len + 1);
                     IndexEntry {
                         blob: BlobId::from_bytes(blob),
                         pack: PackId::from_bytes(pack),
-                        offset,
                         // Keeps offset + length within u32, as a real pack would.
-                        length: len.min(u32::MAX - offset),
+                        offset: offset.min(u32::MAX - length),
+                        length,
                         raw_len,
                         blob_type,
                         codec,
@@ -253,18 +255,40 @@ pub(crate) mod tests {
     #[test]
     fn out_of_range_fields_are_corrupt() {
         let mut e = sample(1);
-        e.offset = u32::MAX - 10;
-        e.length = 11;
+        e.offset = u32::MAX - 50;
+        e.length = 51;
         let r = corrupt_reason(IndexEntry::decode_value(e.blob, &e.encode_value(), "t"));
         assert!(r.contains("4 GiB"), "{r}");
         // Exactly reaching u32::MAX is still a valid pack position.
-        e.length = 10;
+        e.length = 50;
         assert!(IndexEntry::decode_value(e.blob, &e.encode_value(), "t").is_ok());
 
         let mut e = sample(1);
-        e.raw_len = MAX_BLOB_SIZE as u32 + 1;
+        e.raw_len = crate::blob::MAX_BLOB_SIZE as u32 + 1;
         let r = corrupt_reason(IndexEntry::decode_value(e.blob, &e.encode_value(), "t"));
         assert!(r.contains("raw length"), "{r}");
+    }
+
+    /// Regression: an entry's sealed length was only checked to fit in its pack, so a
+    /// planted entry made every read of its blob allocate up to 4 GiB before the range
+    /// was fetched (and found past the pack's end).
+    #[test]
+    fn a_sealed_length_beyond_the_raw_length_is_corrupt() {
+        let mut e = sample(1);
+        e.offset = 0;
+        e.raw_len = 100;
+        e.length = u32::MAX;
+        let r = corrupt_reason(IndexEntry::decode_value(e.blob, &e.encode_value(), "t"));
+        assert!(r.contains("longer than its plaintext"), "{r}");
+        e.length = 141;
+        corrupt_reason(IndexEntry::decode_value(e.blob, &e.encode_value(), "t"));
+        e.length = 39;
+        let r = corrupt_reason(IndexEntry::decode_value(e.blob, &e.encode_value(), "t"));
+        assert!(r.contains("shorter than its seal"), "{r}");
+        for ok in [40, 100, 140] {
+            e.length = ok;
+            assert!(IndexEntry::decode_value(e.blob, &e.encode_value(), "t").is_ok());
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod secrets;
 mod slot;
 
 pub(crate) use secrets::{DataKeyPair, GenerationKeys, Secrets};
-pub(crate) use slot::{SlotHeader, check_shape, open_slot, seal_slot};
+pub(crate) use slot::{SlotHeader, check_shape, open_cheapest_first, seal_slot};
 
 use std::fmt;
 use std::path::Path;
@@ -111,10 +111,18 @@ impl KdfParams {
     pub const MIN_M_KIB: u32 = 64 * 1024;
     /// The minimum passes accepted.
     pub const MIN_T_COST: u32 = 3;
-    /// Upper bounds that keep a hostile slot from exhausting memory or time.
-    pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
-    /// See [`MAX_M_KIB`](Self::MAX_M_KIB).
-    pub const MAX_T_COST: u32 = 64;
+    /// The most memory accepted, when a slot is created and when it is opened: 1 GiB.
+    /// With [`MAX_T_COST`](Self::MAX_T_COST) and [`MAX_COST`](Self::MAX_COST), the
+    /// ceilings that keep a slot planted by someone with storage write access from making
+    /// every open run minutes of Argon2 or exhaust a chat node's memory.
+    pub const MAX_M_KIB: u32 = 1024 * 1024;
+    /// The most passes accepted. See [`MAX_M_KIB`](Self::MAX_M_KIB).
+    pub const MAX_T_COST: u32 = 16;
+    /// The most work accepted, memory times passes, in KiB: 2 GiB × 1 pass, 1 GiB × 2,
+    /// 512 MiB × 4 … (10 times the default). See [`MAX_M_KIB`](Self::MAX_M_KIB).
+    pub const MAX_COST: u64 = 2 * 1024 * 1024;
+    /// The most lanes accepted.
+    pub const MAX_P_COST: u32 = 16;
 
     /// Explicit parameters; [`check`](Self::check) refuses weak ones.
     pub fn new(m_kib: u32, t_cost: u32, p_cost: u32) -> Self {
@@ -142,12 +150,33 @@ impl KdfParams {
         self.weak_allowed
     }
 
-    /// Refuses weak (unless explicitly allowed) or absurd parameters.
+    /// The work one derivation costs: memory (KiB) times passes. Lanes share the memory
+    /// and, without threads, add no time. Slots are tried cheapest first.
+    pub fn cost(&self) -> u64 {
+        u64::from(self.m_kib) * u64::from(self.t_cost)
+    }
+
+    /// Refuses weak (unless explicitly allowed) or excessive parameters (above the
+    /// ceilings, whatever `weak_allowed` says).
     pub fn check(&self, weak_allowed: bool) -> Result<()> {
-        if self.m_kib > Self::MAX_M_KIB || self.t_cost > Self::MAX_T_COST || self.p_cost > 16 {
+        if self.m_kib > Self::MAX_M_KIB
+            || self.t_cost > Self::MAX_T_COST
+            || self.cost() > Self::MAX_COST
+            || self.p_cost > Self::MAX_P_COST
+        {
             return Err(Error::invalid(
                 "KDF parameters",
-                "above the limits this build accepts",
+                format!(
+                    "m={} KiB t={} p={} is above the limits this build accepts \
+                     (m ≤ {} KiB, t ≤ {}, m × t ≤ {} KiB, p ≤ {})",
+                    self.m_kib,
+                    self.t_cost,
+                    self.p_cost,
+                    Self::MAX_M_KIB,
+                    Self::MAX_T_COST,
+                    Self::MAX_COST,
+                    Self::MAX_P_COST,
+                ),
             ));
         }
         if self.p_cost == 0 || self.t_cost == 0 || self.m_kib < 8 * self.p_cost {
@@ -271,6 +300,32 @@ mod tests {
         KdfParams::insecure_for_tests().check(true).unwrap();
         assert!(KdfParams::new(u32::MAX, 3, 1).check(true).is_err());
         assert!(KdfParams::new(64 * 1024, 1000, 1).check(true).is_err());
+    }
+
+    /// Regression: the ceilings were 4 GiB and 64 passes, so one planted slot made every
+    /// open of the repository run up to 256 GiB-passes of Argon2.
+    #[test]
+    fn kdf_ceilings_bound_the_work_of_one_slot() {
+        let gib = 1024 * 1024;
+        for ok in [(gib, 2), (gib / 2, 4), (gib / 8, 16), (64 * 1024, 3)] {
+            KdfParams::new(ok.0, ok.1, 1).check(true).unwrap();
+        }
+        for over in [
+            (4 * gib, 3),
+            (gib + 1, 1),
+            (gib, 3),
+            (64 * 1024, 17),
+            (gib / 4, 9),
+        ] {
+            let err = KdfParams::new(over.0, over.1, 1).check(true).unwrap_err();
+            assert!(
+                err.to_string().contains("above the limits"),
+                "{over:?}: {err}"
+            );
+        }
+        assert!(KdfParams::new(64 * 1024, 3, 17).check(true).is_err());
+        assert_eq!(KdfParams::default().cost(), 3 * 64 * 1024);
+        assert!(KdfParams::MAX_COST <= 12 * KdfParams::default().cost());
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! nonce (24) ‖ sealed secrets ‖ tag (16)`. Everything before the nonce is the header and
 //! is the AEAD's associated data, so role, parameters, repository id and label cannot be
 //! changed without the slot failing to open.
+//!
+//! Invariants: no Argon2 runs for parameters above the ceilings
+//! ([`KdfParams::check`]), whatever the caller allows; when several slots could open
+//! with a secret, they are tried cheapest first ([`open_cheapest_first`]), so a slot
+//! planted at the ceilings costs an opener nothing when a cheaper slot opens.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
@@ -41,7 +46,7 @@ impl SlotHeader {
     fn encode(&self) -> Vec<u8> {
         let mut h = Vec::with_capacity(128 + self.label.len());
         h.extend_from_slice(MAGIC);
-        h.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+        h.extend_from_slice(&crate::format::FormatVersion::CURRENT.as_u16().to_le_bytes());
         h.push(self.role.to_u8());
         h.push(self.kdf_kind);
         for v in [self.kdf.m_kib, self.kdf.t_cost, self.kdf.p_cost] {
@@ -130,10 +135,18 @@ pub(crate) fn check_shape(bytes: &[u8], object: &str, repo_id: &RepoId) -> Resul
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Argon2 derivations run on this thread (tests count them).
+    static KDF_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 fn kek(header: &SlotHeader, source: &KeySource, weak_allowed: bool) -> Result<Key32> {
     match (header.kdf_kind, source) {
         (KDF_ARGON2ID, KeySource::Passphrase(p)) => {
             header.kdf.check(weak_allowed)?;
+            #[cfg(test)]
+            KDF_RUNS.with(|n| n.set(n.get() + 1));
             let params = Params::new(
                 header.kdf.m_kib,
                 header.kdf.t_cost,
@@ -196,6 +209,60 @@ pub(crate) fn seal_slot(
     let aad = bytes.clone();
     aead::seal_into(&kek, &aad, &secrets.encode(), &mut bytes);
     Ok((SlotId::from_bytes(random_array()), bytes))
+}
+
+impl SlotHeader {
+    /// What opening this slot with `source` costs before its seal can be checked: the
+    /// Argon2 work for a passphrase slot and a passphrase, nothing otherwise (a key-file
+    /// derivation is one hash; a source of the other kind is refused without deriving).
+    fn open_cost(&self, source: &KeySource) -> u64 {
+        match (self.kdf_kind, source) {
+            (KDF_ARGON2ID, KeySource::Passphrase(_)) => self.kdf.cost(),
+            _ => 0,
+        }
+    }
+}
+
+/// Opens the first of `slots` (ids and object bytes) that opens with `source`, trying
+/// them cheapest first (by the Argon2 work their headers ask for, then by id), so a slot
+/// planted with costly parameters runs only when every cheaper slot failed.
+///
+/// A slot that does not open with `source` or is damaged is skipped, so one bad slot
+/// does not lock everyone out; the error is then [`Error::WrongPassphrase`], or
+/// `InvalidArgument` when a slot was refused for its KDF parameters (below the floor
+/// without `weak_allowed`, or above the ceilings).
+pub(crate) fn open_cheapest_first(
+    slots: Vec<(SlotId, Vec<u8>)>,
+    source: &KeySource,
+    weak_allowed: bool,
+) -> Result<(SlotId, SlotHeader, Secrets)> {
+    let mut candidates: Vec<(u64, SlotId, Vec<u8>)> = slots
+        .into_iter()
+        .filter_map(|(id, bytes)| {
+            let (header, _) = SlotHeader::decode(&bytes, &id.object_name()).ok()?;
+            Some((header.open_cost(source), id, bytes))
+        })
+        .collect();
+    candidates.sort_by_key(|c| (c.0, c.1));
+    let mut refused_kdf = None;
+    for (_, id, bytes) in candidates {
+        match open_slot(&bytes, &id.object_name(), source, weak_allowed) {
+            Ok((header, secrets)) => return Ok((id, header, secrets)),
+            Err(Error::WrongPassphrase | Error::Corrupt { .. }) => {}
+            Err(Error::InvalidArgument { reason, .. }) => refused_kdf = Some(reason),
+            Err(e) => return Err(e),
+        }
+    }
+    match refused_kdf {
+        Some(reason) => Err(Error::invalid(
+            "key slot",
+            format!(
+                "no slot opened, and a slot was refused for its KDF parameters \
+                 (weak slots need the test-only setting): {reason}"
+            ),
+        )),
+        None => Err(Error::WrongPassphrase),
+    }
 }
 
 /// Opens a slot object. A key source of the other kind, or one that fails
@@ -307,6 +374,112 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(open_slot(&bytes[..n], "k", &pass, true).is_err(), "len {n}");
         }
+    }
+
+    fn kdf_runs() -> u32 {
+        KDF_RUNS.with(|n| n.get())
+    }
+
+    /// Regression: slots were tried in listing order, so a passphrase slot planted with
+    /// costly parameters (and an id that lists first) ran its Argon2 on every open before
+    /// the genuine, cheaper slot.
+    #[test]
+    fn a_planted_costly_slot_is_not_run_before_a_cheap_one() {
+        let s = root();
+        let pass = KeySource::passphrase("pw");
+        let weak = KdfParams::insecure_for_tests();
+        let (_, genuine) = seal_slot(&s, &pass, weak, "ops").unwrap();
+        // Planted: its own secrets and passphrase, 64 times the genuine slot's work.
+        let costly = KdfParams::new(64 * 64, 1, 1);
+        let (_, planted) =
+            seal_slot(&root(), &KeySource::passphrase("other"), weak, "ops").unwrap();
+        let mut planted = planted;
+        planted[12..16].copy_from_slice(&costly.m_kib.to_le_bytes());
+        let first = SlotId::from_bytes([0; 32]);
+        let last = SlotId::from_bytes([0xff; 32]);
+        let before = kdf_runs();
+        let (id, header, secrets) = open_cheapest_first(
+            vec![(first, planted.clone()), (last, genuine.clone())],
+            &pass,
+            true,
+        )
+        .unwrap();
+        assert_eq!((id, header.label.as_str()), (last, "ops"));
+        assert_eq!(secrets.id_key.expose(), s.id_key.expose());
+        assert_eq!(kdf_runs() - before, 1, "only the cheap slot's Argon2 ran");
+        // With a wrong passphrase both run, the cheap one first; nothing opens.
+        assert!(matches!(
+            open_cheapest_first(
+                vec![(first, planted), (last, genuine)],
+                &KeySource::passphrase("wrong"),
+                true
+            ),
+            Err(Error::WrongPassphrase)
+        ));
+    }
+
+    /// Regression: a slot at the old ceilings (4 GiB, 64 passes) was derived on every
+    /// open. Above the new ceilings a slot is refused without running Argon2, and the
+    /// other slots still open.
+    #[test]
+    fn a_slot_above_the_ceilings_runs_no_argon2_and_locks_nobody_out() {
+        let s = root();
+        let pass = KeySource::passphrase("pw");
+        let (_, genuine) = seal_slot(&s, &pass, KdfParams::insecure_for_tests(), "a").unwrap();
+        let mut planted = genuine.clone();
+        planted[12..16].copy_from_slice(&(4u32 << 20).to_le_bytes());
+        planted[16..20].copy_from_slice(&64u32.to_le_bytes());
+        let before = kdf_runs();
+        let (id, _, _) = open_cheapest_first(
+            vec![
+                (SlotId::from_bytes([1; 32]), planted.clone()),
+                (SlotId::from_bytes([2; 32]), genuine),
+            ],
+            &pass,
+            true,
+        )
+        .unwrap();
+        assert_eq!(id, SlotId::from_bytes([2; 32]));
+        assert_eq!(kdf_runs() - before, 1);
+        // Alone, it is refused for its parameters, without an Argon2 run.
+        let before = kdf_runs();
+        let Err(err) =
+            open_cheapest_first(vec![(SlotId::from_bytes([1; 32]), planted)], &pass, true)
+        else {
+            panic!("a slot above the ceilings opened");
+        };
+        assert!(err.to_string().contains("above the limits"), "{err}");
+        assert_eq!(kdf_runs(), before);
+    }
+
+    #[test]
+    fn key_file_openers_never_run_argon2_and_damaged_slots_are_skipped() {
+        let s = root();
+        let kf = KeySource::KeyFile(Zeroizing::new([3; 32]));
+        let (_, by_file) = seal_slot(&s, &kf, KdfParams::default(), "node").unwrap();
+        let (_, by_pass) = seal_slot(
+            &s,
+            &KeySource::passphrase("pw"),
+            KdfParams::insecure_for_tests(),
+            "ops",
+        )
+        .unwrap();
+        let before = kdf_runs();
+        let (id, header, _) = open_cheapest_first(
+            vec![
+                (SlotId::from_bytes([1; 32]), by_pass),
+                (SlotId::from_bytes([2; 32]), b"CVKEYSLT garbage".to_vec()),
+                (SlotId::from_bytes([3; 32]), by_file),
+            ],
+            &kf,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (id, header.label.as_str()),
+            (SlotId::from_bytes([3; 32]), "node")
+        );
+        assert_eq!(kdf_runs(), before);
     }
 
     #[test]

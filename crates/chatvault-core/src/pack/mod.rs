@@ -3,23 +3,29 @@
 //! Layout: `blob* ‖ sealed header ‖ trailer`. Each blob is `nonce (24) ‖ ciphertext ‖ tag`
 //! sealed with the pack's random data key (associated data in `blob::aad`). The header is
 //! `nonce ‖ seal(count u32 ‖ count × entry) ‖ tag`, with the same key and associated data
-//! `"CVPACKHD" ‖ repo_id`; an entry is `type u8 ‖ codec u8 ‖ domain u32 ‖ raw_len u32 ‖
+//! `"CVPACKHD" ‖ repo_id ‖ version u16 ‖ generation u32` (format 1: `"CVPACKHD" ‖
+//! repo_id`, see [`header_aad`]); an entry is `type u8 ‖ codec u8 ‖ domain u32 ‖ raw_len u32 ‖
 //! length u32 ‖ id (32)` and blob offsets are implied (blobs are contiguous from 0). The
 //! trailer (fixed [`TRAILER_LEN`] bytes) is `key wrap (108) ‖ header_len u32 ‖ version u16
 //! ‖ magic "CVPACK\0\x01"`: the data key sealed to the repository's X25519 data key.
 //! Invariants: the pack id is BLAKE3 of all its bytes; a reader needs only the trailer,
 //! the header and one blob's range to read one blob; entries must tile the blob area
-//! exactly, or the pack is `Corrupt`.
+//! exactly, or the pack is `Corrupt`; from format 2 on, every trailer field is
+//! authenticated (the key wrap by its seal, the version and generation by the header's
+//! associated data, the header length by the tiling); no length read from a pack is
+//! trusted for an allocation beyond its per-kind limit ([`MAX_HEADER_LEN`],
+//! [`blob::MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN)).
 
 pub(crate) mod reader;
 mod writer;
 
-pub(crate) use reader::{open_header, read_trailer};
+pub(crate) use reader::{PackKey, decode_header, open_header, read_trailer};
 pub(crate) use writer::{FinishedPack, PackBuilder};
 
 use crate::blob::{BlobType, Codec};
 use crate::crypto::aead;
 use crate::crypto::wrap::WRAP_LEN;
+use crate::format::FormatVersion;
 use crate::id::{BlobId, RepoId};
 
 /// Magic bytes at the very end of a pack.
@@ -66,16 +72,27 @@ impl PackEntry {
     }
 }
 
-/// Associated data of a pack header.
-pub(crate) fn header_aad(repo_id: &RepoId) -> Vec<u8> {
-    let mut a = Vec::with_capacity(8 + 32);
+/// Associated data of the header of a pack in format `version`, sealed to data key
+/// `generation`: `"CVPACKHD" ‖ repo_id`, and from format 2 on `‖ version u16 ‖
+/// generation u32`, so that the trailer's version (which says how to read everything
+/// else) and generation are authenticated, not only its key wrap.
+pub(crate) fn header_aad(repo_id: &RepoId, version: FormatVersion, generation: u32) -> Vec<u8> {
+    let mut a = Vec::with_capacity(8 + 32 + 2 + 4);
     a.extend_from_slice(b"CVPACKHD");
     a.extend_from_slice(repo_id.as_bytes());
+    if version >= FormatVersion::V2 {
+        a.extend_from_slice(&version.as_u16().to_le_bytes());
+        a.extend_from_slice(&generation.to_le_bytes());
+    }
     a
 }
 
 /// Smallest possible sealed header (no entries).
 pub(crate) const MIN_HEADER_LEN: usize = 4 + aead::OVERHEAD;
+
+/// Largest possible sealed header ([`MAX_BLOBS_PER_PACK`] entries): a trailer claiming
+/// more is refused before anything is read or allocated (about 48 MiB).
+pub(crate) const MAX_HEADER_LEN: usize = 4 + MAX_BLOBS_PER_PACK * ENTRY_LEN + aead::OVERHEAD;
 
 #[cfg(test)]
 mod tests {
@@ -142,7 +159,7 @@ mod tests {
         )?;
         let key = t.unwrap_key(&k.sk, &k.binding(), "p")?;
         let hdr = &bytes[t.header_offset as usize..bytes.len() - TRAILER_LEN];
-        let header = open_header(hdr, &key, &k.repo, t.header_offset, 0, "p")?;
+        let header = open_header(hdr, &key, &k.repo, t.generation(), "p")?;
         header
             .entries
             .iter()
@@ -202,6 +219,105 @@ mod tests {
         forger.id_key = Key32::from_bytes(*k.id_key.expose());
         let p = build(&forger, &[b"evil".to_vec()]);
         assert!(matches!(read_all(&k, &p.bytes), Err(Error::Corrupt { .. })));
+    }
+
+    /// Regression: the trailer's version was covered by nothing, so storage could change
+    /// it undetected. From format 2 on, the header's associated data carries it.
+    #[test]
+    fn the_trailers_version_is_authenticated() {
+        let k = Keys::new();
+        let p = build(&k, &[b"alpha".to_vec()]);
+        assert_eq!(read_all(&k, &p.bytes).unwrap(), vec![b"alpha".to_vec()]);
+        let version_at = p.bytes.len() - 8 - 2;
+        assert_eq!(p.bytes[version_at..version_at + 2], [2, 0]);
+        let mut as_v1 = p.bytes.clone();
+        as_v1[version_at] = 1;
+        let err = read_all(&k, &as_v1).unwrap_err();
+        assert!(
+            err.to_string().contains("header failed authentication"),
+            "{err}"
+        );
+    }
+
+    /// Regression: a planted trailer could claim a header of up to 4 GiB, which readers
+    /// fetched and allocated before anything authenticated it.
+    #[test]
+    fn a_trailer_claiming_a_4_gib_header_is_refused_before_it_is_read() {
+        let k = Keys::new();
+        let p = build(&k, &[b"alpha".to_vec()]);
+        let mut tail = p.bytes[p.bytes.len() - TRAILER_LEN..].to_vec();
+        tail[WRAP_LEN..WRAP_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        // The pack claims to be large enough to hold such a header.
+        let err = read_trailer(&tail, 5 << 30, "p").unwrap_err();
+        assert!(err.to_string().contains("over the format limit"), "{err}");
+        let just_over = (MAX_HEADER_LEN + 1) as u32;
+        tail[WRAP_LEN..WRAP_LEN + 4].copy_from_slice(&just_over.to_le_bytes());
+        assert!(read_trailer(&tail, 5 << 30, "p").is_err());
+        // The largest legal header is accepted by the trailer check.
+        let max = MAX_HEADER_LEN as u32;
+        tail[WRAP_LEN..WRAP_LEN + 4].copy_from_slice(&max.to_le_bytes());
+        let t = read_trailer(&tail, u64::from(max) + 1000, "p").unwrap();
+        assert_eq!(t.header_len, max);
+        // A blob area of 4 GiB cannot be addressed by u32 offsets.
+        assert!(read_trailer(&tail, (4 << 30) + u64::from(max) + TRAILER_LEN as u64, "p").is_err());
+    }
+
+    /// Regression: header entries were accepted with any sealed length, so a header (or
+    /// an index built from it) could make a reader allocate 4 GiB for one blob.
+    #[test]
+    fn header_entries_with_impossible_lengths_are_corrupt() {
+        let entry = |raw_len: u32, length: u32| {
+            let mut b = 1u32.to_le_bytes().to_vec();
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&raw_len.to_le_bytes());
+            b.extend_from_slice(&length.to_le_bytes());
+            b.extend_from_slice(&[9; 32]);
+            b
+        };
+        let ok = decode_header(&entry(10, 50), 50, "p").unwrap();
+        assert_eq!((ok[0].offset, ok[0].length, ok[0].raw_len), (0, 50, 10));
+        for (raw, len) in [(10, 51), (10, 39), (0, u32::MAX), (u32::MAX, u32::MAX)] {
+            let area = u64::from(len);
+            assert!(
+                matches!(
+                    decode_header(&entry(raw, len), area, "p"),
+                    Err(Error::Corrupt { .. })
+                ),
+                "raw {raw} sealed {len}"
+            );
+        }
+        // The entries must tile the blob area exactly.
+        assert!(decode_header(&entry(10, 50), 51, "p").is_err());
+        assert!(decode_header(&entry(10, 50), 49, "p").is_err());
+        // A count the bytes do not hold.
+        let mut short = entry(10, 50);
+        short[0] = 2;
+        assert!(decode_header(&short, 50, "p").is_err());
+        assert!(decode_header(&[], 0, "p").is_err());
+        assert!(
+            decode_header(&0u32.to_le_bytes(), 0, "p")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// The header's associated data, pinned for both formats (FORMAT.md, section 7.2).
+    #[test]
+    fn golden_header_aad() {
+        let repo = RepoId::from_bytes([0x11; 32]);
+        assert_eq!(
+            hex::encode(header_aad(&repo, FormatVersion::V1, 7)),
+            format!("{}{}", hex::encode(b"CVPACKHD"), "11".repeat(32))
+        );
+        assert_eq!(
+            hex::encode(header_aad(&repo, FormatVersion::V2, 7)),
+            format!(
+                "{}{}020007000000",
+                hex::encode(b"CVPACKHD"),
+                "11".repeat(32)
+            )
+        );
     }
 
     #[test]

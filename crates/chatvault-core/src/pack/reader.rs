@@ -1,18 +1,23 @@
 //! Reading packs: the trailer, the sealed header, then single blobs by range.
 //!
-//! Invariant: every length read from a pack is checked against the pack's real size before
-//! anything is allocated or sliced.
+//! Invariant: every length read from a pack is checked against the pack's real size and
+//! against its per-kind limit before anything is allocated or sliced: the header against
+//! [`MAX_HEADER_LEN`], a blob against
+//! [`blob::MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN) and its raw length. The header's
+//! plaintext decoder ([`decode_header`]) is separate from its authentication, so that it
+//! can be fuzzed on its own.
 
 use x25519_dalek::StaticSecret;
 
 use super::{
-    ENTRY_LEN, MAGIC, MAX_BLOBS_PER_PACK, MIN_HEADER_LEN, PackEntry, TRAILER_LEN, header_aad,
+    ENTRY_LEN, MAGIC, MAX_BLOBS_PER_PACK, MAX_HEADER_LEN, MIN_HEADER_LEN, PackEntry, TRAILER_LEN,
+    header_aad,
 };
-use crate::blob::{BlobType, Codec};
+use crate::blob::{self, BlobType, Codec};
 use crate::crypto::wrap::{self, WRAP_LEN, WrapBinding};
 use crate::crypto::{Key32, aead};
 use crate::error::{Error, Result};
-use crate::format::ByteReader;
+use crate::format::{ByteReader, FormatVersion};
 use crate::id::{BlobId, RepoId};
 
 /// The parsed trailer of a pack.
@@ -21,6 +26,18 @@ pub(crate) struct Trailer {
     pub wrap: [u8; WRAP_LEN],
     pub header_offset: u64,
     pub header_len: u32,
+    /// The format the pack was written in (authenticated from format 2 on, when the
+    /// header opens).
+    pub version: FormatVersion,
+}
+
+/// A pack's unwrapped data key, with what opening its blobs needs besides: the format
+/// version the blobs' associated data carries, and the length of the blob area (every
+/// blob range must end within it).
+pub(crate) struct PackKey {
+    pub key: Key32,
+    pub version: FormatVersion,
+    pub blob_area: u64,
 }
 
 impl Trailer {
@@ -35,9 +52,14 @@ impl Trailer {
         data_sk: &StaticSecret,
         binding: &WrapBinding<'_>,
         object: &str,
-    ) -> Result<Key32> {
-        wrap::unwrap(&self.wrap, data_sk, binding)
-            .map_err(|_| Error::corrupt(object, "pack key does not unwrap (forged or damaged)"))
+    ) -> Result<PackKey> {
+        let key = wrap::unwrap(&self.wrap, data_sk, binding)
+            .map_err(|_| Error::corrupt(object, "pack key does not unwrap (forged or damaged)"))?;
+        Ok(PackKey {
+            key,
+            version: self.version,
+            blob_area: self.header_offset,
+        })
     }
 }
 
@@ -53,21 +75,26 @@ pub(crate) fn read_trailer(tail: &[u8], pack_len: u64, object: &str) -> Result<T
     if r.array::<8>()? != *MAGIC {
         return Err(Error::corrupt(object, "wrong pack magic"));
     }
-    if u32::from(version) != crate::FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat {
-            object: object.into(),
-            found: u32::from(version),
-            supported: crate::FORMAT_VERSION,
-        });
+    let version = FormatVersion::check(version, object)?;
+    if header_len as usize > MAX_HEADER_LEN {
+        return Err(Error::corrupt(
+            object,
+            format!("header length {header_len} over the format limit of {MAX_HEADER_LEN}"),
+        ));
     }
     let header_offset = (pack_len - TRAILER_LEN as u64)
         .checked_sub(u64::from(header_len))
         .filter(|_| header_len as usize >= MIN_HEADER_LEN)
         .ok_or_else(|| Error::corrupt(object, "header length out of range"))?;
+    // Blob offsets are u32: a blob area of 4 GiB or more cannot be addressed.
+    if header_offset > u64::from(u32::MAX) {
+        return Err(Error::corrupt(object, "blob area of 4 GiB or more"));
+    }
     Ok(Trailer {
         wrap,
         header_offset,
         header_len,
+        version,
     })
 }
 
@@ -78,18 +105,30 @@ pub(crate) struct PackHeader {
     pub generation: u32,
 }
 
-/// Opens a sealed header that starts at `header_offset` (= the length of the blob area).
+/// Opens a sealed header with the pack's key (which knows the pack's version and the
+/// length of its blob area) and decodes it; `generation` is the trailer's.
 pub(crate) fn open_header(
     sealed: &[u8],
-    key: &Key32,
+    key: &PackKey,
     repo_id: &RepoId,
-    header_offset: u64,
     generation: u32,
     object: &str,
 ) -> Result<PackHeader> {
-    let plain = aead::open(key, &header_aad(repo_id), sealed)
+    let aad = header_aad(repo_id, key.version, generation);
+    let plain = aead::open(&key.key, &aad, sealed)
         .map_err(|_| Error::corrupt(object, "pack header failed authentication"))?;
-    let mut r = ByteReader::new(&plain, object);
+    Ok(PackHeader {
+        entries: decode_header(&plain, key.blob_area, object)?,
+        generation,
+    })
+}
+
+/// Decodes a header's plaintext (`count u32 ‖ count × entry`) for a pack whose blob area
+/// is `blob_area` bytes long: the count and every length are checked (known type and
+/// codec, raw length within the format limit, sealed length possible for that raw
+/// length and codec), and the entries must tile the blob area exactly.
+pub(crate) fn decode_header(plain: &[u8], blob_area: u64, object: &str) -> Result<Vec<PackEntry>> {
+    let mut r = ByteReader::new(plain, object);
     let count = r.u32()? as usize;
     if count > MAX_BLOBS_PER_PACK || count * ENTRY_LEN != r.remaining() {
         return Err(Error::corrupt(object, "pack header entry count"));
@@ -103,28 +142,24 @@ pub(crate) fn open_header(
         let raw_len = r.u32()?;
         let length = r.u32()?;
         let id = BlobId::from_bytes(r.array()?);
-        if (length as usize) < aead::OVERHEAD {
-            return Err(r.corrupt("blob shorter than its seal"));
-        }
+        blob::check_sealed_len(raw_len, length).map_err(|why| r.corrupt(why))?;
+        let start = u32::try_from(offset).map_err(|_| r.corrupt("blob area of 4 GiB or more"))?;
         entries.push(PackEntry {
             id,
             blob_type,
             codec,
             domain,
             raw_len,
-            offset: offset as u32,
+            offset: start,
             length,
         });
         offset += u64::from(length);
     }
-    if offset != header_offset {
+    if offset != blob_area || offset > u64::from(u32::MAX) {
         return Err(Error::corrupt(
             object,
             "pack entries do not tile the blob area",
         ));
     }
-    Ok(PackHeader {
-        entries,
-        generation,
-    })
+    Ok(entries)
 }

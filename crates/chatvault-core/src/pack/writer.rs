@@ -7,6 +7,7 @@ use super::{ENTRY_LEN, MAGIC, PackEntry, TRAILER_LEN, header_aad};
 use crate::blob::{self, BlobMeta, BlobType, Codec};
 use crate::crypto::wrap::{self, WrapBinding};
 use crate::crypto::{Key32, aead};
+use crate::format::FormatVersion;
 use crate::id::{BlobId, PackId, RepoId};
 
 /// A pack being filled.
@@ -103,12 +104,13 @@ impl PackBuilder {
             header.extend_from_slice(e.id.as_bytes());
         }
         let header_start = bytes.len();
-        aead::seal_into(&key, &header_aad(repo_id), &header, &mut bytes);
+        let aad = header_aad(repo_id, FormatVersion::CURRENT, generation);
+        aead::seal_into(&key, &aad, &header, &mut bytes);
         let header_len = (bytes.len() - header_start) as u32;
         bytes.reserve(TRAILER_LEN);
         bytes.extend_from_slice(&wrap::wrap(&key, data_pk, generation, binding)?);
         bytes.extend_from_slice(&header_len.to_le_bytes());
-        bytes.extend_from_slice(&(crate::FORMAT_VERSION as u16).to_le_bytes());
+        bytes.extend_from_slice(&FormatVersion::CURRENT.as_u16().to_le_bytes());
         bytes.extend_from_slice(MAGIC);
         Ok(FinishedPack {
             id: PackId::of_bytes(&bytes),

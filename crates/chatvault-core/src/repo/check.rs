@@ -5,7 +5,9 @@
 //! failures (the index cache, local I/O) and a key that may not read stop a check. Memory
 //! is bounded by the number of packs and trees and by the problems found, never by the
 //! number of blobs: blob lookups go through the RocksDB index cache and the index is
-//! streamed, never loaded.
+//! streamed, never loaded. Packs are never read whole: `read_data` streams each one in
+//! runs of at most [`READ_RUN`] bytes (or one blob, at most
+//! [`MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN)), whatever size storage claims.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +16,14 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use super::Repository;
+use super::reader::read_bounded;
 use crate::backend::Backend;
 use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::IndexEntry;
-use crate::pack::{self, TRAILER_LEN};
+use crate::limits::ObjectLimit;
+use crate::pack::{PackKey, TRAILER_LEN};
 use crate::tree::Tree;
 
 /// Trees nested deeper than this are reported instead of walked (a guard for the stack).
@@ -29,6 +33,10 @@ const MAX_TREE_DEPTH: usize = 1024;
 const TREE_CACHE_BYTES: u64 = 64 << 20;
 /// Bytes hashed per ranged read when scrubbing.
 const SCRUB_CHUNK: u64 = 4 << 20;
+/// Most bytes of consecutive blobs read at once by `read_data` (a longer blob is read
+/// alone). Packs are checked in parallel, so this times the threads is the data pass's
+/// buffer memory.
+const READ_RUN: u64 = 8 << 20;
 
 /// Options for [`Repository::check`].
 #[derive(Debug, Clone, Default)]
@@ -359,9 +367,7 @@ impl Repository {
     /// Checks every key slot's shape (header, repository, length) without opening it.
     fn check_slots(&self, run: &mut Run) -> Result<()> {
         for o in self.backend.list("keys/")? {
-            let res = self
-                .backend
-                .get(&o.name)
+            let res = read_bounded(self.backend(), &o.name, ObjectLimit::KeySlot)
                 .and_then(|b| crate::keys::check_shape(&b, &o.name, &self.config.repo_id));
             if let Err(e) = res {
                 let message = finding(e, &o.name)?;
@@ -502,16 +508,9 @@ impl Repository {
             ));
             return Ok((None, out));
         };
-        // With `read_data` the pack is read once, whole, and its trailer and header are
-        // taken from those same bytes, so every byte checked is a byte read.
-        let read = if read_data {
-            self.backend
-                .get(name)
-                .and_then(|b| Ok((self.entries_in(id, name, &b)?, b)))
-        } else {
-            self.read_pack_entries(name, size).map(|e| (e, Vec::new()))
-        };
-        let (entries, mut bytes) = match read {
+        // The trailer and header (each bounded by its format limit), then, with
+        // `read_data`, the blobs in bounded runs: never the whole pack at once.
+        let entries = match self.read_pack_entries(name, size) {
             Ok(r) => r,
             Err(e) => {
                 let message = finding(e, name)?;
@@ -523,11 +522,7 @@ impl Repository {
             }
         };
         let blob_area: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
-        out.bytes_read += if read_data {
-            bytes.len() as u64
-        } else {
-            size - blob_area
-        };
+        out.bytes_read += size - blob_area;
         // Whether the index reads each blob from this pack (and not from another copy).
         let mut read_here = Vec::with_capacity(entries.len());
         for e in &entries {
@@ -553,42 +548,75 @@ impl Repository {
                 read_here: &read_here,
                 tree_budget,
             };
-            self.verify_blobs(id, name, &blobs, &mut bytes, &mut out)?;
+            self.verify_blobs(id, name, &blobs, &mut out)?;
         }
         Ok((Some(id), out))
     }
 
-    /// A whole pack's trailer and header, read from its bytes: its index entries.
-    fn entries_in(&self, id: PackId, name: &str, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
-        let size = bytes.len() as u64;
-        if bytes.len() < TRAILER_LEN {
-            return Err(Error::corrupt(name, "too short to be a pack"));
-        }
-        let trailer = pack::read_trailer(&bytes[bytes.len() - TRAILER_LEN..], size, name)?;
-        let start = trailer.header_offset as usize;
-        let sealed = &bytes[start..start + trailer.header_len as usize];
-        self.entries_from_header(id, name, &trailer, sealed)
-    }
-
-    /// Authenticates every blob of a pack read whole, in parallel, in place.
+    /// Authenticates every blob of a pack, streamed in runs of consecutive blobs of at
+    /// most [`READ_RUN`] bytes (one blob when it is longer), each run read into one
+    /// reused buffer and its blobs opened in parallel, in place.
     ///
     /// No hash of the whole pack is computed: the blobs' seals, the sealed header (whose
-    /// entries tile the blob area exactly) and the trailer's key wrap, magic, version and
-    /// header length together cover every byte of the pack, so when they all check out
-    /// the pack is byte for byte what its writer stored, and so matches its name (FORMAT.md,
-    /// section 7.6). A pack that fails has a `BlobCorrupt` problem already; `scrub`
-    /// compares names with contents without a key.
+    /// entries tile the blob area exactly, and whose associated data carries the
+    /// trailer's version and generation) and the trailer's key wrap cover every byte of
+    /// the pack but the magic, so when they all check out the pack is byte for byte what
+    /// its writer stored, and so matches its name (FORMAT.md, section 7.6). A pack that
+    /// fails has a `BlobCorrupt` problem already; `scrub` compares names with contents
+    /// without a key. A run that cannot be read makes the pack unreadable; the runs
+    /// after it are not read.
     fn verify_blobs(
         &self,
         id: PackId,
         name: &str,
         blobs_of: &Blobs<'_>,
+        out: &mut PackOutcome,
+    ) -> Result<()> {
+        let key = self.pack_key(&id)?;
+        let mut buf = Vec::new();
+        let mut first = 0;
+        while first < blobs_of.entries.len() {
+            // The entries tile the blob area from offset 0 in order (checked when the
+            // header opened), so a run is one contiguous range.
+            let start = u64::from(blobs_of.entries[first].offset);
+            let mut end = first;
+            let mut run_len = 0u64;
+            while let Some(e) = blobs_of.entries.get(end) {
+                if end > first && run_len + u64::from(e.length) > READ_RUN {
+                    break;
+                }
+                run_len += u64::from(e.length);
+                end += 1;
+            }
+            // At most READ_RUN, or one blob of at most MAX_SEALED_LEN.
+            buf.resize(run_len as usize, 0);
+            if let Err(e) = self.backend.get_range_into(name, start, &mut buf) {
+                let message = finding(e, name)?;
+                out.unreadable = true;
+                out.problems
+                    .push(problem(ProblemKind::PackUnreadable, name, message));
+                return Ok(());
+            }
+            out.bytes_read += run_len;
+            self.verify_run(&key, name, blobs_of, first..end, &mut buf, out)?;
+            first = end;
+        }
+        Ok(())
+    }
+
+    /// Authenticates the blobs `range` of a pack, whose sealed bytes are `bytes`, in
+    /// parallel, in place.
+    fn verify_run(
+        &self,
+        key: &PackKey,
+        name: &str,
+        blobs_of: &Blobs<'_>,
+        range: std::ops::Range<usize>,
         bytes: &mut [u8],
         out: &mut PackOutcome,
     ) -> Result<()> {
-        let (entries, read_here) = (blobs_of.entries, blobs_of.read_here);
-        let key = self.pack_key(&id)?;
-        // The entries tile the blob area from offset 0 (checked when the header opened).
+        let entries = &blobs_of.entries[range.clone()];
+        let read_here = &blobs_of.read_here[range];
         let mut rest = bytes;
         let mut blobs = Vec::with_capacity(entries.len());
         for (e, &here) in entries.iter().zip(read_here) {
@@ -612,7 +640,7 @@ impl Repository {
                         })
                         .is_ok();
                 let res = blob::verify_in_place(
-                    &key,
+                    key,
                     &self.secrets.id_key,
                     &self.config.repo_id,
                     &meta,

@@ -8,6 +8,8 @@
 //! verified config; a hold that fails any check is an error, never skipped, so retention
 //! never forgets a held snapshot because its hold was damaged.
 
+use super::reader::read_bounded;
+use crate::limits::ObjectLimit;
 use std::collections::BTreeMap;
 
 use super::Repository;
@@ -50,7 +52,7 @@ impl Repository {
     /// Loads and verifies one hold.
     pub fn load_hold(&self, id: HoldId) -> Result<Hold> {
         let name = id.object_name();
-        let bytes = self.backend.get(&name)?;
+        let bytes = read_bounded(self.backend(), &name, ObjectLimit::Hold)?;
         if content_hash(&bytes) != *id.as_bytes() {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }

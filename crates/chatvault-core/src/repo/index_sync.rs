@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Repository;
+use super::reader::read_bounded;
 use crate::crypto::aead;
 use crate::crypto::sign::PublicKey;
 use crate::envelope::{self, magic};
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::id::{PackId, SegmentId, content_hash};
 use crate::index::{IndexCache, IndexEntry, MAX_ENTRIES_PER_SEGMENT, Origin, SegmentBody, Voucher};
 use crate::keys::Role;
+use crate::limits::ObjectLimit;
 use crate::pack::{self, TRAILER_LEN};
 
 /// Opens the cache under `dir/index`. If another process holds it (RocksDB's lock), a
@@ -132,7 +134,7 @@ impl Repository {
     /// Reads and verifies one segment, and works out who vouches for its entries.
     pub(crate) fn load_vouched_segment(&self, id: &SegmentId) -> Result<LoadedSegment> {
         let name = id.object_name();
-        let bytes = self.backend.get(&name)?;
+        let bytes = read_bounded(self.backend(), &name, ObjectLimit::Segment)?;
         if content_hash(&bytes) != *id.as_bytes() {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }
@@ -271,6 +273,13 @@ impl Repository {
             seq,
             &sealed,
         );
+        if bytes.len() as u64 > ObjectLimit::Segment.max_len() {
+            // Never written: readers would refuse it unread.
+            return Err(Error::invalid(
+                "index segment",
+                "too large (too many superseded segments)",
+            ));
+        }
         let id = SegmentId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
         let voucher = match body.origin {
@@ -320,7 +329,6 @@ impl Repository {
             sealed_header,
             &key,
             &self.config.repo_id,
-            trailer.header_offset,
             trailer.generation(),
             name,
         )?;

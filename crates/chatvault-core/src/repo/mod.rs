@@ -47,6 +47,7 @@ use crate::format::now_unix_ms;
 use crate::id::{RepoId, SlotId};
 use crate::index::IndexCache;
 use crate::keys::{self, KdfParams, KeySource, Role, Secrets};
+use crate::limits::ObjectLimit;
 use crate::progress::Progress;
 
 use pins::Pins;
@@ -220,7 +221,8 @@ impl Repository {
     /// Opens a repository with a passphrase or key file.
     pub fn open(backend: Box<dyn Backend>, key: &KeySource, opts: OpenOptions) -> Result<Self> {
         let backend: Arc<dyn Backend> = Arc::from(backend);
-        let config_bytes = match backend.get(CONFIG) {
+        let config_bytes = match reader::read_bounded(backend.as_ref(), CONFIG, ObjectLimit::Config)
+        {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 return Err(Error::RepositoryMissing {

@@ -612,7 +612,7 @@ impl Repository {
     fn copy_run(
         &self,
         name: &str,
-        key: &crate::crypto::Key32,
+        key: &crate::pack::PackKey,
         start: u64,
         bytes: &[u8],
         chosen: &[IndexEntry],

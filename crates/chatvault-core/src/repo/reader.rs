@@ -2,23 +2,28 @@
 //! per-thread buffer, open (decrypted in place, decompressed or copied once into the
 //! caller's buffer).
 //!
-//! Invariant: every blob returned has been authenticated and its plaintext re-hashed to its
-//! id; a blob of the wrong type is `Corrupt`, never returned. A copy that fails is never
-//! the end while another copy of the blob verifies.
+//! Invariants: every blob returned has been authenticated and its plaintext re-hashed to its
+//! id; a blob of the wrong type is `Corrupt`, never returned; a copy that fails is never the end while another
+//! copy of the blob verifies; nothing is allocated for a
+//! blob before its index entry's range is checked against its pack's blob area (from the
+//! trailer, cached with the pack's key) and its sealed length against its raw length, so
+//! one read allocates at most [`MAX_SEALED_LEN`](crate::blob::MAX_SEALED_LEN); objects
+//! read whole are read through [`read_bounded`], never beyond their kind's limit.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::Repository;
+use crate::backend::Backend;
 use crate::blob::{self, BlobType};
-use crate::crypto::Key32;
 use crate::crypto::context;
 use crate::crypto::wrap::{ObjectKind, WrapBinding};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::IndexEntry;
-use crate::pack::{self, TRAILER_LEN};
+use crate::limits::ObjectLimit;
+use crate::pack::{self, PackKey, TRAILER_LEN};
 use crate::tree::Tree;
 
 /// Most pack keys kept unwrapped in memory.
@@ -34,14 +39,15 @@ thread_local! {
     static SEALED_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Unwrapped pack data keys (zeroized when evicted or dropped).
+/// Unwrapped pack data keys (zeroized when evicted or dropped), with each pack's format
+/// version and blob area.
 #[derive(Default)]
 pub(crate) struct PackKeyCache {
-    keys: Mutex<HashMap<PackId, Arc<Key32>>>,
+    keys: Mutex<HashMap<PackId, Arc<PackKey>>>,
 }
 
 impl PackKeyCache {
-    fn get(&self, id: &PackId) -> Option<Arc<Key32>> {
+    fn get(&self, id: &PackId) -> Option<Arc<PackKey>> {
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -49,7 +55,7 @@ impl PackKeyCache {
             .cloned()
     }
 
-    pub(super) fn insert(&self, id: PackId, key: Arc<Key32>) {
+    pub(super) fn insert(&self, id: PackId, key: Arc<PackKey>) {
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= PACK_KEY_CACHE {
             map.clear();
@@ -73,7 +79,7 @@ impl Repository {
         &self,
         trailer: &pack::reader::Trailer,
         name: &str,
-    ) -> Result<Key32> {
+    ) -> Result<PackKey> {
         self.require_read("read blobs")?;
         let sk = self
             .secrets
@@ -87,7 +93,7 @@ impl Repository {
         trailer.unwrap_key(sk, &self.pack_binding(trailer.generation())?, name)
     }
 
-    pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<Key32>> {
+    pub(super) fn pack_key(&self, pack: &PackId) -> Result<Arc<PackKey>> {
         if let Some(k) = self.pack_keys.get(pack) {
             return Ok(k);
         }
@@ -178,7 +184,7 @@ impl Repository {
     /// hands the plaintext to `f`.
     fn open_sealed_with<R>(
         &self,
-        key: &Key32,
+        key: &PackKey,
         meta: &blob::BlobMeta,
         sealed: &mut [u8],
         name: &str,
@@ -204,7 +210,7 @@ impl Repository {
         &self,
         id: BlobId,
         expected: BlobType,
-        mut open: impl FnMut(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+        mut open: impl FnMut(&PackKey, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
     ) -> Result<R> {
         self.require_read("read blobs")?;
         let first = self.index.get(&id)?.ok_or_else(|| Error::NotFound {
@@ -230,7 +236,7 @@ impl Repository {
         &self,
         entry: &IndexEntry,
         expected: BlobType,
-        open: &mut impl FnMut(&Key32, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
+        open: &mut impl FnMut(&PackKey, &blob::BlobMeta, &mut [u8], &str) -> Result<R>,
     ) -> Result<R> {
         let id = entry.blob;
         let name = entry.pack.object_name();
@@ -250,6 +256,15 @@ impl Repository {
             ));
         }
         let key = self.pack_key(&entry.pack)?;
+        // The entry's sealed length is within MAX_SEALED_LEN (checked when it was
+        // decoded); its range must also lie in the pack's blob area before a byte is
+        // allocated or fetched for it.
+        if u64::from(entry.offset) + u64::from(entry.length) > key.blob_area {
+            return Err(Error::corrupt(
+                format!("{name}#{id}"),
+                "the index places the blob past its pack's blob area",
+            ));
+        }
         let meta = entry.blob_meta();
         // Taken out of the thread-local for the call, so that `open` may read blobs too
         // (such a nested read starts from an empty buffer).
@@ -275,5 +290,115 @@ impl Repository {
     pub fn read_tree(&self, id: BlobId) -> Result<Tree> {
         let bytes = self.read_blob(id, BlobType::Tree)?;
         Tree::decode(&bytes, &format!("tree {id}"))
+    }
+}
+
+/// Reads a whole object of a kind with a size limit: its size is asked first, and an
+/// object over the limit is `Corrupt` without a byte of it being read; otherwise exactly
+/// that many bytes are read (an object that grew meanwhile is read no further). For
+/// everything read whole before it can be verified: the config, key slots, index
+/// segments, snapshots, holds and locks.
+pub(crate) fn read_bounded(
+    backend: &dyn Backend,
+    name: &str,
+    kind: ObjectLimit,
+) -> Result<Vec<u8>> {
+    let size = backend.stat(name)?.size;
+    let max = kind.max_len();
+    if size > max {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "{size} bytes, more than the {max} a {} may have",
+                kind.as_str()
+            ),
+        ));
+    }
+    backend.get_range(name, 0, size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::id::SegmentId;
+    use crate::keys::{KdfParams, KeySource};
+    use crate::repo::InitOptions;
+
+    fn repo(dir: &std::path::Path) -> (MemoryBackend, Repository) {
+        let backend = MemoryBackend::new();
+        let init = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            cache_dir: Some(dir.to_owned()),
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(
+            Box::new(backend.clone()),
+            &KeySource::passphrase("pw"),
+            init,
+        )
+        .unwrap();
+        (backend, repo)
+    }
+
+    /// Regression: a read allocated (and fetched) whatever range its index entry named;
+    /// an entry reaching past its pack's blob area (into the header and trailer, or past
+    /// the end) is now refused before anything is read for it.
+    #[test]
+    fn an_index_entry_past_its_packs_blob_area_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, repo) = repo(dir.path());
+        let w = repo.writer().unwrap();
+        let data = b"a line of chat history\n".repeat(100);
+        let refs = w.write_stream(&data[..]).unwrap();
+        w.finish().unwrap();
+        let id = refs[0].id;
+        assert_eq!(repo.read_blob(id, BlobType::Data).unwrap(), data);
+        let genuine = repo.index.get(&id).unwrap().unwrap();
+        // The same blob, placed one byte later: the range ends in the pack's header.
+        let planted = crate::index::IndexEntry {
+            offset: genuine.offset + 1,
+            ..genuine
+        };
+        repo.index.clear().unwrap();
+        repo.index
+            .apply_segment(
+                &SegmentId::from_bytes([9; 32]),
+                &[planted],
+                repo.voucher(&repo.secrets.signer.public()),
+            )
+            .unwrap();
+        let err = repo.read_blob(id, BlobType::Data).unwrap_err();
+        assert!(
+            err.to_string().contains("past its pack's blob area"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn objects_over_their_kinds_limit_are_refused_unread() {
+        let backend = MemoryBackend::new();
+        let limit = ObjectLimit::Lock.max_len() as usize;
+        backend.put("locks/big", &vec![0; limit + 1]).unwrap();
+        backend.put("locks/ok", &vec![7; limit]).unwrap();
+        let err = read_bounded(&backend, "locks/big", ObjectLimit::Lock).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { object, .. } if object.as_str() == "locks/big"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("more than the 4096 a lock may have"),
+            "{err}"
+        );
+        assert_eq!(
+            read_bounded(&backend, "locks/ok", ObjectLimit::Lock).unwrap(),
+            vec![7; limit]
+        );
+        assert!(
+            read_bounded(&backend, "locks/none", ObjectLimit::Lock)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 use x25519_dalek::{PublicKey as XPublicKey, StaticSecret};
 
+use super::reader::read_bounded;
 use super::{CONFIG, OpenOptions, Repository};
 use crate::backend::Backend;
 use crate::config::{Config, DataKeyGrant, Revocation, WriterEntry};
@@ -21,6 +22,7 @@ use crate::id::SlotId;
 use crate::keys::{
     self, DataKeyPair, GenerationKeys, KdfParams, KeySource, Role, Secrets, SlotHeader, SlotInfo,
 };
+use crate::limits::ObjectLimit;
 
 /// Adds the secrets of rotated generations that the config grants to this slot: data
 /// secret keys (reading roles only), and the `auth_key` and `index_key` of generations that
@@ -143,7 +145,9 @@ fn open_granted_keys(
     })
 }
 
-/// Tries every slot (or the one asked for) with `key`.
+/// Tries every slot (or the one asked for) with `key`, cheapest first
+/// (`keys::open_cheapest_first`). A slot object over the size limit is skipped unread,
+/// like a damaged one.
 pub(super) fn unlock(
     backend: &dyn Backend,
     key: &KeySource,
@@ -156,26 +160,16 @@ pub(super) fn unlock(
     if ids.is_empty() {
         return Err(Error::corrupt("keys/", "the repository has no key slots"));
     }
-    let mut weak_refused = false;
+    let mut slots = Vec::with_capacity(ids.len());
     for id in ids {
-        let name = id.object_name();
-        let bytes = backend.get(&name)?;
-        match keys::open_slot(&bytes, &name, key, opts.allow_weak_kdf) {
-            Ok((_, secrets)) => return Ok((id, secrets)),
-            Err(Error::WrongPassphrase) => {}
-            Err(Error::InvalidArgument { .. }) => weak_refused = true,
-            // A damaged slot must not lock everybody out: try the others.
+        match read_bounded(backend, &id.object_name(), ObjectLimit::KeySlot) {
+            Ok(bytes) => slots.push((id, bytes)),
             Err(Error::Corrupt { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    if weak_refused {
-        return Err(Error::invalid(
-            "key slot",
-            "a slot uses KDF parameters below the floor and weak slots are not allowed",
-        ));
-    }
-    Err(Error::WrongPassphrase)
+    let (id, _, secrets) = keys::open_cheapest_first(slots, key, opts.allow_weak_kdf)?;
+    Ok((id, secrets))
 }
 
 fn slot_ids(backend: &dyn Backend) -> Result<Vec<SlotId>> {
@@ -231,7 +225,7 @@ impl Repository {
         let mut out = Vec::new();
         for id in slot_ids(self.backend())? {
             let name = id.object_name();
-            let bytes = self.backend.get(&name)?;
+            let bytes = read_bounded(self.backend(), &name, ObjectLimit::KeySlot)?;
             let (header, _) = SlotHeader::decode(&bytes, &name)?;
             out.push(header.info(id));
         }

@@ -10,11 +10,13 @@
 //! beyond the reader's clock plus [`MAX_CLOCK_SKEW_MS`].
 
 use super::Repository;
+use super::reader::read_bounded;
 use crate::crypto::wrap::{self, ObjectKind, WRAP_LEN, WrapBinding};
 use crate::crypto::{Key32, aead, context};
 use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
 use crate::id::{SnapshotId, content_hash};
+use crate::limits::ObjectLimit;
 use crate::snapshot::{Snapshot, SnapshotRecord};
 
 /// How far a snapshot's time may lie ahead of the reader's clock: a writer's clock may run
@@ -114,7 +116,7 @@ impl Repository {
     pub fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         self.require_read("read snapshots")?;
         let name = id.object_name();
-        let bytes = self.backend.get(&name)?;
+        let bytes = read_bounded(self.backend(), &name, ObjectLimit::Snapshot)?;
         if content_hash(&bytes) != *id.as_bytes() {
             return Err(Error::corrupt(&*name, "content does not match its name"));
         }

@@ -1,6 +1,0 @@
-//! Fuzz target: `chatvault_core::fuzzing::pack` must never panic on any input.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = chatvault_core::fuzzing::pack(data);
-});
