@@ -15,7 +15,8 @@ Exit codes:
   11  wrong passphrase or key file
   12  repository locked by another process
   13  repository data is corrupt or missing
-  14  the key's role does not allow the command";
+  14  the key's role does not allow the command
+  15  the snapshot is under a legal hold (release it first)";
 
 /// Back up and restore a chat server's data into a deduplicating, encrypted repository.
 #[derive(Debug, Parser)]

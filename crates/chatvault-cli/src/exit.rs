@@ -22,6 +22,8 @@ pub const LOCKED: u8 = 12;
 pub const CORRUPT: u8 = 13;
 /// The opened key's role does not allow the command.
 pub const PERMISSION: u8 = 14;
+/// The snapshot is under a legal hold: it cannot be forgotten until an admin releases it.
+pub const HELD: u8 = 15;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,7 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
             (CORRUPT, "corrupt")
         }
         E::PermissionDenied { .. } => (PERMISSION, "permission_denied"),
+        E::Held { .. } => (HELD, "held"),
         E::Locked { .. } => (LOCKED, "locked"),
         E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
         _ => (ERROR, "error"),

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// README's and OPERATIONS.md's commands, run literally.
+mod docs;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A repository, a cache and a source tree in one temporary directory.

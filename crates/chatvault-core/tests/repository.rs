@@ -927,3 +927,177 @@ fn data_key_rotation_reaches_live_readers_only() {
     let reopened = fx.open(&pass()).unwrap();
     assert_eq!(restore(&reopened, &new_refs), new);
 }
+
+/// Deletes every pack object, as a disk error or a mistaken `rm` would; returns how many.
+fn lose_packs(b: &MemoryBackend) -> usize {
+    let packs = b.list("data/").unwrap();
+    for o in &packs {
+        b.delete(&o.name).unwrap();
+    }
+    packs.len()
+}
+
+#[test]
+fn a_lost_pack_makes_its_blobs_absent_and_the_next_writer_stores_them_again() {
+    let (fx, repo) = Fixture::new();
+    let data = text(3 << 20);
+    let (refs, _) = backup(&repo, &data, "node-1");
+    assert!(repo.blobs_present(&refs).unwrap());
+    assert!(lose_packs(&fx.backend) > 0);
+    // A new session lists the packs again: the index still names the blobs, but they are
+    // no longer present.
+    let w = repo.writer().unwrap();
+    assert!(!repo.blobs_present(&refs).unwrap());
+    assert!(!repo.blob_present(&refs[0].id).unwrap());
+    // Writing the same bytes stores them again instead of deduplicating against the lost
+    // copies (before: 0 blobs stored, and every later snapshot depended on the lost pack).
+    let again = w.write_stream(&data[..]).unwrap();
+    assert_eq!(again, refs);
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.blobs_new as usize, refs.len());
+    assert!(repo.blobs_present(&refs).unwrap());
+    // And the new copies are the ones read, here and through a fresh cache, although the
+    // old segments still name the lost pack.
+    assert_eq!(restore(&repo, &refs), data);
+    let fresh = fx.open_fresh(&pass()).unwrap();
+    assert_eq!(restore(&fresh, &refs), data);
+    assert!(fresh.blobs_present(&refs).unwrap());
+    // A third session deduplicates against the new copies.
+    let w = fresh.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    assert_eq!(w.finish().unwrap().blobs_new, 0);
+}
+
+#[test]
+fn forget_keeps_groups_apart_when_their_paths_contain_spaces() {
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    // `a b` + `c` and `a` + `b c` joined with spaces were one group, so `last 1` kept only
+    // the newer of the two and applied one group's policy to the other's snapshot.
+    for (i, paths) in [vec!["a b", "c"], vec!["a", "b c"]].into_iter().enumerate() {
+        let mut r = record(root, "node-1");
+        r.paths = paths.into_iter().map(String::from).collect();
+        r.time_unix_ms += i as i64;
+        repo.save_snapshot(r).unwrap();
+    }
+    let policy = chatvault_core::RetentionPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let report = repo.forget(&policy, false).unwrap();
+    assert_eq!(report.groups.len(), 2, "{:?}", report.groups);
+    assert!(report.removed.is_empty());
+    assert_eq!(repo.snapshot_ids().unwrap().len(), 2);
+    assert_ne!(
+        report.groups[0].group.to_string(),
+        report.groups[1].group.to_string()
+    );
+}
+
+#[test]
+fn another_writers_newer_snapshots_do_not_make_forget_drop_the_firsts() {
+    let (fx, mut admin) = Fixture::new();
+    let node_key = KeySource::passphrase("node secret");
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    o.scope = "node-1".into();
+    admin.add_slot(&node_key, &o).unwrap();
+    let node = fx.open_fresh(&node_key).unwrap();
+    let w = admin.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    let day = 86_400_000;
+    let mut first = Vec::new();
+    for d in 0..2 {
+        let mut r = record(root, "node-1");
+        r.time_unix_ms += d * day;
+        first.push(admin.save_snapshot(r).unwrap());
+    }
+    // The second writer claims the same host and paths, dated a year later.
+    let w = node.writer().unwrap();
+    let root2 = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    for d in 0..3 {
+        let mut r = record(root2, "node-1");
+        r.time_unix_ms += 365 * day + d * day;
+        node.save_snapshot(r).unwrap();
+    }
+    let policy = chatvault_core::RetentionPolicy {
+        within: Some("7d".parse().unwrap()),
+        ..Default::default()
+    };
+    let report = admin.forget(&policy, false).unwrap();
+    // Each writer's snapshots are their own group: the first writer's are measured back
+    // from its own newest, so both stay (before: all three groups were one, and the
+    // "newest" was the other writer's, a year later, so both were forgotten).
+    assert_eq!(report.groups.len(), 2);
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    let writers: Vec<_> = report.groups.iter().map(|g| g.group.writer).collect();
+    assert!(writers.contains(&admin.writer_key()) && writers.contains(&node.writer_key()));
+    for id in first {
+        assert!(admin.load_snapshot(id).is_ok());
+    }
+}
+
+#[test]
+fn a_held_snapshot_is_refused_with_its_own_error_not_permission_denied() {
+    let (_fx, repo) = Fixture::new();
+    let (_, id) = backup(&repo, &text(1000), "node-1");
+    repo.place_hold(id, "case 1").unwrap();
+    match repo.delete_snapshot(id) {
+        Err(Error::Held { snapshot }) => assert_eq!(snapshot, id),
+        other => panic!("expected Held, got {other:?}"),
+    }
+    // forget keeps it and removes nothing.
+    let r = repo
+        .forget(
+            &chatvault_core::RetentionPolicy {
+                last: 1,
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+    assert!(r.removed.is_empty());
+}
+
+#[test]
+fn latest_snapshots_rank_a_repaired_snapshot_over_its_original_and_filter() {
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    let day = 86_400_000;
+    let old = repo.save_snapshot(record(root, "node-1")).unwrap();
+    let mut r = record(root, "node-1");
+    r.time_unix_ms += day;
+    let original = repo.save_snapshot(r.clone()).unwrap();
+    // A repair keeps the original's time and adds the tag.
+    r.tags.push(chatvault_core::REPAIRED_TAG.into());
+    let repaired = repo.save_snapshot(r).unwrap();
+    let mut other = record(root, "node-2");
+    other.time_unix_ms -= day;
+    let node2 = repo.save_snapshot(other).unwrap();
+    let all = repo
+        .latest_snapshots(&chatvault_core::SnapshotFilter::default())
+        .unwrap();
+    assert!(all.unreadable.is_empty());
+    assert_eq!(all.by_group.len(), 2);
+    assert_eq!(all.newest().unwrap().id, repaired);
+    let _ = original;
+    let host = |h: &str, before: Option<i64>| {
+        repo.latest_snapshots(&chatvault_core::SnapshotFilter {
+            host: Some(h.into()),
+            at_or_before_unix_ms: before,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_newest()
+        .map(|s| s.id)
+    };
+    assert_eq!(host("node-2", None), Some(node2));
+    assert_eq!(host("node-1", Some(1_760_000_000_000)), Some(old));
+    assert_eq!(host("node-1", Some(1_760_000_000_000 - 1)), None);
+}

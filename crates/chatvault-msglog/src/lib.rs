@@ -60,8 +60,8 @@ mod restore;
 mod segment;
 
 pub use backup::{
-    BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MessageRecord,
-    MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
+    BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MAX_SET_NAME,
+    MessageRecord, MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
 };
 pub use error::{Error, Result};
 pub use meta::{NodeKind, NodeMeta, Ranges, SegmentMeta, Stamp, Tier};

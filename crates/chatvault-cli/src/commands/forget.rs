@@ -67,7 +67,16 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
                 "reasons": reasons,
             }));
         }
-        groups.push(json!({ "group": group.group, "snapshots": list }));
+        let g = &group.group;
+        groups.push(json!({
+            "group": {
+                "source_kind": g.source_kind,
+                "host": g.host,
+                "paths": g.paths,
+                "writer": g.writer.to_hex(),
+            },
+            "snapshots": list,
+        }));
     }
     for (id, e) in &report.unreadable {
         out.warn(format!(
@@ -125,10 +134,7 @@ fn forget_named(
     }
     let held = repo.holds_by_snapshot()?;
     if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
-        anyhow::bail!(
-            "snapshot {} is held: release its holds first (`chatvault release`)",
-            id.short()
-        );
+        return Err(chatvault_core::Error::Held { snapshot: *id }.into());
     }
     let mut removed = Vec::new();
     for id in &ids {

@@ -232,6 +232,19 @@ impl IndexCache {
     /// [`MAX_ENTRIES_PER_SEGMENT`] entries, which bounds the batch's memory, and entries
     /// that fail [`IndexEntry::check`], which could not be read back.
     pub(crate) fn apply_segment(&self, seg: &SegmentId, entries: &[IndexEntry]) -> Result<()> {
+        self.apply_segment_replacing(seg, entries, |_, _| Ok(false))
+    }
+
+    /// [`apply_segment`](Self::apply_segment), except that an entry replaces the one
+    /// already present for its blob when `replace(present, new)` says so: the repository
+    /// passes "the present entry's pack is lost and the new one's is not", so a copy
+    /// stored again after a pack was lost is the one read (repo/presence.rs).
+    pub(crate) fn apply_segment_replacing(
+        &self,
+        seg: &SegmentId,
+        entries: &[IndexEntry],
+        replace: impl Fn(&IndexEntry, &IndexEntry) -> Result<bool>,
+    ) -> Result<()> {
         if entries.len() > MAX_ENTRIES_PER_SEGMENT {
             return Err(Error::invalid(
                 "index segment",
@@ -259,7 +272,12 @@ impl IndexCache {
         let mut batch = WriteBatch::default();
         let mut seen = HashSet::with_capacity(entries.len());
         for e in entries {
-            if !seen.insert(e.blob) || self.contains(&e.blob)? {
+            if !seen.insert(e.blob) {
+                continue;
+            }
+            if let Some(present) = self.get(&e.blob)?
+                && !replace(&present, e)?
+            {
                 continue;
             }
             batch.put_cf(blobs, e.blob.as_bytes(), e.encode_value());

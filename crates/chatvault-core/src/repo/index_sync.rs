@@ -59,7 +59,7 @@ impl Repository {
         for seg in listed.into_iter().filter(|s| !applied.contains(s)) {
             match self.load_segment(&seg) {
                 Ok(body) => {
-                    self.index.apply_segment(&seg, &body.entries)?;
+                    self.apply_to_cache(&seg, &body.entries)?;
                     newly_applied += 1;
                 }
                 Err(
@@ -142,8 +142,20 @@ impl Repository {
         let bytes = envelope::seal(magic::INDEX, signer, &self.config.repo_id, seq, &sealed);
         let id = SegmentId::from_bytes(content_hash(&bytes));
         self.backend.put(&id.object_name(), &bytes)?;
-        self.index.apply_segment(&id, &body.entries)?;
+        self.apply_to_cache(&id, &body.entries)?;
         Ok(id)
+    }
+
+    /// Applies a segment's entries to the cache. First writer wins, except that a copy
+    /// in a pack that exists replaces one in a pack that is lost: a blob stored again
+    /// after its pack was lost is read from the new copy (repo/presence.rs).
+    fn apply_to_cache(&self, seg: &SegmentId, entries: &[IndexEntry]) -> Result<()> {
+        self.index
+            .apply_segment_replacing(seg, entries, |present, new| {
+                Ok(present.pack != new.pack
+                    && !self.pack_present(&present.pack)?
+                    && self.pack_present(&new.pack)?)
+            })
     }
 
     /// Reads a pack's trailer and header into index entries.

@@ -11,8 +11,10 @@ mod check;
 mod holds;
 mod index_sync;
 mod journal;
+mod latest;
 mod locks;
 mod pins;
+mod presence;
 mod prune;
 mod reader;
 mod repair;
@@ -24,6 +26,7 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, parse_size,
     scrub,
 };
+pub use latest::{LatestSnapshots, Recency, SnapshotFilter};
 pub use locks::{LockInfo, LockOptions, ReadLock};
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::{
@@ -128,6 +131,7 @@ pub struct Repository {
     gear: Arc<GearTable>,
     pins: Mutex<Pins>,
     pack_keys: PackKeyCache,
+    packs: presence::PackListing,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
     lock_opts: LockOptions,
@@ -249,6 +253,7 @@ impl Repository {
             gear,
             pins: Mutex::new(pins),
             pack_keys: PackKeyCache::default(),
+            packs: presence::PackListing::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
             lock_opts: opts.locks,
