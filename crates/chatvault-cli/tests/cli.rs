@@ -11,6 +11,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 /// README's and OPERATIONS.md's commands, run literally.
+#[path = "cli/docs.rs"]
 mod docs;
 
 const PASSWORD: &str = "correct horse battery staple";

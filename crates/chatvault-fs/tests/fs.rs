@@ -1697,7 +1697,10 @@ fn a_lost_pack_is_stored_again_by_the_next_backup_and_its_snapshot_restores() {
         // Healed: the next incremental run reuses everything and stores nothing.
         let third = fx.backup(&[&src], |_| {});
         assert_eq!(third.files_unchanged, files.len() as u64, "{third:?}");
-        assert_eq!((third.files_reread, third.blobs_added), (0, 0));
+        // Nothing read; only the trees of the directories above the source (whose times
+        // the restore changed) are new.
+        assert_eq!((third.files_reread, third.bytes_read), (0, 0));
+        assert!(third.blobs_added <= src.components().count() as u64);
     }
 }
 

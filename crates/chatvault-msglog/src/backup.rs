@@ -383,10 +383,9 @@ impl<'r> BackupSession<'r> {
         }
     }
 
-    fn set_logs(&mut self, walker: LogsWalker<'_, '_>, tree: BlobId, stats: LogStats) {
-        let take = |m: Mutex<Vec<Problem>>| m.into_inner().unwrap_or_else(|p| p.into_inner());
-        self.problems.extend(take(walker.problems));
-        self.notices.extend(take(walker.notices));
+    fn set_logs(&mut self, lists: (Vec<Problem>, Vec<Problem>), tree: BlobId, stats: LogStats) {
+        self.problems.extend(lists.0);
+        self.notices.extend(lists.1);
         self.logs = Some((
             Node {
                 name: LOGS.to_vec(),
@@ -419,7 +418,8 @@ impl<'r> BackupSession<'r> {
             ));
         }
         let (tree, stats) = walker.dir(dir, parent.as_ref())?;
-        self.set_logs(walker, tree, stats);
+        let lists = walker.into_lists();
+        self.set_logs(lists, tree, stats);
         Ok(stats)
     }
 
@@ -484,7 +484,8 @@ impl<'r> BackupSession<'r> {
             });
         }
         let tree = self.writer.write_tree(&Tree::new(nodes)?)?;
-        self.set_logs(walker, tree, stats);
+        let lists = walker.into_lists();
+        self.set_logs(lists, tree, stats);
         Ok(stats)
     }
 
@@ -730,6 +731,12 @@ impl LogsWalker<'_, '_> {
     /// Something left out of the set: the run is partial.
     fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
         Self::push(&self.problems, path.into(), message.into());
+    }
+
+    /// What was left out, and what lost nothing.
+    fn into_lists(self) -> (Vec<Problem>, Vec<Problem>) {
+        let take = |m: Mutex<Vec<Problem>>| m.into_inner().unwrap_or_else(|p| p.into_inner());
+        (take(self.problems), take(self.notices))
     }
 
     /// Something that lost nothing.
