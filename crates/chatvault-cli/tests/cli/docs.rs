@@ -20,7 +20,7 @@
 //!    built for the test is on `PATH`).
 //! 4. **Values an operator copies from an earlier command.** The snapshot ids `3fa2c1d0`
 //!    (a files snapshot) and `9b41e7aa` (a database dump) become the newest snapshot
-//!    tagged `files` and `db`; a point in time after `--at` becomes the time the block
+//!    tagged `files` and `db`; a point in time after `--at` becomes the time the command
 //!    runs (the repository's sets are minutes old, the documented dates are not).
 //! 5. **Data.** The generated server's first tenant is renamed `acme` and its first
 //!    channel `general`, the names the examples use.
@@ -284,7 +284,9 @@ impl Host {
             out.push_str(&rest[..at + 5]);
             rest = &rest[at + 5..];
             let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-            out.push_str(&now_rfc3339());
+            // When the command runs (the next whole second: a set saved this second is
+            // at or before it).
+            out.push_str(AT_NOW);
             rest = &rest[end..];
         }
         out.push_str(rest);
@@ -315,29 +317,9 @@ fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    // Seconds since the epoch as a UTC date and time, by hand (civil from days).
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+/// What stands for a documented point in time after `--at`: the time the command runs,
+/// rounded up to the next second, in RFC 3339.
+const AT_NOW: &str = "\"$(date -u -d '+1 second' +%Y-%m-%dT%H:%M:%SZ)\"";
 
 /// The repository root of the workspace (for the documents).
 fn doc(name: &str) -> String {
@@ -425,5 +407,4 @@ fn blocks_and_markers_are_found_and_paths_moved() {
         move_paths("a=/etc/x \"/srv/y\" <(/tmp/z)", Path::new("/r")),
         "a=/r/etc/x \"/r/srv/y\" <(/r/tmp/z)"
     );
-    assert_eq!(now_rfc3339().len(), 20);
 }
