@@ -646,6 +646,32 @@ fn backed_up_env() -> Env {
     env
 }
 
+/// `chatvault ls latest | head`, as OPERATIONS.md writes it: once the reader has gone,
+/// the command used to panic on the broken pipe (exit 101) and leave its read lock.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_leaves_no_lock() {
+    let env = backed_up_env();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("chatvault"))
+        .env_clear()
+        .env("CHATVAULT_REPO", env.path("repo"))
+        .env("CHATVAULT_CACHE_DIR", env.path("cache"))
+        .env("CHATVAULT_PASSWORD", PASSWORD)
+        .args(["ls", "latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before the first line
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(env.path("repo/locks")).unwrap().count(),
+        0
+    );
+}
+
 #[test]
 fn check_and_scrub_of_a_sound_repository_exit_0() {
     let env = backed_up_env();
