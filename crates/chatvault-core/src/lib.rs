@@ -76,10 +76,11 @@ pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
-    DataSubset, IndexRepairReport, InitOptions, LatestSnapshots, LockInfo, LockOptions, Loss,
-    LossKind, OpenOptions, ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency,
-    RepairOptions, RepoStats, Repository, ScrubReport, SnapshotFilter, SnapshotRepair,
-    SnapshotRepairReport, WriteStats, parse_size, scrub,
+    DamagedPack, DataSubset, IndexRepairReport, InitOptions, LatestSnapshots, LockInfo,
+    LockOptions, Loss, LossKind, OpenOptions, PackRepairOptions, PackRepairReport, ProblemKind,
+    PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency, RepairOptions, RepoStats,
+    Repository, ScrubReport, SnapshotFilter, SnapshotRepair, SnapshotRepairReport, WriteStats,
+    parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -8,10 +8,14 @@
 //! keeps every snapshot carrying one of them. A snapshot is kept if any rule keeps it,
 //! and every rule that does is reported.
 //!
-//! Snapshots are grouped by [`GroupKey`]: source kind, host, paths, and the writer key
-//! that signed them. A policy is applied to each group on its own, so one writer's
-//! snapshots (a compromised chat node's, however they are dated) never decide which of
-//! another writer's are kept. There is no option to group more coarsely.
+//! Snapshots are grouped by [`GroupKey`]: source kind, host, paths, and — for snapshots
+//! signed by a `backup`-role key — that writer key. A policy is applied to each group on
+//! its own, so a chat node's snapshots (a compromised node's, however they are dated)
+//! never decide which of another writer's are kept. Snapshots signed by `full` and `admin`
+//! keys share groups: those keys may delete any snapshot anyway, and sharing lets an
+//! operator's plan, the snapshots `repair snapshots` saves and those of a replaced
+//! operator key age together. There is no option to group more coarsely (no `--group-by`,
+//! and a plan's `[forget]` applies the same groups).
 //!
 //! Invariants:
 //! - Pure: the verdict depends only on the policy and the snapshots' times, ids, tags and
@@ -32,6 +36,7 @@ use std::str::FromStr;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
+use crate::config::Config;
 use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
@@ -405,9 +410,9 @@ fn since(newest: &Zoned, p: Period) -> Result<Timestamp> {
 }
 
 /// The group a snapshot belongs to for retention, and for a restore drill's "latest of
-/// each group": its source kind, host, paths (a message-log frontend's set name) and the
-/// writer key that signed it. Ordered field by field, so groups list by source kind, then
-/// host, then paths, then writer.
+/// each group": its source kind, host, paths (a message-log frontend's set name) and, for
+/// a `backup`-role writer, its key (see the module documentation). Ordered field by
+/// field, so groups list by source kind, then host, then paths, then writer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {
     /// The frontend's source kind (`fs`, `msglog`, `stdin`, …).
@@ -416,26 +421,33 @@ pub struct GroupKey {
     pub host: String,
     /// The paths recorded, in order.
     pub paths: Vec<String>,
-    /// The writer that signed the snapshots.
-    pub writer: PublicKey,
+    /// The `backup`-role writer that signed the snapshots; `None` for the snapshots of
+    /// `full` and `admin` keys, which form one group.
+    pub writer: Option<PublicKey>,
 }
 
 impl GroupKey {
-    /// The group of a loaded snapshot.
-    pub fn of(s: &Snapshot) -> GroupKey {
+    /// The group of a loaded snapshot; `config` says its writer's role. A writer the
+    /// config does not list (which a verified snapshot never has) counts as a group of
+    /// its own.
+    pub fn of(s: &Snapshot, config: &Config) -> GroupKey {
+        let trusted = config
+            .writers
+            .iter()
+            .any(|w| w.key == s.writer && w.role.can_read());
         GroupKey {
             source_kind: s.record.source_kind.clone(),
             host: s.record.host.clone(),
             paths: s.record.paths.clone(),
-            writer: s.writer,
+            writer: (!trusted).then_some(s.writer),
         }
     }
 }
 
 impl fmt::Display for GroupKey {
-    /// `fs host "chat-node-1" paths ["/srv/a b", "/etc"] writer 1a2b3c4d`: the strings
-    /// quoted and escaped, so no two groups print alike and no control character reaches
-    /// a terminal.
+    /// `"fs" host "chat-node-1" paths ["/srv/a b", "/etc"] writer 1a2b3c4d` (or `writer
+    /// full/admin`): the strings quoted and escaped, so no two groups print alike and no
+    /// control character reaches a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -443,7 +455,8 @@ impl fmt::Display for GroupKey {
             self.source_kind,
             self.host,
             self.paths,
-            self.writer.short()
+            self.writer
+                .map_or_else(|| "full/admin".to_owned(), |w| w.short())
         )
     }
 }
@@ -481,7 +494,7 @@ impl crate::Repository {
         for id in self.snapshot_ids()? {
             match self.load_snapshot(id) {
                 Ok(s) => groups
-                    .entry(GroupKey::of(&s))
+                    .entry(GroupKey::of(&s, self.config()))
                     .or_default()
                     .push(Candidate::from(&s)),
                 Err(e) => report.unreadable.push((id, e.to_string())),

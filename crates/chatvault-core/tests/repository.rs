@@ -1024,18 +1024,29 @@ fn another_writers_newer_snapshots_do_not_make_forget_drop_the_firsts() {
         r.time_unix_ms += 365 * day + d * day;
         node.save_snapshot(r).unwrap();
     }
+    // A full key's snapshot joins the admin's group (both may delete snapshots anyway).
+    let ops_key = KeySource::passphrase("ops secret");
+    let mut o = AddSlotOptions::new(Role::Full, "ops");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&ops_key, &o).unwrap();
+    let ops = fx.open_fresh(&ops_key).unwrap();
+    let mut r = record(root, "node-1");
+    r.time_unix_ms += 2 * day;
+    let by_ops = ops.save_snapshot(r).unwrap();
     let policy = chatvault_core::RetentionPolicy {
         within: Some("7d".parse().unwrap()),
         ..Default::default()
     };
     let report = admin.forget(&policy, false).unwrap();
+    assert_eq!(report.groups[0].verdicts.len(), 3, "{:?}", report.groups);
+    assert_eq!(report.groups[0].verdicts[0].id, by_ops);
     // Each writer's snapshots are their own group: the first writer's are measured back
     // from its own newest, so both stay (before: all three groups were one, and the
     // "newest" was the other writer's, a year later, so both were forgotten).
     assert_eq!(report.groups.len(), 2);
     assert!(report.removed.is_empty(), "{:?}", report.removed);
     let writers: Vec<_> = report.groups.iter().map(|g| g.group.writer).collect();
-    assert!(writers.contains(&admin.writer_key()) && writers.contains(&node.writer_key()));
+    assert_eq!(writers, [None, Some(node.writer_key())]);
     for id in first {
         assert!(admin.load_snapshot(id).is_ok());
     }
@@ -1100,4 +1111,63 @@ fn latest_snapshots_rank_a_repaired_snapshot_over_its_original_and_filter() {
     assert_eq!(host("node-2", None), Some(node2));
     assert_eq!(host("node-1", Some(1_760_000_000_000)), Some(old));
     assert_eq!(host("node-1", Some(1_760_000_000_000 - 1)), None);
+}
+
+/// A pack with a flipped byte: `repair_packs` copies out every blob that still verifies,
+/// deletes the damaged pack and rebuilds the index, so the lost blobs are no longer
+/// indexed and the next writer stores them again. Before, nothing took a damaged pack out
+/// of service: every later backup deduplicated against its corrupt blobs, and `check
+/// --read-data` failed on it until a prune happened to repack it.
+#[test]
+fn repair_packs_salvages_what_verifies_and_the_next_writer_stores_the_rest() {
+    let (fx, repo) = Fixture::new();
+    let full = chatvault_core::CheckOptions {
+        read_data: true,
+        ..Default::default()
+    };
+    // Several blobs in one pack.
+    let data: Vec<u8> = (0..6u64).flat_map(|i| noise(300 << 10, i + 1)).collect();
+    let (refs, snap) = backup(&repo, &data, "node-1");
+    assert!(refs.len() >= 2, "{} chunks", refs.len());
+    let packs = fx.backend.list("data/").unwrap();
+    assert_eq!(packs.len(), 1);
+    let name = &packs[0].name;
+    let mut bytes = fx.backend.get(name).unwrap();
+    bytes[100] ^= 0x40; // inside the first blob
+    fx.backend.replace(name, &bytes).unwrap();
+    assert!(!repo.check(&full).unwrap().problems.is_empty());
+
+    let dry = repo
+        .repair_packs(&chatvault_core::PackRepairOptions {
+            dry_run: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(dry.damaged.len(), 1);
+    assert!(!dry.damaged[0].deleted && fx.backend.stat(name).is_ok());
+
+    let r = repo.repair_packs(&Default::default()).unwrap();
+    assert_eq!(r.packs, 1);
+    let d = &r.damaged[0];
+    let lost = d.lost.clone().unwrap();
+    assert_eq!(lost.len(), 1, "{d:?}");
+    assert!(d.salvaged >= 2, "{d:?}"); // the other chunks and the tree
+    assert!(d.deleted && fx.backend.stat(name).is_err());
+    assert!(r.lost_data() && r.index.is_some());
+    // The salvaged blobs read back; the lost one is not indexed any more.
+    assert!(!repo.blob_present(&lost[0]).unwrap());
+    for c in refs.iter().filter(|c| c.id != lost[0]) {
+        assert!(repo.blob_present(&c.id).unwrap());
+    }
+    // The next writer stores only what was lost, and the old snapshot is whole again.
+    let w = repo.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    assert_eq!(w.finish().unwrap().blobs_new, 1);
+    assert_eq!(restore(&repo, &refs), data);
+    assert!(repo.load_snapshot(snap).is_ok());
+    // A second repair finds nothing damaged.
+    let again = repo.repair_packs(&Default::default()).unwrap();
+    assert!(again.damaged.is_empty() && !again.lost_data());
+    let report = repo.check(&full).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }

@@ -73,7 +73,7 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
                 "source_kind": g.source_kind,
                 "host": g.host,
                 "paths": g.paths,
-                "writer": g.writer.to_hex(),
+                "writer": g.writer.map(|w| w.to_hex()),
             },
             "snapshots": list,
         }));

@@ -112,7 +112,7 @@ impl SnapshotFilter {
 #[derive(Debug, Default)]
 pub struct LatestSnapshots {
     /// The latest matching snapshot of each retention group ([`GroupKey`]: source kind,
-    /// host, paths and writer).
+    /// host, paths, and the writer if it is a `backup` key).
     pub by_group: BTreeMap<GroupKey, Snapshot>,
     /// Snapshots that did not load (damaged, untrusted, or not readable with this key),
     /// with the reason; whether they would have matched is unknown.
@@ -153,7 +153,7 @@ impl Repository {
             if !filter.matches(&s) {
                 continue;
             }
-            let slot = out.by_group.entry(GroupKey::of(&s));
+            let slot = out.by_group.entry(GroupKey::of(&s, &self.config));
             match slot {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(s);

@@ -18,6 +18,7 @@ mod presence;
 mod prune;
 mod reader;
 mod repair;
+mod salvage;
 mod slots;
 mod snapshots;
 mod writer;
@@ -33,6 +34,7 @@ pub use repair::{
     DamagedContent, IndexRepairReport, Loss, LossKind, REPAIRED_TAG, RepairOptions, SnapshotRepair,
     SnapshotRepairReport,
 };
+pub use salvage::{DamagedPack, PackRepairOptions, PackRepairReport};
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
 

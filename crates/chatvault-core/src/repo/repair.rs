@@ -139,6 +139,11 @@ impl Repository {
     pub fn repair_index(&self) -> Result<IndexRepairReport> {
         self.require_read("read pack headers")?;
         let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
+        self.rebuild_index()
+    }
+
+    /// [`repair_index`](Self::repair_index) for a caller that holds the prune lock.
+    pub(crate) fn rebuild_index(&self) -> Result<IndexRepairReport> {
         // Segments first: a segment names only packs stored before it, so every pack an
         // old segment names is in the pack listing that follows.
         let old: Vec<SegmentId> = self
