@@ -440,7 +440,8 @@ pub struct RepairSnapshotsArgs {
     /// leaving it out.
     #[arg(long)]
     pub keep_readable: bool,
-    /// Delete each original once its repaired snapshot is saved.
+    /// Delete each original once its repaired snapshot is saved (and each whose root
+    /// tree is lost: it restores nothing).
     #[arg(long)]
     pub forget: bool,
     /// Report what would be lost; write nothing.

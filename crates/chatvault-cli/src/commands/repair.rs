@@ -170,7 +170,10 @@ fn snapshots(g: &Global, out: Output, a: &RepairSnapshotsArgs) -> Result<Outcome
             (_, true, _) => "would be repaired".to_owned(),
             (Some(new), false, true) => format!("repaired as {} (original forgotten)", new.short()),
             (Some(new), false, false) => format!("repaired as {}", new.short()),
-            (None, false, _) => "nothing left to save (its root tree is lost)".to_owned(),
+            (None, false, true) => {
+                "nothing left to save (its root tree is lost); forgotten".to_owned()
+            }
+            (None, false, false) => "nothing left to save (its root tree is lost)".to_owned(),
         };
         out.line(format!("snapshot {}: {action}; lost:", s.original.short()));
         let mut losses = Vec::new();

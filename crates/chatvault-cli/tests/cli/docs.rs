@@ -229,12 +229,7 @@ impl Host {
     /// Runs `script` (exported variables persist across blocks through `state.sh`);
     /// panics with the block, its output and the exit status when it fails.
     pub fn run(&self, what: &str, script: &str) -> String {
-        let state = self.path("/work/.docs-test-state.sh");
-        let full = format!(
-            "set -eo pipefail\n[ -f '{s}' ] && . '{s}'\n{script}\nexport -p > '{s}'\n",
-            s = state.display()
-        );
-        let out = self.bash(&full).output().unwrap();
+        let out = self.output(script);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -243,6 +238,16 @@ impl Host {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    }
+
+    /// Runs `script` in the documents' environment so far, and keeps what it exports.
+    pub fn output(&self, script: &str) -> std::process::Output {
+        let state = self.path("/work/.docs-test-state.sh");
+        let full = format!(
+            "set -eo pipefail\n[ -f '{s}' ] && . '{s}'\n{script}\nexport -p > '{s}'\n",
+            s = state.display()
+        );
+        self.bash(&full).output().unwrap()
     }
 
     /// Runs a documented block, or writes the file it documents; returns its stdout.
@@ -294,7 +299,7 @@ impl Host {
     }
 
     /// The short id of the newest snapshot carrying `tag`.
-    fn newest_tagged(&self, tag: &str) -> String {
+    pub fn newest_tagged(&self, tag: &str) -> String {
         let out = self.run(
             &format!("listing the newest {tag} snapshot"),
             &format!("chatvault snapshots --json --tag {tag}"),
@@ -388,6 +393,136 @@ fn operations_runbook_runs_as_written() {
             .is_file()
     );
     assert!(host.path("/srv/restore").is_dir());
+}
+
+/// The runbook's blocks (and documented files) above the section `until`, in order.
+fn runbook_until(ops: &[Block], until: &str) -> Vec<Block> {
+    ops.iter()
+        .take_while(|b| b.heading != until)
+        .filter(|b| b.lang == "sh" || b.marker.is_some())
+        .cloned()
+        .collect()
+}
+
+/// The blocks of section `heading`.
+fn section(ops: &[Block], heading: &str) -> Vec<Block> {
+    let found: Vec<Block> = ops
+        .iter()
+        .filter(|b| b.heading == heading && b.lang == "sh")
+        .cloned()
+        .collect();
+    assert!(!found.is_empty(), "no sh block under {heading:?}");
+    found
+}
+
+/// Every file below `root`, by relative path.
+fn tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The newest snapshot of the plan (tag `files`) and of the message-log set restore to
+/// exactly what the sources hold now.
+fn assert_newest_restore_completely(host: &Host, round: &str) {
+    let id = host.newest_tagged("files");
+    let files = host.path(&format!("/srv/verify-{round}/files"));
+    host.run(
+        "restoring the newest files snapshot",
+        &format!(
+            "chatvault restore {id} --target '{}' --allow-outward-links",
+            files.display()
+        ),
+    );
+    for src in ["/srv/chat/media", "/etc/chat"] {
+        let restored = files.join(host.path(src).strip_prefix("/").unwrap());
+        assert!(
+            tree(&host.path(src)) == tree(&restored),
+            "{round}: {src} does not restore as it is"
+        );
+    }
+    let set = host.path(&format!("/srv/verify-{round}/set"));
+    host.run(
+        "restoring the newest message-log set",
+        &format!(
+            "chatvault msglog restore --name chat --target '{}'",
+            set.display()
+        ),
+    );
+    let mut expected = tree(&host.path("/srv/chat"));
+    expected.retain(|p, _| !p.starts_with("tmp"));
+    let mut got = tree(&set);
+    got.retain(|p, _| !p.starts_with("db"));
+    assert!(
+        expected == got,
+        "{round}: the message-log set does not restore as it is"
+    );
+}
+
+/// docs/OPERATIONS.md's repair procedure (the facts, then B), as written, after a pack
+/// was deleted and after one was damaged; the source lost a file meanwhile, so there is
+/// also something no source holds any more. Item 1 of issue 12: the procedure must leave
+/// a repository where `check --read-data` passes (its last command) and the newest
+/// snapshots restore completely.
+#[test]
+fn operations_repair_procedure_recovers_a_lost_and_a_damaged_pack() {
+    let mut host = Host::new();
+    host.env
+        .push(("CHATVAULT_PASSWORD".into(), PASSPHRASE.into()));
+    let ops = blocks(&doc("docs/OPERATIONS.md"));
+    for b in runbook_until(&ops, "When an alert fires") {
+        host.play("docs/OPERATIONS.md", &b);
+    }
+    let facts = section(&ops, "Repair");
+    let procedure = section(&ops, "B. Lost or damaged data");
+    let repo = host.path("/srv/backup/chatvault/data");
+    let largest = || {
+        let mut packs: Vec<(u64, PathBuf)> = tree(&repo)
+            .into_iter()
+            .map(|(p, bytes)| (bytes.len() as u64, repo.join(p)))
+            .collect();
+        packs.sort();
+        packs.pop().unwrap().1
+    };
+    for round in ["deleted", "damaged"] {
+        // A file the sources no longer have, then the damage.
+        let media = host.path("/srv/chat/media");
+        let gone = tree(&media).into_keys().next().unwrap();
+        std::fs::remove_file(media.join(&gone)).unwrap();
+        let pack = largest();
+        if round == "deleted" {
+            std::fs::remove_file(&pack).unwrap();
+        } else {
+            let mut bytes = std::fs::read(&pack).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x20;
+            std::fs::write(&pack, bytes).unwrap();
+        }
+        let check = host.output("chatvault check --read-data");
+        assert_eq!(
+            check.status.code(),
+            Some(13),
+            "{round}: the damage is found"
+        );
+        for b in facts.iter().chain(&procedure) {
+            host.play("docs/OPERATIONS.md", b);
+        }
+        assert!(!pack.exists(), "{round}: the pack is out of service");
+        assert_newest_restore_completely(&host, round);
+    }
 }
 
 #[test]
