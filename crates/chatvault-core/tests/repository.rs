@@ -949,6 +949,10 @@ fn a_lost_pack_makes_its_blobs_absent_and_the_next_writer_stores_them_again() {
     let w = repo.writer().unwrap();
     assert!(!repo.blobs_present(&refs).unwrap());
     assert!(!repo.blob_present(&refs[0].id).unwrap());
+    let mut ids: Vec<_> = refs.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(repo.missing_blobs(refs.iter().map(|r| r.id)).unwrap(), ids);
     // Writing the same bytes stores them again instead of deduplicating against the lost
     // copies (before: 0 blobs stored, and every later snapshot depended on the lost pack).
     let again = w.write_stream(&data[..]).unwrap();
@@ -956,6 +960,7 @@ fn a_lost_pack_makes_its_blobs_absent_and_the_next_writer_stores_them_again() {
     let stats = w.finish().unwrap();
     assert_eq!(stats.blobs_new as usize, refs.len());
     assert!(repo.blobs_present(&refs).unwrap());
+    assert!(repo.missing_blobs(ids).unwrap().is_empty());
     // And the new copies are the ones read, here and through a fresh cache, although the
     // old segments still name the lost pack.
     assert_eq!(restore(&repo, &refs), data);

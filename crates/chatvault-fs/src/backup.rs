@@ -19,7 +19,7 @@
 //! - The snapshot is saved only after the writer's `finish`, so it never references data
 //!   that is not durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -755,7 +755,8 @@ impl Walker<'_> {
             })?;
             let parent_node = parent.and_then(|t| t.get(name));
             if sub.is_source {
-                if let Some(node) = self.entry(&child, name.clone(), &md, parent_node, md.dev())? {
+                let node = self.entry(&child, name.clone(), &md, parent_node, None, md.dev())?;
+                if let Some(node) = node {
                     nodes.push(node);
                 }
                 continue;
@@ -790,12 +791,15 @@ impl Walker<'_> {
     }
 
     /// Backs up one entry whose `lstat` is `md`; `None` when it is skipped.
+    /// `missing`: the blobs of the parent directory's files that are not present, when
+    /// the caller looked them up for the whole directory (else the file looks its own up).
     fn entry(
         &self,
         path: &Path,
         name: Vec<u8>,
         md: &Metadata,
         parent: Option<&Node>,
+        missing: Option<&HashSet<BlobId>>,
         dev: u64,
     ) -> Result<Option<Node>> {
         let ft = md.file_type();
@@ -803,7 +807,7 @@ impl Walker<'_> {
             let parent_tree = self.parent_tree(path, parent);
             self.dir(path, name, md, parent_tree, dev)?
         } else if ft.is_file() {
-            Some(self.file(path, name, md, parent)?)
+            Some(self.file(path, name, md, parent, missing)?)
         } else if ft.is_symlink() {
             Some(self.symlink(path, name, md))
         } else {
@@ -870,9 +874,28 @@ impl Walker<'_> {
             }
         };
         children.sort_unstable();
+        // Whether the parent's chunks are still stored, for every file at once: one
+        // batched lookup per directory instead of one per unchanged file.
+        let missing: HashSet<BlobId> = match &parent_tree {
+            Some(p) => self
+                .repo
+                .missing_blobs(
+                    p.tree
+                        .nodes()
+                        .iter()
+                        .filter(|n| n.subtree.is_none())
+                        .flat_map(|n| n.content.iter().map(|c| c.id)),
+                )?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        };
         let nodes = children
             .into_par_iter()
-            .map(|child| self.child(path, child, parent_tree.as_ref().map(|p| &p.tree), dev))
+            .map(|child| {
+                let parent = parent_tree.as_ref().map(|p| &p.tree);
+                self.child(path, child, parent, &missing, dev)
+            })
             .collect::<Result<Vec<Option<Node>>>>()?;
         let tree = Tree::new(nodes.into_iter().flatten().collect())?;
         Ok(Some(Node {
@@ -888,6 +911,7 @@ impl Walker<'_> {
         dir: &Path,
         name: Vec<u8>,
         parent: Option<&Tree>,
+        missing: &HashSet<BlobId>,
         dev: u64,
     ) -> Result<Option<Node>> {
         let path = dir.join(std::ffi::OsStr::from_bytes(&name));
@@ -904,7 +928,7 @@ impl Walker<'_> {
             }
         };
         let parent_node = parent.and_then(|t| t.get(&name));
-        self.entry(&path, name, &md, parent_node, dev)
+        self.entry(&path, name, &md, parent_node, Some(missing), dev)
     }
 
     fn file(
@@ -913,6 +937,7 @@ impl Walker<'_> {
         name: Vec<u8>,
         md: &Metadata,
         parent: Option<&Node>,
+        missing: Option<&HashSet<BlobId>>,
     ) -> Result<Node> {
         let mut meta = meta_from(md, EntryKind::File);
         let node = |meta: &FsMeta, content| Node {
@@ -928,7 +953,11 @@ impl Walker<'_> {
         {
             // Reused only if every chunk is still stored: a lost pack is healed by
             // reading the file again, not inherited by every later snapshot.
-            if self.repo.blobs_present(&p.content)? {
+            let present = match missing {
+                Some(m) => p.content.iter().all(|c| !m.contains(&c.id)),
+                None => self.repo.blobs_present(&p.content)?,
+            };
+            if present {
                 meta.digest = old.digest;
                 Counts::add(&self.counts.files_unchanged, 1);
                 Counts::add(&self.counts.bytes_total, meta.size);

@@ -214,6 +214,23 @@ impl IndexCache {
             .transpose()
     }
 
+    /// The entries for `ids`, which must be sorted, in one batched lookup (RocksDB's
+    /// `MultiGet`): `None` where absent. For checking many ids at once (blob presence).
+    pub(crate) fn get_sorted(&self, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        debug_assert!(ids.windows(2).all(|w| w[0] <= w[1]));
+        let cf = self.cf(CF_BLOBS)?;
+        self.db
+            .batched_multi_get_cf(cf, ids.iter().map(|id| id.as_bytes()), true)
+            .into_iter()
+            .zip(ids)
+            .map(|(v, id)| {
+                let v = v.map_err(cache_err("index cache lookup failed"))?;
+                v.map(|v| IndexEntry::decode_value(*id, &v, &Self::entry_object(id)))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Whether `id` has an entry. For an absent id this is usually one bloom-filter probe
     /// per table, without reading data blocks.
     pub(crate) fn contains(&self, id: &BlobId) -> Result<bool> {

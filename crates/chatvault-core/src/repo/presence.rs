@@ -26,17 +26,23 @@
 //! - Memory: one pack id per pack in the repository (about 50 bytes each), not per blob.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::Repository;
 use crate::error::Result;
 use crate::id::{BlobId, PackId};
 use crate::tree::ContentRef;
 
+/// Ids looked up in one batch by [`Repository::missing_blobs`].
+const LOOKUP_BATCH: usize = 4096;
+
 /// The packs a session may count on: the backend's listing, plus this handle's uploads.
 #[derive(Default)]
 pub(crate) struct PackListing {
-    state: Mutex<ListingState>,
+    /// Read on every question (shared), written once per session and per upload.
+    state: RwLock<ListingState>,
+    /// Taken while listing, so that one thread lists and the others wait for it.
+    listing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -52,17 +58,16 @@ impl PackListing {
     /// Packs recorded as uploaded so far were stored before that listing, so they are
     /// forgotten too.
     pub(crate) fn forget(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         s.listed = None;
         s.uploaded.clear();
     }
 
-    /// Records a pack this handle uploaded.
+    /// Records a pack this handle uploaded (kept until the next session's `forget`, whose
+    /// listing will include it).
     pub(crate) fn uploaded(&self, id: PackId) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.listed.is_some() {
-            s.uploaded.insert(id);
-        }
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        s.uploaded.insert(id);
     }
 }
 
@@ -81,35 +86,81 @@ impl Repository {
     /// for each): the condition for reusing a parent's chunk list without reading its
     /// source again. An empty list is present.
     pub fn blobs_present(&self, refs: &[ContentRef]) -> Result<bool> {
-        for r in refs {
-            if !self.blob_present(&r.id)? {
-                return Ok(false);
+        match refs {
+            [] => Ok(true),
+            [one] => self.blob_present(&one.id),
+            _ => Ok(self.missing_blobs(refs.iter().map(|r| r.id))?.is_empty()),
+        }
+    }
+
+    /// The blobs among `ids` that are not present ([`blob_present`](Self::blob_present)),
+    /// sorted and without repeats, found with batched index lookups: for a frontend that
+    /// checks a whole directory's chunk lists at once (a directory of a thousand unchanged
+    /// files costs one batch, not a thousand lookups).
+    pub fn missing_blobs(&self, ids: impl IntoIterator<Item = BlobId>) -> Result<Vec<BlobId>> {
+        let mut ids: Vec<BlobId> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let listed = self.listed_packs()?;
+        let mut missing = Vec::new();
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            for (id, entry) in batch.iter().zip(self.index.get_sorted(batch)?) {
+                let present =
+                    entry.is_some_and(|e| listed.contains(&e.pack) || self.uploaded_pack(&e.pack));
+                if !present {
+                    missing.push(*id);
+                }
             }
         }
-        Ok(true)
+        Ok(missing)
     }
 
     /// Whether a pack is in the session's listing or was uploaded by this handle since.
     pub(crate) fn pack_present(&self, pack: &PackId) -> Result<bool> {
-        let mut s = self.packs.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.uploaded.contains(pack) {
-            return Ok(true);
+        Ok(self.listed_packs()?.contains(pack) || self.uploaded_pack(pack))
+    }
+
+    fn uploaded_pack(&self, pack: &PackId) -> bool {
+        let s = self.packs.state.read().unwrap_or_else(|p| p.into_inner());
+        s.uploaded.contains(pack)
+    }
+
+    /// The session's listing of `data/`, taken now if this is the session's first question.
+    fn listed_packs(&self) -> Result<Arc<HashSet<PackId>>> {
+        if let Some(l) = &self
+            .packs
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .listed
+        {
+            return Ok(l.clone());
         }
-        let listed = match &s.listed {
-            Some(l) => l.clone(),
-            None => {
-                // Listed under the lock: every thread of the session needs it, and an
-                // upload recorded meanwhile waits, so none is lost between the two.
-                let l: HashSet<PackId> = self
-                    .backend
-                    .list("data/")?
-                    .into_iter()
-                    .filter_map(|o| PackId::from_hex(o.name.rsplit('/').next()?).ok())
-                    .collect();
-                s.listed.insert(Arc::new(l)).clone()
-            }
-        };
-        drop(s);
-        Ok(listed.contains(pack))
+        let _one = self.packs.listing.lock().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have listed while this one waited.
+        if let Some(l) = &self
+            .packs
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .listed
+        {
+            return Ok(l.clone());
+        }
+        // An upload completed before this listing starts is in it; every upload is also
+        // recorded in `uploaded` until the next session's `forget`.
+        let listed: HashSet<PackId> = self
+            .backend
+            .list("data/")?
+            .into_iter()
+            .filter_map(|o| PackId::from_hex(o.name.rsplit('/').next()?).ok())
+            .collect();
+        let listed = Arc::new(listed);
+        self.packs
+            .state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .listed = Some(listed.clone());
+        Ok(listed)
     }
 }
