@@ -1174,6 +1174,62 @@ fn file_map(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// README's quick start: `chatvault msglog backup DIR` without `--name` failed with
+/// `invalid backup set name: "/srv/chat": name contains '/'`, because the documented
+/// default (the directory's absolute path) broke the name rule for path components. And a
+/// log edited in place, which the frontend stores again from the edit, made the run exit
+/// 3 (partial) and recorded an error in the snapshot.
+#[test]
+fn msglog_backup_without_a_name_and_an_edited_log_exit_0() {
+    let env = Env::new();
+    let server = env.path("server");
+    chatvault_workload::generate(&server, chatvault_workload::ServerOptions::tiny(), 2).unwrap();
+    let server_s = server.to_str().unwrap();
+    let first = env.json(&["msglog", "backup", server_s]);
+    let snaps = env.json(&["snapshots"]);
+    let canonical = std::fs::canonicalize(&server).unwrap();
+    assert_eq!(
+        snaps[0]["paths"],
+        serde_json::json!([canonical.to_str().unwrap()])
+    );
+    // An edit in place (a redaction) in one log.
+    let log = walk_files(&server.join("logs"))[0].clone();
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[12] ^= 1;
+    std::fs::write(&log, &bytes).unwrap();
+    let out = env
+        .cmd(&["msglog", "backup", server_s, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(second["parent"], first["snapshot"], "{second}");
+    assert_eq!(second["logs"]["streams_rewritten"], 1);
+    assert_eq!(second["problems"], serde_json::json!([]));
+    assert_eq!(second["notices"].as_array().unwrap().len(), 1, "{second}");
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps[1]["summary"]["errors"], 0);
+}
+
+/// `snapshots` shows which key signed each snapshot: its short form in the listing, in
+/// full with `--json`.
+#[test]
+fn snapshots_show_the_signing_key() {
+    let env = backed_up_env();
+    let keys = env.json(&["key", "list"]);
+    let writer = keys[0]["writer_key"].as_str().unwrap().to_owned();
+    let human = String::from_utf8(env.ok(&["snapshots"])).unwrap();
+    assert!(human.lines().next().unwrap().contains("writer"), "{human}");
+    assert!(human.contains(&writer[..8]), "{human}");
+    let json = env.json(&["snapshots"]);
+    assert_eq!(json[0]["writer"], writer.as_str());
+}
+
 #[test]
 fn msglog_backup_ls_export_and_restore() {
     let env = Env::new();
