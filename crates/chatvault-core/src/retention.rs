@@ -751,6 +751,21 @@ mod tests {
         assert_eq!(v[0].reasons[1].to_string(), "daily 2026-03-10");
     }
 
+    /// A repair keeps its original's time: `last 1` must keep the repaired snapshot (it
+    /// restores completely), whatever the ids; before, the tie went to the greater id.
+    #[test]
+    fn a_repaired_snapshot_counts_as_newer_than_its_original() {
+        let mut c = at(&["2026-03-10T20:00", "2026-03-10T20:00"]);
+        c[0].tags = vec![crate::REPAIRED_TAG.into()]; // id 1, the smaller
+        let p = RetentionPolicy {
+            last: 1,
+            ..Default::default()
+        };
+        let v = p.apply(&c).unwrap();
+        assert_eq!(v[0].id, c[0].id);
+        assert!(v[0].keep() && !v[1].keep());
+    }
+
     #[test]
     fn order_of_input_does_not_matter_and_ties_break_by_id() {
         let times = ["2026-03-10T20:00", "2026-03-10T20:00", "2026-03-09T20:00"];

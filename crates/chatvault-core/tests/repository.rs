@@ -1066,6 +1066,13 @@ fn a_held_snapshot_is_refused_with_its_own_error_not_permission_denied() {
         Err(Error::Held { snapshot }) => assert_eq!(snapshot, id),
         other => panic!("expected Held, got {other:?}"),
     }
+    // Several at once: one held one stops all of them before anything is deleted.
+    let (_, other) = backup(&repo, &text(2000), "node-1");
+    assert!(matches!(
+        repo.delete_snapshots(&[other, id]),
+        Err(Error::Held { snapshot }) if snapshot == id
+    ));
+    assert!(repo.load_snapshot(other).is_ok());
     // forget keeps it and removes nothing.
     let r = repo
         .forget(

@@ -145,6 +145,20 @@ impl Repository {
         self.delete_unless_held(id, &held)
     }
 
+    /// Deletes several snapshot records, listing the holds once: if any of them is held,
+    /// nothing is deleted ([`Error::Held`] names the first). Needs a full or admin key.
+    pub fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<()> {
+        self.require_read("delete snapshots")?;
+        let held = self.holds_by_snapshot()?;
+        if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
+            return Err(Error::Held { snapshot: *id });
+        }
+        for id in ids {
+            self.delete_unless_held(*id, &held)?;
+        }
+        Ok(())
+    }
+
     /// [`delete_snapshot`](Self::delete_snapshot) against holds the caller has just listed
     /// (`forget` lists them once for the whole run, not once per snapshot).
     pub(crate) fn delete_unless_held(
