@@ -9,9 +9,28 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The last JSON document a command produced; taken by [`take_report`].
 static REPORT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+/// Set once stdout's reader has gone (`chatvault ls … | head`): later lines are dropped
+/// and the command finishes normally (its locks released, its exit code kept) instead of
+/// panicking on the broken pipe.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout; a closed pipe silences stdout for the rest of the run.
+fn print_stdout(f: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = f(&mut out).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The output mode chosen on the command line.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +46,7 @@ impl Output {
     /// A line of human output (not in JSON mode).
     pub fn line(&self, s: impl AsRef<str>) {
         if !self.json && !self.silent {
-            println!("{}", s.as_ref());
+            print_stdout(|out| writeln!(out, "{}", s.as_ref()));
         }
     }
 
@@ -35,9 +54,10 @@ impl Output {
     pub fn json(&self, v: &serde_json::Value) {
         *REPORT.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
         if self.json && !self.silent {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer(&mut out, v);
-            let _ = writeln!(out);
+            print_stdout(|out| {
+                serde_json::to_writer(&mut *out, v).map_err(std::io::Error::from)?;
+                writeln!(out)
+            });
         }
     }
 
