@@ -15,7 +15,8 @@ Exit codes:
   11  wrong passphrase or key file
   12  repository locked by another process
   13  repository data is corrupt or missing
-  14  the key's role does not allow the command";
+  14  the key's role does not allow the command
+  15  the snapshot is under a legal hold (release it first)";
 
 /// Back up and restore a chat server's data into a deduplicating, encrypted repository.
 #[derive(Debug, Parser)]
@@ -451,6 +452,20 @@ pub enum RepairCommand {
     /// Save a new snapshot for each damaged one, leaving out the files and directories
     /// whose data is lost, and list exactly what was lost.
     Snapshots(RepairSnapshotsArgs),
+    /// Find packs whose bytes changed (or take those named), copy every blob that still
+    /// verifies into new packs, delete the damaged packs and rebuild the index. Reads the
+    /// whole repository unless packs are named.
+    Packs(RepairPacksArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairPacksArgs {
+    /// Packs to repair: pack ids or object names (`data/ab/ab12…`), as `check` prints
+    /// them (default: every pack, read in full).
+    pub packs: Vec<String>,
+    /// Report the damaged packs and what would be salvaged; copy and delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -464,7 +479,8 @@ pub struct RepairSnapshotsArgs {
     /// leaving it out.
     #[arg(long)]
     pub keep_readable: bool,
-    /// Delete each original once its repaired snapshot is saved.
+    /// Delete each original once its repaired snapshot is saved (and each whose root
+    /// tree is lost: it restores nothing).
     #[arg(long)]
     pub forget: bool,
     /// Report what would be lost; write nothing.
@@ -502,6 +518,20 @@ pub struct RunArgs {
     /// Show what the plan would do now (which steps are due) without doing it.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Run only this step of the plan (repeatable), e.g. `--only backup` to store again,
+    /// now, what the sources hold. By default, every step.
+    #[arg(long, value_enum)]
+    pub only: Vec<PlanStep>,
+}
+
+/// A step of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanStep {
+    Backup,
+    Forget,
+    Prune,
+    Check,
+    Drill,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,8 @@ pub const STORAGE_DENIED: u8 = 15;
 /// The storage kept failing (server errors, throttling, timeouts, unreachable) until the
 /// retries ran out; running the command again later is safe.
 pub const STORAGE_UNAVAILABLE: u8 = 16;
+/// The snapshot is under a legal hold: it cannot be forgotten until an admin releases it.
+pub const HELD: u8 = 17;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,7 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
         }
         E::PermissionDenied { .. } => (PERMISSION, "permission_denied"),
         E::KeyNotGranted { .. } => (PERMISSION, "key_not_granted"),
+        E::Held { .. } => (HELD, "held"),
         E::Locked { .. } => (LOCKED, "locked"),
         E::UnsupportedFormat { .. } => (ERROR, "unsupported_format"),
         E::StorageDenied { .. } => (STORAGE_DENIED, "storage_denied"),

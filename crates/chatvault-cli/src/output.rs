@@ -14,11 +14,30 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use chatvault_core::{printable, printable_bytes};
 
 /// The last JSON document a command produced; taken by [`take_report`].
 static REPORT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
+/// Set once stdout's reader has gone (`chatvault ls … | head`): later lines are dropped
+/// and the command finishes normally (its locks released, its exit code kept) instead of
+/// panicking on the broken pipe.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout; a closed pipe silences stdout for the rest of the run.
+fn print_stdout(f: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = f(&mut out).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The output mode chosen on the command line.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +53,7 @@ impl Output {
     /// A line of human output (not in JSON mode).
     pub fn line(&self, s: impl AsRef<str>) {
         if !self.json && !self.silent {
-            println!("{}", terminal_safe(s.as_ref()));
+            print_stdout(|out| writeln!(out, "{}", terminal_safe(s.as_ref())));
         }
     }
 
@@ -42,8 +61,7 @@ impl Output {
     pub fn json(&self, v: &serde_json::Value) {
         *REPORT.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
         if self.json && !self.silent {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", json_safe(&v.to_string()));
+            print_stdout(|out| writeln!(out, "{}", json_safe(&v.to_string())));
         }
     }
 

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, anyhow, bail};
 use chatvault_backend::{Location, Mode, StoreOptions};
 use chatvault_core::{
-    Backend, InitOptions, KeySource, OpenOptions, ReadLock, Repository, Snapshot, SnapshotId,
+    Backend, InitOptions, KeySource, OpenOptions, ReadLock, Repository, Snapshot, SnapshotFilter,
+    SnapshotId,
 };
 
 use zeroize::Zeroizing;
@@ -157,19 +158,33 @@ pub fn open_reading(g: &Global) -> Result<(Repository, Option<ReadLock>)> {
 /// Finds a snapshot by full id, unique hex prefix (at least 4 digits) or `latest`.
 pub fn resolve(repo: &Repository, spec: &str) -> Result<Snapshot> {
     if spec == "latest" {
-        let mut best: Option<Snapshot> = None;
-        for id in repo.snapshot_ids()? {
-            let s = repo.load_snapshot(id)?;
-            if best
-                .as_ref()
-                .is_none_or(|b| (b.record.time_unix_ms, b.id) < (s.record.time_unix_ms, s.id))
-            {
-                best = Some(s);
-            }
-        }
-        return best.ok_or_else(|| anyhow!("the repository has no snapshots"));
+        return latest(repo, &SnapshotFilter::default());
     }
     Ok(repo.load_snapshot(resolve_id(repo, spec)?)?)
+}
+
+/// The latest snapshot the filter lets through, by core's one ranking
+/// ([`chatvault_core::Recency`]: time, then a repaired snapshot over its original).
+/// Snapshots that do not load are passed over with a warning (`check` names them).
+pub fn latest(repo: &Repository, filter: &SnapshotFilter) -> Result<Snapshot> {
+    // A backup key selects only among its own snapshots, which it cannot read back.
+    if !repo.role().can_read() {
+        return Err(chatvault_core::Error::PermissionDenied {
+            role: repo.role().as_str(),
+            operation: "read snapshots",
+        }
+        .into());
+    }
+    let found = repo.latest_snapshots(filter)?;
+    if !found.unreadable.is_empty() {
+        tracing::warn!(
+            "{} snapshots do not load and were passed over choosing the latest (run `chatvault check`)",
+            found.unreadable.len()
+        );
+    }
+    found
+        .into_newest()
+        .ok_or_else(|| anyhow!("the repository has no snapshots"))
 }
 
 /// Finds a snapshot id by full id or unique hex prefix (at least 4 digits) without

@@ -126,6 +126,13 @@ pub enum Error {
         /// The generation whose keys are missing.
         generation: u32,
     },
+    /// The snapshot is under a legal hold: it cannot be deleted until an admin key
+    /// releases every hold on it.
+    #[error("snapshot {snapshot} is held: release its holds first (an admin key)")]
+    Held {
+        /// The held snapshot.
+        snapshot: crate::id::SnapshotId,
+    },
     /// Parameters that are out of range or unsafe (chunk sizes, weak KDF settings, …).
     #[error("invalid {what}: {reason}")]
     InvalidArgument {

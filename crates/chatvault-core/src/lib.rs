@@ -87,14 +87,15 @@ pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
     AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DEFAULT_UPLOADS,
-    DamagedContent, DataSubset, IndexRepairReport, InitOptions, LockInfo, LockOptions, Loss,
-    LossKind, OpenOptions, ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock,
-    RepairOptions, RepoStats, Repository, ScrubReport, SnapshotRepair, SnapshotRepairReport,
+    DamagedContent, DamagedPack, DataSubset, IndexRepairReport, InitOptions, LatestSnapshots,
+    LockInfo, LockOptions, Loss, LossKind, OpenOptions, PackRepairOptions, PackRepairReport,
+    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency, RepairOptions,
+    RepoStats, Repository, ScrubReport, SnapshotFilter, SnapshotRepair, SnapshotRepairReport,
     WriteStats, parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{
-    Candidate, ForgetReport, GroupVerdicts, KeepReason, Period, RetentionPolicy, Verdict, group_key,
+    Candidate, ForgetReport, GroupKey, GroupVerdicts, KeepReason, Period, RetentionPolicy, Verdict,
 };
 pub use snapshot::{Snapshot, SnapshotKind, SnapshotRecord, Summary};
 pub use tree::{ContentRef, Node, Tree};

@@ -8,11 +8,24 @@
 //! keeps every snapshot carrying one of them. A snapshot is kept if any rule keeps it,
 //! and every rule that does is reported.
 //!
+//! Snapshots are grouped by [`GroupKey`]: source kind, host, paths, and — for snapshots
+//! signed by a `backup`-role key — that writer key. A policy is applied to each group on
+//! its own, so a chat node's snapshots (a compromised node's, however they are dated)
+//! never decide which of another writer's are kept. Snapshots signed by `full` and `admin`
+//! keys share groups: those keys may delete any snapshot anyway, and sharing lets an
+//! operator's plan, the snapshots `repair snapshots` saves and those of a replaced
+//! operator key age together. There is no option to group more coarsely (no `--group-by`,
+//! and a plan's `[forget]` applies the same groups).
+//!
 //! Invariants:
-//! - Pure: the verdict depends only on the policy and the snapshots' times, ids and tags,
-//!   never on the clock, so a dry run shows exactly what a real run does, and periods are
-//!   measured back from the newest snapshot, not from now (a server that stopped backing
-//!   up does not lose its last backups to time passing).
+//! - Pure: the verdict depends only on the policy and the snapshots' times, ids, tags and
+//!   writer sequences, never on the clock, so a dry run shows exactly what a real run
+//!   does, and periods are measured back from the newest snapshot, not from now (a server
+//!   that stopped backing up does not lose its last backups to time passing).
+//! - "Newest first" is [`Recency`](crate::Recency), the ranking every choice of the latest
+//!   snapshot uses: at equal times a repaired snapshot counts as newer than its original.
+//! - Group keys are typed: two groups are one only if every field is equal, however the
+//!   paths are spelled (spaces included).
 //! - Calendar buckets are taken in the policy's time zone (DST included), from a bundled
 //!   time zone database: the same inputs give the same verdict on every host.
 //! - An empty policy is refused: it would forget everything.
@@ -23,9 +36,12 @@ use std::str::FromStr;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
+use crate::config::Config;
+use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::snapshot::{Snapshot, SnapshotRecord};
+use crate::repo::Recency;
+use crate::snapshot::Snapshot;
 
 /// A calendar period such as `7d`, `1y6m` or `36h`: years, months, days and hours.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,6 +152,14 @@ pub struct Candidate {
     pub time_unix_ms: i64,
     /// Its tags.
     pub tags: Vec<String>,
+    /// Its writer sequence (orders snapshots of equal time, see [`Recency`]).
+    pub writer_seq: u64,
+}
+
+impl Candidate {
+    fn recency(&self) -> Recency {
+        Recency::from_parts(self.time_unix_ms, &self.tags, self.writer_seq, self.id)
+    }
 }
 
 impl From<&Snapshot> for Candidate {
@@ -144,6 +168,7 @@ impl From<&Snapshot> for Candidate {
             id: s.id,
             time_unix_ms: s.record.time_unix_ms,
             tags: s.record.tags.clone(),
+            writer_seq: s.record.writer_seq,
         }
     }
 }
@@ -290,7 +315,7 @@ impl RetentionPolicy {
         }
         let tz = self.zone()?;
         let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-        sorted.sort_by_key(|c| std::cmp::Reverse((c.time_unix_ms, c.id)));
+        sorted.sort_by_key(|c| std::cmp::Reverse(c.recency()));
         let zoned = sorted
             .iter()
             .map(|c| {
@@ -384,17 +409,63 @@ fn since(newest: &Zoned, p: Period) -> Result<Timestamp> {
         .map_err(|e| Error::invalid("period", e.to_string()))
 }
 
-/// The group a snapshot belongs to for retention: its source kind, host and paths. (A
-/// message-log frontend records the tenant among its paths.)
-pub fn group_key(r: &SnapshotRecord) -> String {
-    format!("{} {} {}", r.source_kind, r.host, r.paths.join(" "))
+/// The group a snapshot belongs to for retention, and for a restore drill's "latest of
+/// each group": its source kind, host, paths (a message-log frontend's set name) and, for
+/// a `backup`-role writer, its key (see the module documentation). Ordered field by
+/// field, so groups list by source kind, then host, then paths, then writer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey {
+    /// The frontend's source kind (`fs`, `msglog`, `stdin`, …).
+    pub source_kind: String,
+    /// The host recorded.
+    pub host: String,
+    /// The paths recorded, in order.
+    pub paths: Vec<String>,
+    /// The `backup`-role writer that signed the snapshots; `None` for the snapshots of
+    /// `full` and `admin` keys, which form one group.
+    pub writer: Option<PublicKey>,
+}
+
+impl GroupKey {
+    /// The group of a loaded snapshot; `config` says its writer's role. A writer the
+    /// config does not list (which a verified snapshot never has) counts as a group of
+    /// its own.
+    pub fn of(s: &Snapshot, config: &Config) -> GroupKey {
+        let trusted = config
+            .writers
+            .iter()
+            .any(|w| w.key == s.writer && w.role.can_read());
+        GroupKey {
+            source_kind: s.record.source_kind.clone(),
+            host: s.record.host.clone(),
+            paths: s.record.paths.clone(),
+            writer: (!trusted).then_some(s.writer),
+        }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    /// `"fs" host "chat-node-1" paths ["/srv/a b", "/etc"] writer 1a2b3c4d` (or `writer
+    /// full/admin`): the strings quoted and escaped, so no two groups print alike and no
+    /// control character reaches a terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} host {:?} paths {:?} writer {}",
+            self.source_kind,
+            self.host,
+            self.paths,
+            self.writer
+                .map_or_else(|| "full/admin".to_owned(), |w| w.short())
+        )
+    }
 }
 
 /// The verdicts for one group of snapshots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupVerdicts {
-    /// The group ([`group_key`]).
-    pub group: String,
+    /// The group.
+    pub group: GroupKey,
     /// Its snapshots, newest first.
     pub verdicts: Vec<Verdict>,
 }
@@ -419,11 +490,11 @@ impl crate::Repository {
     pub fn forget(&self, policy: &RetentionPolicy, dry_run: bool) -> Result<ForgetReport> {
         let held = self.holds_by_snapshot()?;
         let mut report = ForgetReport::default();
-        let mut groups: std::collections::BTreeMap<String, Vec<Candidate>> = Default::default();
+        let mut groups: std::collections::BTreeMap<GroupKey, Vec<Candidate>> = Default::default();
         for id in self.snapshot_ids()? {
             match self.load_snapshot(id) {
                 Ok(s) => groups
-                    .entry(group_key(&s.record))
+                    .entry(GroupKey::of(&s, self.config()))
                     .or_default()
                     .push(Candidate::from(&s)),
                 Err(e) => report.unreadable.push((id, e.to_string())),
@@ -441,7 +512,9 @@ impl crate::Repository {
         if !dry_run {
             for v in report.groups.iter().flat_map(|g| &g.verdicts) {
                 if !v.keep() {
-                    self.delete_snapshot(v.id)?;
+                    // The holds listed above: a held snapshot is never reached here, and
+                    // the check stays as a guard without listing every hold again.
+                    self.delete_unless_held(v.id, &held)?;
                     report.removed.push(v.id);
                 }
             }
@@ -466,6 +539,7 @@ mod tests {
                     .unwrap()
                     .as_millisecond(),
                 tags: Vec::new(),
+                writer_seq: 0,
             })
             .collect()
     }
@@ -675,6 +749,21 @@ mod tests {
         );
         assert_eq!(v[1].reasons, [KeepReason::Tag("audit".into())]);
         assert_eq!(v[0].reasons[1].to_string(), "daily 2026-03-10");
+    }
+
+    /// A repair keeps its original's time: `last 1` must keep the repaired snapshot (it
+    /// restores completely), whatever the ids; before, the tie went to the greater id.
+    #[test]
+    fn a_repaired_snapshot_counts_as_newer_than_its_original() {
+        let mut c = at(&["2026-03-10T20:00", "2026-03-10T20:00"]);
+        c[0].tags = vec![crate::REPAIRED_TAG.into()]; // id 1, the smaller
+        let p = RetentionPolicy {
+            last: 1,
+            ..Default::default()
+        };
+        let v = p.apply(&c).unwrap();
+        assert_eq!(v[0].id, c[0].id);
+        assert!(v[0].keep() && !v[1].keep());
     }
 
     #[test]

@@ -343,7 +343,7 @@ fn holds_keep_snapshots_from_forget_and_delete_and_need_an_admin_key() {
     assert_eq!(repo.list_holds().unwrap(), vec![hold.clone()]);
     assert!(matches!(
         repo.delete_snapshot(old),
-        Err(Error::PermissionDenied { .. })
+        Err(Error::Held { snapshot }) if snapshot == old
     ));
     let last1 = RetentionPolicy {
         last: 1,

@@ -1324,3 +1324,260 @@ fn planted_oversized_objects_are_refused_unread() {
     );
     assert_eq!(backend.largest_read("config"), 0);
 }
+
+/// Deletes every pack object, as a disk error or a mistaken `rm` would; returns how many.
+fn lose_packs(b: &MemoryBackend) -> usize {
+    let packs = b.list("data/").unwrap();
+    for o in &packs {
+        b.delete(&o.name).unwrap();
+    }
+    packs.len()
+}
+
+#[test]
+fn a_lost_pack_makes_its_blobs_absent_and_the_next_writer_stores_them_again() {
+    let (fx, repo) = Fixture::new();
+    let data = text(3 << 20);
+    let (refs, _) = backup(&repo, &data, "node-1");
+    assert!(repo.blobs_present(&refs).unwrap());
+    assert!(lose_packs(&fx.backend) > 0);
+    // A new session lists the packs again: the index still names the blobs, but they are
+    // no longer present.
+    let w = repo.writer().unwrap();
+    assert!(!repo.blobs_present(&refs).unwrap());
+    assert!(!repo.blob_present(&refs[0].id).unwrap());
+    let mut ids: Vec<_> = refs.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(repo.missing_blobs(refs.iter().map(|r| r.id)).unwrap(), ids);
+    // Writing the same bytes stores them again instead of deduplicating against the lost
+    // copies (before: 0 blobs stored, and every later snapshot depended on the lost pack).
+    let again = w.write_stream(&data[..]).unwrap();
+    assert_eq!(again, refs);
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.blobs_new as usize, refs.len());
+    assert!(repo.blobs_present(&refs).unwrap());
+    assert!(repo.missing_blobs(ids).unwrap().is_empty());
+    // And the new copies are the ones read, here and through a fresh cache, although the
+    // old segments still name the lost pack.
+    assert_eq!(restore(&repo, &refs), data);
+    let fresh = fx.open_fresh(&pass()).unwrap();
+    assert_eq!(restore(&fresh, &refs), data);
+    assert!(fresh.blobs_present(&refs).unwrap());
+    // A third session deduplicates against the new copies.
+    let w = fresh.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    assert_eq!(w.finish().unwrap().blobs_new, 0);
+}
+
+#[test]
+fn forget_keeps_groups_apart_when_their_paths_contain_spaces() {
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    // `a b` + `c` and `a` + `b c` joined with spaces were one group, so `last 1` kept only
+    // the newer of the two and applied one group's policy to the other's snapshot.
+    for (i, paths) in [vec!["a b", "c"], vec!["a", "b c"]].into_iter().enumerate() {
+        let mut r = record(root, "node-1");
+        r.paths = paths.into_iter().map(String::from).collect();
+        r.time_unix_ms += i as i64;
+        repo.save_snapshot(r).unwrap();
+    }
+    let policy = chatvault_core::RetentionPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let report = repo.forget(&policy, false).unwrap();
+    assert_eq!(report.groups.len(), 2, "{:?}", report.groups);
+    assert!(report.removed.is_empty());
+    assert_eq!(repo.snapshot_ids().unwrap().len(), 2);
+    assert_ne!(
+        report.groups[0].group.to_string(),
+        report.groups[1].group.to_string()
+    );
+}
+
+#[test]
+fn another_writers_newer_snapshots_do_not_make_forget_drop_the_firsts() {
+    let (fx, mut admin) = Fixture::new();
+    let node_key = KeySource::passphrase("node secret");
+    let mut o = AddSlotOptions::new(Role::Backup, "node-1");
+    o.kdf = KdfParams::insecure_for_tests();
+    o.scope = "node-1".into();
+    admin.add_slot(&node_key, &o).unwrap();
+    let node = fx.open_fresh(&node_key).unwrap();
+    let w = admin.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    let day = 86_400_000;
+    let mut first = Vec::new();
+    for d in 0..2 {
+        let mut r = record(root, "node-1");
+        r.time_unix_ms += d * day;
+        first.push(admin.save_snapshot(r).unwrap());
+    }
+    // The second writer claims the same host and paths, dated a year later.
+    let w = node.writer().unwrap();
+    let root2 = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    for d in 0..3 {
+        let mut r = record(root2, "node-1");
+        r.time_unix_ms += 365 * day + d * day;
+        node.save_snapshot(r).unwrap();
+    }
+    // A full key's snapshot joins the admin's group (both may delete snapshots anyway).
+    let ops_key = KeySource::passphrase("ops secret");
+    let mut o = AddSlotOptions::new(Role::Full, "ops");
+    o.kdf = KdfParams::insecure_for_tests();
+    o.scope = "*".into();
+    admin.add_slot(&ops_key, &o).unwrap();
+    let ops = fx.open_fresh(&ops_key).unwrap();
+    let mut r = record(root, "node-1");
+    r.time_unix_ms += 2 * day;
+    let by_ops = ops.save_snapshot(r).unwrap();
+    let policy = chatvault_core::RetentionPolicy {
+        within: Some("7d".parse().unwrap()),
+        ..Default::default()
+    };
+    let report = admin.forget(&policy, false).unwrap();
+    assert_eq!(report.groups[0].verdicts.len(), 3, "{:?}", report.groups);
+    assert_eq!(report.groups[0].verdicts[0].id, by_ops);
+    // Each writer's snapshots are their own group: the first writer's are measured back
+    // from its own newest, so both stay (before: all three groups were one, and the
+    // "newest" was the other writer's, a year later, so both were forgotten).
+    assert_eq!(report.groups.len(), 2);
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    let writers: Vec<_> = report.groups.iter().map(|g| g.group.writer).collect();
+    assert_eq!(writers, [None, Some(node.writer_key())]);
+    for id in first {
+        assert!(admin.load_snapshot(id).is_ok());
+    }
+}
+
+#[test]
+fn a_held_snapshot_is_refused_with_its_own_error_not_permission_denied() {
+    let (_fx, repo) = Fixture::new();
+    let (_, id) = backup(&repo, &text(1000), "node-1");
+    repo.place_hold(id, "case 1").unwrap();
+    match repo.delete_snapshot(id) {
+        Err(Error::Held { snapshot }) => assert_eq!(snapshot, id),
+        other => panic!("expected Held, got {other:?}"),
+    }
+    // Several at once: one held one stops all of them before anything is deleted.
+    let (_, other) = backup(&repo, &text(2000), "node-1");
+    assert!(matches!(
+        repo.delete_snapshots(&[other, id]),
+        Err(Error::Held { snapshot }) if snapshot == id
+    ));
+    assert!(repo.load_snapshot(other).is_ok());
+    // forget keeps it and removes nothing.
+    let r = repo
+        .forget(
+            &chatvault_core::RetentionPolicy {
+                last: 1,
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+    assert!(r.removed.is_empty());
+}
+
+#[test]
+fn latest_snapshots_rank_a_repaired_snapshot_over_its_original_and_filter() {
+    let (_fx, repo) = Fixture::new();
+    let w = repo.writer().unwrap();
+    let root = w.write_tree(&Tree::default()).unwrap();
+    w.finish().unwrap();
+    let day = 86_400_000;
+    let old = repo.save_snapshot(record(root, "node-1")).unwrap();
+    let mut r = record(root, "node-1");
+    r.time_unix_ms += day;
+    let original = repo.save_snapshot(r.clone()).unwrap();
+    // A repair keeps the original's time and adds the tag.
+    r.tags.push(chatvault_core::REPAIRED_TAG.into());
+    let repaired = repo.save_snapshot(r).unwrap();
+    let mut other = record(root, "node-2");
+    other.time_unix_ms -= day;
+    let node2 = repo.save_snapshot(other).unwrap();
+    let all = repo
+        .latest_snapshots(&chatvault_core::SnapshotFilter::default())
+        .unwrap();
+    assert!(all.unreadable.is_empty());
+    assert_eq!(all.by_group.len(), 2);
+    assert_eq!(all.newest().unwrap().id, repaired);
+    let _ = original;
+    let host = |h: &str, before: Option<i64>| {
+        repo.latest_snapshots(&chatvault_core::SnapshotFilter {
+            host: Some(h.into()),
+            at_or_before_unix_ms: before,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_newest()
+        .map(|s| s.id)
+    };
+    assert_eq!(host("node-2", None), Some(node2));
+    assert_eq!(host("node-1", Some(1_760_000_000_000)), Some(old));
+    assert_eq!(host("node-1", Some(1_760_000_000_000 - 1)), None);
+}
+
+/// A pack with a flipped byte: `repair_packs` copies out every blob that still verifies,
+/// deletes the damaged pack and rebuilds the index, so the lost blobs are no longer
+/// indexed and the next writer stores them again. Before, nothing took a damaged pack out
+/// of service: every later backup deduplicated against its corrupt blobs, and `check
+/// --read-data` failed on it until a prune happened to repack it.
+#[test]
+fn repair_packs_salvages_what_verifies_and_the_next_writer_stores_the_rest() {
+    let (fx, repo) = Fixture::new();
+    let full = chatvault_core::CheckOptions {
+        read_data: true,
+        ..Default::default()
+    };
+    // Several blobs in one pack.
+    let data: Vec<u8> = (0..6u64).flat_map(|i| noise(300 << 10, i + 1)).collect();
+    let (refs, snap) = backup(&repo, &data, "node-1");
+    assert!(refs.len() >= 2, "{} chunks", refs.len());
+    let packs = fx.backend.list("data/").unwrap();
+    assert_eq!(packs.len(), 1);
+    let name = &packs[0].name;
+    let mut bytes = fx.backend.get(name).unwrap();
+    bytes[100] ^= 0x40; // inside the first blob
+    fx.backend.replace(name, &bytes).unwrap();
+    assert!(!repo.check(&full).unwrap().problems.is_empty());
+
+    let dry = repo
+        .repair_packs(&chatvault_core::PackRepairOptions {
+            dry_run: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(dry.damaged.len(), 1);
+    assert!(!dry.damaged[0].deleted && fx.backend.stat(name).is_ok());
+
+    let r = repo.repair_packs(&Default::default()).unwrap();
+    assert_eq!(r.packs, 1);
+    let d = &r.damaged[0];
+    let lost = d.lost.clone().unwrap();
+    assert_eq!(lost.len(), 1, "{d:?}");
+    assert!(d.salvaged >= 2, "{d:?}"); // the other chunks and the tree
+    assert!(d.deleted && fx.backend.stat(name).is_err());
+    assert!(r.lost_data() && r.index.is_some());
+    // The salvaged blobs read back; the lost one is not indexed any more.
+    assert!(!repo.blob_present(&lost[0]).unwrap());
+    for c in refs.iter().filter(|c| c.id != lost[0]) {
+        assert!(repo.blob_present(&c.id).unwrap());
+    }
+    // The next writer stores only what was lost, and the old snapshot is whole again.
+    let w = repo.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    assert_eq!(w.finish().unwrap().blobs_new, 1);
+    assert_eq!(restore(&repo, &refs), data);
+    assert!(repo.load_snapshot(snap).is_ok());
+    // A second repair finds nothing damaged.
+    let again = repo.repair_packs(&Default::default()).unwrap();
+    assert!(again.damaged.is_empty() && !again.lost_data());
+    let report = repo.check(&full).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -2,9 +2,14 @@
 //! files that look unchanged and writes one tree per directory, bottom-up.
 //!
 //! Invariants:
-//! - A file is reused from the parent only when size, mtime, ctime and inode all match
-//!   and the parent recorded a digest for it; everything else is read and chunked again
-//!   (and deduplicated by the engine, so unchanged bytes are never stored twice).
+//! - A file is reused from the parent only when size, mtime, ctime and inode all match,
+//!   the parent recorded a digest for it, and every chunk it names is still present in the
+//!   repository ([`Repository::blobs_present`]); everything else is read and chunked again
+//!   (and deduplicated by the engine, so unchanged bytes are never stored twice, and lost
+//!   ones are stored again). A directory's tree is reused only if it is present too.
+//! - The parent is the latest snapshot ([`chatvault_core::Recency`]) of the same paths
+//!   and host signed by the same writer key: another writer's snapshot never supplies the
+//!   chunk lists of this one.
 //! - Local problems (a file vanished, permission denied, a socket) never stop the run:
 //!   they become [`Problem`]s, and unreadable entries stay in the tree with their error
 //!   recorded. Repository errors stop it.
@@ -14,7 +19,7 @@
 //! - The snapshot is saved only after the writer's `finish`, so it never references data
 //!   that is not durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -25,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chatvault_core::{
-    BlobId, BlobWriter, Node, Repository, Snapshot, SnapshotId, SnapshotKind, SnapshotRecord,
-    Summary, Tree,
+    BlobId, BlobWriter, Node, Repository, Snapshot, SnapshotFilter, SnapshotId, SnapshotKind,
+    SnapshotRecord, Summary, Tree,
 };
 use rayon::prelude::*;
 
@@ -132,6 +137,9 @@ pub struct BackupReport {
     pub files_changed: u64,
     /// Files reused from the parent without being read.
     pub files_unchanged: u64,
+    /// Files that looked unchanged but were read and stored again because chunks the
+    /// parent names are missing from the repository (a lost pack).
+    pub files_reread: u64,
     /// Directories.
     pub dirs: u64,
     /// Symbolic links.
@@ -183,7 +191,6 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         // A backup key finds its own latest snapshot in its local journal.
         ParentChoice::Latest => latest_snapshot(repo, SOURCE_KIND, &host, &paths)?,
     };
-    let reuse = !opts.full && parent.is_some();
     let mut exclude = opts.exclude.clone();
     for f in &opts.exclude_files {
         exclude.extend(read_pattern_file(f)?);
@@ -198,13 +205,20 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<BackupReport> {
         counts: Counts::default(),
         problems: Mutex::new(Vec::new()),
     };
-    let parent_root = match (&parent, reuse) {
-        (Some(p), true) => Some(ParentTree {
-            id: p.record.root,
-            tree: repo.read_parent_tree(p.record.root)?,
-        }),
+    let parent_root = match &parent {
+        Some(p) if !opts.full => walker.parent_tree(
+            Path::new("/"),
+            Some(&Node {
+                name: b"/".to_vec(),
+                subtree: Some(p.record.root),
+                content: Vec::new(),
+                meta: Vec::new(),
+            }),
+        ),
         _ => None,
     };
+    // Incremental only if the parent's tree could be read: otherwise every file was read.
+    let reuse = parent_root.is_some();
     let root = walker.root(&sources, parent_root)?;
     let Walker {
         counts, problems, ..
@@ -345,6 +359,9 @@ pub struct DirBackup {
     pub files_changed: u64,
     /// Files reused from the parent unread.
     pub files_unchanged: u64,
+    /// Files that looked unchanged but were read again: chunks the parent names are
+    /// missing from the repository.
+    pub files_reread: u64,
     /// Logical size of every file.
     pub bytes_total: u64,
     /// Bytes read from files.
@@ -411,6 +428,7 @@ pub fn backup_dir(
         files_new: c.files_new,
         files_changed: c.files_changed,
         files_unchanged: c.files_unchanged,
+        files_reread: c.files_reread,
         bytes_total: c.bytes_total,
         bytes_read: c.bytes_read,
         problems,
@@ -454,7 +472,7 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
         kind: run.kind,
         root: run.root,
         summary: Summary {
-            files: c.files_new + c.files_changed + c.files_unchanged,
+            files: c.files_new + c.files_changed + c.files_unchanged + c.files_reread,
             bytes_read: c.bytes_read,
             bytes_added: stats.bytes_new,
             blobs_added: stats.blobs_new,
@@ -473,6 +491,7 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
         files_new: c.files_new,
         files_changed: c.files_changed,
         files_unchanged: c.files_unchanged,
+        files_reread: c.files_reread,
         dirs: c.dirs,
         symlinks: c.symlinks,
         bytes_total: c.bytes_total,
@@ -486,32 +505,24 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
     })
 }
 
-/// The latest snapshot (by time) with this source kind, host and paths that can be a
-/// parent (for a `backup` key: its own, from its journal), skipping snapshots that do not
-/// load (a damaged one must not stop the next backup).
+/// The snapshot an incremental backup of `paths` on `host` builds on: the latest
+/// ([`chatvault_core::Recency`]) with this source kind, host and paths, signed by this
+/// repository handle's own writer key (for a `backup` key: its own, from its journal).
+/// Snapshots that do not load are skipped: a damaged one must not stop the next backup.
 pub fn latest_snapshot(
     repo: &Repository,
     source_kind: &str,
     host: &str,
     paths: &[String],
 ) -> Result<Option<Snapshot>> {
-    let mut best: Option<Snapshot> = None;
-    for id in repo.snapshot_ids()? {
-        let Ok(s) = repo.load_parent_snapshot(id) else {
-            continue;
-        };
-        let r = &s.record;
-        if r.source_kind == source_kind
-            && r.host == host
-            && r.paths == paths
-            && best
-                .as_ref()
-                .is_none_or(|b| (b.record.time_unix_ms, b.id) < (r.time_unix_ms, s.id))
-        {
-            best = Some(s);
-        }
-    }
-    Ok(best)
+    let filter = SnapshotFilter {
+        source_kind: Some(source_kind.to_owned()),
+        host: Some(host.to_owned()),
+        paths: Some(paths.to_vec()),
+        writer: Some(repo.writer_key()),
+        ..SnapshotFilter::default()
+    };
+    Ok(repo.latest_snapshots(&filter)?.into_newest())
 }
 
 /// This machine's host name.
@@ -610,6 +621,7 @@ struct Counts {
     files_new: AtomicU64,
     files_changed: AtomicU64,
     files_unchanged: AtomicU64,
+    files_reread: AtomicU64,
     dirs: AtomicU64,
     symlinks: AtomicU64,
     bytes_total: AtomicU64,
@@ -621,6 +633,7 @@ struct CountsSnapshot {
     files_new: u64,
     files_changed: u64,
     files_unchanged: u64,
+    files_reread: u64,
     dirs: u64,
     symlinks: u64,
     bytes_total: u64,
@@ -638,6 +651,7 @@ impl Counts {
             files_new: l(&self.files_new),
             files_changed: l(&self.files_changed),
             files_unchanged: l(&self.files_unchanged),
+            files_reread: l(&self.files_reread),
             dirs: l(&self.dirs),
             symlinks: l(&self.symlinks),
             bytes_total: l(&self.bytes_total),
@@ -721,11 +735,11 @@ impl Walker<'_> {
         self.store_tree(tree, parent.as_ref())
     }
 
-    /// Writes a directory's tree; a tree equal to the parent's is the parent's blob, known
-    /// to be stored, so it is neither hashed nor looked up again.
+    /// Writes a directory's tree; a tree equal to the parent's is the parent's blob, so it
+    /// is not hashed again, only checked to be still present (else it is stored again).
     fn store_tree(&self, tree: Tree, parent: Option<&ParentTree>) -> Result<BlobId> {
         match parent {
-            Some(p) if p.tree == tree => Ok(p.id),
+            Some(p) if p.tree == tree && self.repo.blob_present(&p.id)? => Ok(p.id),
             _ => Ok(self.writer.write_tree(&tree)?),
         }
     }
@@ -741,7 +755,8 @@ impl Walker<'_> {
             })?;
             let parent_node = parent.and_then(|t| t.get(name));
             if sub.is_source {
-                if let Some(node) = self.entry(&child, name.clone(), &md, parent_node, md.dev())? {
+                let node = self.entry(&child, name.clone(), &md, parent_node, None, md.dev())?;
+                if let Some(node) = node {
                     nodes.push(node);
                 }
                 continue;
@@ -776,12 +791,15 @@ impl Walker<'_> {
     }
 
     /// Backs up one entry whose `lstat` is `md`; `None` when it is skipped.
+    /// `missing`: the blobs of the parent directory's files that are not present, when
+    /// the caller looked them up for the whole directory (else the file looks its own up).
     fn entry(
         &self,
         path: &Path,
         name: Vec<u8>,
         md: &Metadata,
         parent: Option<&Node>,
+        missing: Option<&HashSet<BlobId>>,
         dev: u64,
     ) -> Result<Option<Node>> {
         let ft = md.file_type();
@@ -789,7 +807,7 @@ impl Walker<'_> {
             let parent_tree = self.parent_tree(path, parent);
             self.dir(path, name, md, parent_tree, dev)?
         } else if ft.is_file() {
-            Some(self.file(path, name, md, parent)?)
+            Some(self.file(path, name, md, parent, missing)?)
         } else if ft.is_symlink() {
             Some(self.symlink(path, name, md))
         } else {
@@ -856,9 +874,28 @@ impl Walker<'_> {
             }
         };
         children.sort_unstable();
+        // Whether the parent's chunks are still stored, for every file at once: one
+        // batched lookup per directory instead of one per unchanged file.
+        let missing: HashSet<BlobId> = match &parent_tree {
+            Some(p) => self
+                .repo
+                .missing_blobs(
+                    p.tree
+                        .nodes()
+                        .iter()
+                        .filter(|n| n.subtree.is_none())
+                        .flat_map(|n| n.content.iter().map(|c| c.id)),
+                )?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        };
         let nodes = children
             .into_par_iter()
-            .map(|child| self.child(path, child, parent_tree.as_ref().map(|p| &p.tree), dev))
+            .map(|child| {
+                let parent = parent_tree.as_ref().map(|p| &p.tree);
+                self.child(path, child, parent, &missing, dev)
+            })
             .collect::<Result<Vec<Option<Node>>>>()?;
         let tree = Tree::new(nodes.into_iter().flatten().collect())?;
         Ok(Some(Node {
@@ -874,6 +911,7 @@ impl Walker<'_> {
         dir: &Path,
         name: Vec<u8>,
         parent: Option<&Tree>,
+        missing: &HashSet<BlobId>,
         dev: u64,
     ) -> Result<Option<Node>> {
         let path = dir.join(std::ffi::OsStr::from_bytes(&name));
@@ -890,7 +928,7 @@ impl Walker<'_> {
             }
         };
         let parent_node = parent.and_then(|t| t.get(&name));
-        self.entry(&path, name, &md, parent_node, dev)
+        self.entry(&path, name, &md, parent_node, Some(missing), dev)
     }
 
     fn file(
@@ -899,6 +937,7 @@ impl Walker<'_> {
         name: Vec<u8>,
         md: &Metadata,
         parent: Option<&Node>,
+        missing: Option<&HashSet<BlobId>>,
     ) -> Result<Node> {
         let mut meta = meta_from(md, EntryKind::File);
         let node = |meta: &FsMeta, content| Node {
@@ -908,14 +947,24 @@ impl Walker<'_> {
             meta: meta.encode(),
         };
         let previous = parent.and_then(|p| FsMeta::decode(&p.meta).ok().map(|m| (p, m)));
+        let mut lost = false;
         if let Some((p, old)) = &previous
             && meta.unchanged_since(old)
         {
-            meta.digest = old.digest;
-            Counts::add(&self.counts.files_unchanged, 1);
-            Counts::add(&self.counts.bytes_total, meta.size);
-            self.progress.emit(FsEvent::Skipped(meta.size));
-            return Ok(node(&meta, p.content.clone()));
+            // Reused only if every chunk is still stored: a lost pack is healed by
+            // reading the file again, not inherited by every later snapshot.
+            let present = match missing {
+                Some(m) => p.content.iter().all(|c| !m.contains(&c.id)),
+                None => self.repo.blobs_present(&p.content)?,
+            };
+            if present {
+                meta.digest = old.digest;
+                Counts::add(&self.counts.files_unchanged, 1);
+                Counts::add(&self.counts.bytes_total, meta.size);
+                self.progress.emit(FsEvent::Skipped(meta.size));
+                return Ok(node(&meta, p.content.clone()));
+            }
+            lost = true;
         }
         let (content, size, digest) = match self.read_file(path, md.size()) {
             Ok(read) => read,
@@ -931,10 +980,10 @@ impl Walker<'_> {
         // changed too, so the next run reads it again.
         meta.size = size;
         meta.digest = Some(digest);
-        let counter = if previous.is_some() {
-            &self.counts.files_changed
-        } else {
-            &self.counts.files_new
+        let counter = match (&previous, lost) {
+            (_, true) => &self.counts.files_reread,
+            (Some(_), false) => &self.counts.files_changed,
+            (None, false) => &self.counts.files_new,
         };
         Counts::add(counter, 1);
         Counts::add(&self.counts.bytes_total, size);

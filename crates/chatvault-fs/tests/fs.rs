@@ -1655,3 +1655,134 @@ fn one_file_system_stores_other_filesystems_mount_points_empty() {
         assert_eq!(without.get(name), Some(&true), "{}", show(name));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Lost packs: the next backup heals them
+// ---------------------------------------------------------------------------------------
+
+/// A pack lost from storage (a disk error, a mistaken `rm`): before, an unchanged file's
+/// chunk list was reused from the parent whatever happened to its chunks, and the writer
+/// skipped every chunk the index still named, so the next backup, even `--full`, stored
+/// nothing and every later snapshot depended on the lost pack.
+#[test]
+fn a_lost_pack_is_stored_again_by_the_next_backup_and_its_snapshot_restores() {
+    for full in [false, true] {
+        let fx = Fixture::local();
+        let repo_dir = fx.store.path().join("repo");
+        let src = fx.path("src");
+        let files = many_files(&src);
+        let first = fx.backup(&[&src], |_| {});
+        assert_eq!(first.files_new, files.len() as u64);
+        // Lose the pack holding the big file's chunks (and every other pack but one).
+        let all = packs(&repo_dir);
+        assert!(!all.is_empty());
+        for p in &all {
+            fs::remove_file(p).unwrap();
+        }
+
+        let second = fx.backup(&[&src], |o| o.full = full);
+        assert!(second.bytes_added > 3 << 20, "full={full}: {second:?}");
+        if full {
+            assert_eq!(second.kind, SnapshotKind::Full);
+        } else {
+            // The parent's trees were lost too: everything is read again, nothing reused.
+            assert_eq!(second.files_unchanged, 0, "{second:?}");
+        }
+        let target = fx.path("restored");
+        let repo = fx.reopen_local("cache-after-heal");
+        let root = repo.load_snapshot(second.snapshot).unwrap().record.root;
+        let r = restore_root(&repo, root, &target, |_| {}).unwrap();
+        assert!(r.is_complete(), "full={full}: {:?}", r.problems);
+        assert_same_tree(&src, &inside(&target, &src));
+        // Healed: the next incremental run reuses everything and stores nothing.
+        let third = fx.backup(&[&src], |_| {});
+        assert_eq!(third.files_unchanged, files.len() as u64, "{third:?}");
+        // Nothing read; only the trees of the directories above the source (whose times
+        // the restore changed) are new.
+        assert_eq!((third.files_reread, third.bytes_read), (0, 0));
+        assert!(third.blobs_added <= src.components().count() as u64);
+    }
+}
+
+/// Only a file's data pack is lost, its parent's trees survive: the file looks unchanged
+/// but is read again (counted as `files_reread`), and the rest is reused.
+#[test]
+fn an_unchanged_file_whose_chunks_are_lost_is_read_again() {
+    let fx = Fixture::local();
+    let repo_dir = fx.store.path().join("repo");
+    let big = varied(31, 3 << 20);
+    let before = packs(&repo_dir);
+    // The big file's chunks in a pack of their own, in a session of its own.
+    chatvault_fs::backup_stream(&fx.repo, "big", &big[..], &BackupOptions::default()).unwrap();
+    let pack_big = only_new(&before, &packs(&repo_dir));
+    let src = fx.path("src");
+    write(&src.join("big.bin"), &big);
+    write(&src.join("small.txt"), b"small");
+    let first = fx.backup(&[&src], |_| {});
+    fs::remove_file(&pack_big).unwrap();
+
+    let second = fx.backup(&[&src], |_| {});
+    assert_eq!(second.kind, SnapshotKind::Incremental);
+    assert_eq!(second.parent, Some(first.snapshot));
+    assert_eq!(
+        (
+            second.files_reread,
+            second.files_unchanged,
+            second.files_changed
+        ),
+        (1, 1, 0),
+        "{second:?}"
+    );
+    assert_eq!(second.bytes_read, big.len() as u64);
+    assert!(second.bytes_added >= big.len() as u64);
+    let repo = fx.reopen_local("cache-after-heal");
+    let root = repo.load_snapshot(second.snapshot).unwrap().record.root;
+    let mut out = Vec::new();
+    chatvault_fs::cat(&repo, root, &snap_path(&src.join("big.bin")), &mut out).unwrap();
+    assert_eq!(out, big);
+}
+
+/// The parent is the same writer's: a newer snapshot of the same paths and host signed by
+/// another key never supplies this one's chunk lists (before, the newest of any writer
+/// was the parent).
+#[test]
+fn the_parent_is_the_latest_snapshot_of_the_same_writer() {
+    let mut fx = Fixture::local();
+    let src = fx.path("src");
+    write(&src.join("a.txt"), b"a");
+    let mine = fx.backup(&[&src], |_| {});
+    let other_key = KeySource::passphrase("other writer");
+    fx.repo
+        .add_slot(
+            &other_key,
+            &chatvault_core::AddSlotOptions {
+                kdf: KdfParams::insecure_for_tests(),
+                scope: HOST.into(),
+                ..chatvault_core::AddSlotOptions::new(chatvault_core::Role::Full, "other")
+            },
+        )
+        .unwrap();
+    let other = Repository::open(
+        Box::new(LocalBackend::open(fx.store.path().join("repo")).unwrap()),
+        &other_key,
+        OpenOptions {
+            cache_dir: Some(fx.store.path().join("cache-other")),
+            allow_weak_kdf: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let opts = BackupOptions {
+        paths: vec![src.clone()],
+        host: Some(HOST.into()),
+        ..BackupOptions::default()
+    };
+    let theirs = chatvault_fs::backup(&other, &opts).unwrap();
+    assert_eq!(
+        theirs.parent, None,
+        "the other writer has no snapshot of its own"
+    );
+    let second = fx.backup(&[&src], |_| {});
+    assert_eq!(second.parent, Some(mine.snapshot));
+    assert_eq!(second.files_unchanged, 1);
+}

@@ -19,6 +19,13 @@
 //! - A full run re-reads every stream, recomputes the ids of its stored segments and
 //!   keeps those that match, so it stores no history a second time; a stream whose
 //!   source no longer matches is stored again from the first segment that differs.
+//! - A stream's stored segments are reused only while every one of them is present in
+//!   the repository ([`Repository::blobs_present`]); a stream with a lost segment is read
+//!   whole, as in a full run, and the lost segments whose bytes the source still holds
+//!   are stored again (so does every full run), so a lost pack is healed by the next run.
+//! - [`BackupReport::problems`] lists only what was left out (a source that could not be
+//!   read); what lost nothing (a log edited in place, a parent tree that could not be
+//!   read) is a [`BackupReport::notices`] entry, so an edit never makes a run partial.
 //! - The snapshot is saved only after the writer finished: it never names data that is
 //!   not durable.
 
@@ -57,7 +64,9 @@ pub use chatvault_fs::ParentChoice;
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     /// The set's name (a server's name or data directory), recorded as the snapshot's path:
-    /// retention and parent selection group by host and name. By default, `chat`.
+    /// retention and parent selection group by host and name. Any non-empty text of at
+    /// most [`MAX_SET_NAME`] bytes without control characters, an absolute path included
+    /// (it is never used as a file name). By default, `chat`.
     pub name: String,
     /// The host recorded. By default, this machine's.
     pub host: Option<String>,
@@ -113,6 +122,9 @@ pub struct LogStats {
     pub merges: u64,
     /// Stored segments a full run verified.
     pub segments_verified: u64,
+    /// Stored segments that were missing from the repository (a lost pack) and were
+    /// stored again from the source.
+    pub segments_restored: u64,
 }
 
 impl LogStats {
@@ -129,6 +141,7 @@ impl LogStats {
         self.segments_written += o.segments_written;
         self.merges += o.merges;
         self.segments_verified += o.segments_verified;
+        self.segments_restored += o.segments_restored;
         self
     }
 
@@ -150,6 +163,9 @@ pub struct FileStats {
     pub files_changed: u64,
     /// Files reused unread.
     pub files_unchanged: u64,
+    /// Files that looked unchanged but were read again because their stored data is
+    /// missing from the repository.
+    pub files_reread: u64,
     /// Logical size of all files.
     pub bytes_total: u64,
     /// Bytes read.
@@ -190,8 +206,12 @@ pub struct BackupReport {
     pub blobs_added: u64,
     /// Wall-clock time.
     pub duration: Duration,
-    /// What was left out.
+    /// What was left out: sources that could not be read (the run is partial).
     pub problems: Vec<Problem>,
+    /// What is worth knowing but lost nothing: logs edited in place (stored again from
+    /// the edit), parent trees or entries that could not be read (read again), entries
+    /// skipped on purpose.
+    pub notices: Vec<Problem>,
 }
 
 /// A conversation an embedding server holds.
@@ -259,6 +279,7 @@ pub struct BackupSession<'r> {
     dump_bytes: u64,
     cursors: BTreeMap<String, Vec<u8>>,
     pub(crate) problems: Vec<Problem>,
+    pub(crate) notices: Vec<Problem>,
 }
 
 impl std::fmt::Debug for BackupSession<'_> {
@@ -277,7 +298,7 @@ impl<'r> BackupSession<'r> {
     /// the same name, which its local journal remembers (the journal is in the cache
     /// directory: a node that loses it makes one run that reads everything).
     pub fn start(repo: &'r Repository, opts: BackupOptions) -> Result<Self> {
-        check_name(&opts.name, "backup set name")?;
+        check_set_name(&opts.name)?;
         let host = opts.host.clone().unwrap_or_else(chatvault_fs::hostname);
         let parent = match opts.parent {
             ParentChoice::None => None,
@@ -299,8 +320,22 @@ impl<'r> BackupSession<'r> {
                 std::slice::from_ref(&opts.name),
             )?,
         };
+        // A parent whose tree cannot be read (a lost pack) costs reuse, not the backup.
+        let mut notices = Vec::new();
         let parent_root = match &parent {
-            Some(p) => Some(repo.read_parent_tree(p.record.root)?),
+            Some(p) => match repo.read_parent_tree(p.record.root) {
+                Ok(t) => Some(t),
+                Err(e @ (chatvault_core::Error::Io(_) | chatvault_core::Error::Cache(_))) => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    notices.push(Problem {
+                        path: opts.name.clone(),
+                        message: format!("parent set's tree unreadable, reading everything: {e}"),
+                    });
+                    None
+                }
+            },
             None => None,
         };
         Ok(BackupSession {
@@ -317,6 +352,7 @@ impl<'r> BackupSession<'r> {
             dump_bytes: 0,
             cursors: BTreeMap::new(),
             problems: Vec::new(),
+            notices,
         })
     }
 
@@ -343,17 +379,19 @@ impl<'r> BackupSession<'r> {
             tiering: self.opts.tiering,
             full: self.opts.full,
             problems: Mutex::new(Vec::new()),
+            notices: Mutex::new(Vec::new()),
             layout: None,
         }
     }
 
     pub(crate) fn set_logs(
         &mut self,
-        walker_problems: Vec<Problem>,
+        lists: (Vec<Problem>, Vec<Problem>),
         tree: BlobId,
         stats: LogStats,
     ) {
-        self.problems.extend(walker_problems);
+        self.problems.extend(lists.0);
+        self.notices.extend(lists.1);
         self.logs = Some((
             Node {
                 name: LOGS.to_vec(),
@@ -386,11 +424,8 @@ impl<'r> BackupSession<'r> {
             ));
         }
         let (tree, stats) = walker.dir(dir, parent.as_ref())?;
-        let problems = walker
-            .problems
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        self.set_logs(problems, tree, stats);
+        let lists = walker.into_lists();
+        self.set_logs(lists, tree, stats);
         Ok(stats)
     }
 
@@ -455,11 +490,8 @@ impl<'r> BackupSession<'r> {
             });
         }
         let tree = self.writer.write_tree(&Tree::new(nodes)?)?;
-        let problems = walker
-            .problems
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        self.set_logs(problems, tree, stats);
+        let lists = walker.into_lists();
+        self.set_logs(lists, tree, stats);
         Ok(stats)
     }
 
@@ -479,14 +511,22 @@ impl<'r> BackupSession<'r> {
             progress: chatvault_fs::FsProgress::default(),
         };
         let d = chatvault_fs::backup_dir(self.repo, &self.writer, dir, &opts)?;
-        self.problems.extend(d.problems.iter().map(|p| Problem {
-            path: p.path.display().to_string(),
-            message: p.message.clone(),
-        }));
+        // As for a directory backup: only files that could not be read are left out.
+        for p in &d.problems {
+            let list = match p.kind {
+                chatvault_fs::ProblemKind::Unreadable => &mut self.problems,
+                _ => &mut self.notices,
+            };
+            list.push(Problem {
+                path: p.path.display().to_string(),
+                message: p.message.clone(),
+            });
+        }
         let stats = FileStats {
             files_new: d.files_new,
             files_changed: d.files_changed,
             files_unchanged: d.files_unchanged,
+            files_reread: d.files_reread,
             bytes_total: d.bytes_total,
             bytes_read: d.bytes_read,
         };
@@ -544,6 +584,7 @@ impl<'r> BackupSession<'r> {
             dump_bytes,
             cursors,
             mut problems,
+            mut notices,
             ..
         } = self;
         let mut nodes = Vec::new();
@@ -571,6 +612,7 @@ impl<'r> BackupSession<'r> {
         };
         let fs = file_stats.unwrap_or_default();
         problems.sort_by(|a, b| a.path.cmp(&b.path));
+        notices.sort_by(|a, b| a.path.cmp(&b.path));
         let record = SnapshotRecord {
             time_unix_ms: now_ms(),
             host,
@@ -585,6 +627,7 @@ impl<'r> BackupSession<'r> {
                     + fs.files_new
                     + fs.files_changed
                     + fs.files_unchanged
+                    + fs.files_reread
                     + n_dumps,
                 bytes_read: log_stats.bytes_read + fs.bytes_read + dump_bytes,
                 bytes_added: stats.bytes_new,
@@ -610,6 +653,7 @@ impl<'r> BackupSession<'r> {
             blobs_added: stats.blobs_new,
             duration: start.elapsed(),
             problems,
+            notices,
         })
     }
 }
@@ -625,6 +669,32 @@ pub fn backup_data_dir(repo: &Repository, dir: &Path, opts: BackupOptions) -> Re
     }
     session.backup_files(&dir, &[logs.to_string_lossy().into_owned()])?;
     session.commit()
+}
+
+/// The longest backup set name accepted, in bytes.
+pub const MAX_SET_NAME: usize = 1024;
+
+/// Refuses set names that could not be shown or compared safely: empty, longer than
+/// [`MAX_SET_NAME`], or holding control characters (NUL, newlines, escapes). A set name is
+/// a label, never a path component, so `/` is fine: the command line's default is the
+/// data directory's absolute path.
+pub(crate) fn check_set_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > MAX_SET_NAME {
+        Some("longer than 1024 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid(
+            "backup set name",
+            format!("{name:?}: {why}"),
+        )),
+    }
 }
 
 /// Refuses names that could not be a single path component on restore (the directory
@@ -657,20 +727,35 @@ pub(crate) struct LogsWalker<'a, 'r> {
     pub(crate) writer: &'a BlobWriter<'r>,
     pub(crate) tiering: Tiering,
     pub(crate) full: bool,
+    /// What was left out.
     pub(crate) problems: Mutex<Vec<Problem>>,
+    /// What lost nothing.
+    pub(crate) notices: Mutex<Vec<Problem>>,
     /// A layout's record fields and checks (`layout.rs`); `None`: the default records.
     pub(crate) layout: Option<crate::layout::LayoutContext>,
 }
 
 impl LogsWalker<'_, '_> {
+    /// Something left out of the set: the run is partial.
     pub(crate) fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems
-            .lock()
+        Self::push(&self.problems, path.into(), message.into());
+    }
+
+    /// What was left out, and what lost nothing.
+    pub(crate) fn into_lists(self) -> (Vec<Problem>, Vec<Problem>) {
+        let take = |m: Mutex<Vec<Problem>>| m.into_inner().unwrap_or_else(|p| p.into_inner());
+        (take(self.problems), take(self.notices))
+    }
+
+    /// Something that lost nothing.
+    pub(crate) fn notice(&self, path: impl Into<String>, message: impl Into<String>) {
+        Self::push(&self.notices, path.into(), message.into());
+    }
+
+    fn push(list: &Mutex<Vec<Problem>>, path: String, message: String) {
+        list.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Problem {
-                path: path.into(),
-                message: message.into(),
-            });
+            .push(Problem { path, message });
     }
 
     pub(crate) fn parent_subtree(&self, path: &str, node: Option<&Node>) -> Option<Tree> {
@@ -678,7 +763,7 @@ impl LogsWalker<'_, '_> {
         match self.repo.read_parent_tree(id) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problem(
+                self.notice(
                     path,
                     format!("parent tree unreadable, reading everything: {e}"),
                 );
@@ -698,12 +783,12 @@ impl LogsWalker<'_, '_> {
             Ok(m) if m.kind == kind => m,
             Ok(_) => return None,
             Err(e) => {
-                self.problem(path, format!("parent entry unreadable, storing anew: {e}"));
+                self.notice(path, format!("parent entry unreadable, storing anew: {e}"));
                 return None;
             }
         };
         if let Err(e) = meta.check_content(&node.content, path) {
-            self.problem(path, format!("parent entry unreadable, storing anew: {e}"));
+            self.notice(path, format!("parent entry unreadable, storing anew: {e}"));
             return None;
         }
         let segments = Segments {
@@ -796,8 +881,10 @@ impl LogsWalker<'_, '_> {
             streams: 1,
             ..LogStats::default()
         };
+        // A stream with a lost segment is read whole and verified, as in a full run.
+        let verify = self.full || !self.all_present(prev.as_ref())?;
         if let Some(p) = &prev
-            && !self.full
+            && !verify
             && p.meta.stamp == Some(stamp)
         {
             stats.streams_unchanged = 1;
@@ -806,7 +893,7 @@ impl LogsWalker<'_, '_> {
         // A log that only grew: read the window before its old end (to check it against
         // the stored digest), and what follows. Anything else is read whole.
         let grown = prev.as_ref().filter(|p| {
-            !self.full
+            !verify
                 && p.meta.digest.is_some()
                 && p.meta.stamp.is_some_and(|s| s.inode == stamp.inode)
                 && stamp.size >= p.meta.len
@@ -847,8 +934,13 @@ impl LogsWalker<'_, '_> {
         let old = match &prev {
             Some(p) if grown_ok => p.segments.clone(),
             // Read whole: keep the stored segments that still match (a full run's
-            // verification, or a log copied or rotated with its history intact).
-            Some(p) => self.keep_matching(&shown, p.segments.clone(), &data, &mut stats)?,
+            // verification, or a log copied or rotated with its history intact), and
+            // store again those of them that are missing from the repository.
+            Some(p) => {
+                let kept = self.keep_matching(&shown, p.segments.clone(), &data, &mut stats)?;
+                self.restore_missing(&kept, &data, &mut stats)?;
+                kept
+            }
             None => {
                 stats.streams_new = 1;
                 Segments::default()
@@ -866,7 +958,7 @@ impl LogsWalker<'_, '_> {
         let new = self.lines(&shown, data[base..].to_vec(), continues_at(base));
         let kept = stats.streams_new == 0 && stats.streams_rewritten == 0;
         stats.streams_appended = u64::from(kept && !new.bytes.is_empty());
-        stats.streams_verified = u64::from(kept && self.full);
+        stats.streams_verified = u64::from(kept && verify);
         let (segments, a) = segment::append(self.writer, old, new, &self.tiering, |n| {
             let at = base - n as usize;
             Ok(self.lines_again(data[at..base].to_vec(), continues_at(at)))
@@ -897,8 +989,10 @@ impl LogsWalker<'_, '_> {
             ..LogStats::default()
         };
         let name = c.id.as_bytes();
+        // A stream with a lost segment is read whole and verified, as in a full run.
+        let verify = self.full || !self.all_present(prev.as_ref())?;
         if let Some(p) = &prev
-            && !self.full
+            && !verify
             && p.meta.last_seq == Some(c.last_seq)
         {
             stats.streams_unchanged = 1;
@@ -941,10 +1035,11 @@ impl LogsWalker<'_, '_> {
             }
         };
         let prev_last = prev.as_ref().and_then(|p| p.meta.last_seq);
-        let new = if self.full {
+        let new = if verify {
             let all = read(0, u64::MAX)?;
             stats.bytes_read = all.bytes.len() as u64;
             old = self.keep_matching(&shown, old, &all.bytes, &mut stats)?;
+            self.restore_missing(&old, &all.bytes, &mut stats)?;
             let base = old.len() as usize;
             let rest = all.split_off(base);
             let kept = stats.streams_rewritten == 0 && prev.is_some();
@@ -1003,15 +1098,47 @@ impl LogsWalker<'_, '_> {
         let verified = verify_prefix(self.repo, &old, data);
         stats.segments_verified = verified as u64;
         if verified < old.content.len() {
-            self.problem(
+            // An edit in place, which the frontend handles: not an error.
+            self.notice(
                 shown,
-                "stored segments differ from the source: stored again from there",
+                "stored segments differ from the source (edited in place): stored again \
+                 from the first difference",
             );
             stats.streams_rewritten = 1;
             old.content.truncate(verified);
             old.meta.truncate(verified);
         }
         Ok(old)
+    }
+}
+
+impl LogsWalker<'_, '_> {
+    /// Whether every segment of the parent's stream is present in the repository (true
+    /// without a parent).
+    fn all_present(&self, prev: Option<&Previous>) -> Result<bool> {
+        Ok(match prev {
+            Some(p) => self.repo.blobs_present(&p.segments.content)?,
+            None => true,
+        })
+    }
+
+    /// Stores again, from `data` (the whole stream as read now), every kept segment that is
+    /// missing from the repository. `kept` holds exactly the bytes at its offsets in `data`
+    /// ([`verify_prefix`]), so each is stored under its recorded id.
+    fn restore_missing(&self, kept: &Segments, data: &[u8], stats: &mut LogStats) -> Result<()> {
+        let mut off = 0usize;
+        for c in &kept.content {
+            let end = off + c.len as usize;
+            if !self.repo.blob_present(&c.id)? {
+                let stored = self
+                    .writer
+                    .write_blob(chatvault_core::BlobType::Data, &data[off..end])?;
+                debug_assert_eq!(stored.id, c.id);
+                stats.segments_restored += 1;
+            }
+            off = end;
+        }
+        Ok(())
     }
 }
 
@@ -1078,5 +1205,19 @@ mod tests {
         }
         check_name("dm22", "t").unwrap();
         check_name("二月", "t").unwrap();
+    }
+
+    /// README's quick start names no set: the command line then uses the data
+    /// directory's absolute path, which the component rule above refused.
+    #[test]
+    fn a_set_name_may_be_an_absolute_path_but_not_empty_long_or_control() {
+        for good in ["chat", "/srv/chat", "/srv/chat server/二月", "a/b"] {
+            check_set_name(good).unwrap();
+        }
+        let long = "x".repeat(MAX_SET_NAME + 1);
+        for bad in ["", "a\0b", "a\nb", "\u{1b}[2J", long.as_str()] {
+            assert!(check_set_name(bad).is_err(), "{bad:?}");
+        }
+        check_set_name(&"x".repeat(MAX_SET_NAME)).unwrap();
     }
 }

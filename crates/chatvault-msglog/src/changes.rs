@@ -272,11 +272,8 @@ impl BackupSession<'_> {
             });
         }
         let tree = self.writer.write_tree(&Tree::new(nodes)?)?;
-        let problems = walker
-            .problems
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        self.set_logs(problems, tree, stats);
+        let lists = walker.into_lists();
+        self.set_logs(lists, tree, stats);
         Ok(stats)
     }
 }

@@ -542,6 +542,7 @@ impl<'r> BackupSession<'r> {
         let (tree, stats) = build(&walker, layout, &entries, 0, parent.as_ref())?;
         let LogsWalker {
             problems,
+            notices,
             layout: ctx,
             ..
         } = walker;
@@ -553,6 +554,8 @@ impl<'r> BackupSession<'r> {
         let mut meta = NodeMeta::dir();
         meta.base = Some(base);
         self.problems.extend(problems);
+        self.notices
+            .extend(notices.into_inner().unwrap_or_else(|p| p.into_inner()));
         self.logs = Some((
             Node {
                 name: LOGS.to_vec(),

@@ -72,8 +72,8 @@ mod restore;
 mod segment;
 
 pub use backup::{
-    BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MessageRecord,
-    MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
+    BackupOptions, BackupReport, BackupSession, Conversation, FileStats, LogStats, MAX_SET_NAME,
+    MessageRecord, MessageSource, ParentChoice, Problem, SOURCE_KIND, backup_data_dir,
 };
 pub use changes::{Change, ChangeConversation, ChangeKind, ChangeSource, KnownConversation};
 pub use error::{Error, Result};

@@ -892,30 +892,23 @@ impl SetReader<'_> {
     }
 }
 
-/// The latest backup set at or before `time_ms` (the state at that point in time), of the
-/// set `name` if given, from `host` if given.
+/// The latest backup set ([`chatvault_core::Recency`]) taken at or before `time_ms` (the
+/// state at that point in time), of the set `name` if given, from `host` if given. Sets
+/// that do not load are passed over.
 pub fn snapshot_at(
     repo: &Repository,
     name: Option<&str>,
     host: Option<&str>,
     time_ms: i64,
 ) -> Result<Snapshot> {
-    let mut best: Option<Snapshot> = None;
-    for id in repo.snapshot_ids()? {
-        let Ok(s) = repo.load_snapshot(id) else {
-            continue;
-        };
-        let r = &s.record;
-        if r.source_kind == SOURCE_KIND
-            && r.time_unix_ms <= time_ms
-            && name.is_none_or(|n| r.paths.first().map(String::as_str) == Some(n))
-            && host.is_none_or(|h| r.host == h)
-            && best
-                .as_ref()
-                .is_none_or(|b| (b.record.time_unix_ms, b.id) < (r.time_unix_ms, s.id))
-        {
-            best = Some(s);
-        }
-    }
-    best.ok_or_else(|| Error::NoSnapshot(format!("at or before {time_ms} ms")))
+    let filter = chatvault_core::SnapshotFilter {
+        source_kind: Some(SOURCE_KIND.to_owned()),
+        paths: name.map(|n| vec![n.to_owned()]),
+        host: host.map(str::to_owned),
+        at_or_before_unix_ms: Some(time_ms),
+        ..Default::default()
+    };
+    repo.latest_snapshots(&filter)?
+        .into_newest()
+        .ok_or_else(|| Error::NoSnapshot(format!("at or before {time_ms} ms")))
 }

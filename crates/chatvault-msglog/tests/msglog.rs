@@ -1065,3 +1065,127 @@ fn conversations_named_by_the_records_and_backwards_time() {
     assert_eq!(s.len(), 1, "the stream is the first record's conversation");
     assert_eq!(s[0].path, "a.jsonl");
 }
+
+/// An edit in place (a redaction) is handled: the log is stored again from the edit. It
+/// used to be counted as an entry that "could not be read", so the snapshot recorded an
+/// error and the command line exited 3 (partial) on every day with an edit.
+#[test]
+fn a_log_edited_in_place_is_a_notice_not_a_problem() {
+    let f = Fixture::new();
+    let data = f.path("server");
+    generate(&data, 2);
+    f.backup_dir(&data, false);
+    let log = files(&data)
+        .into_keys()
+        .find(|p| p.starts_with("logs"))
+        .unwrap();
+    let path = data.join(&log);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    pause();
+    let r = f.backup_dir(&data, false);
+    assert_eq!(r.logs.streams_rewritten, 1);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.notices.len(), 1, "{:?}", r.notices);
+    assert!(r.notices[0].message.contains("edited in place"));
+    let snap = f.repo.load_snapshot(r.snapshot).unwrap();
+    assert_eq!(snap.record.summary.errors, 0);
+}
+
+/// Packs of this repository, by path.
+fn pack_files(f: &Fixture) -> Vec<PathBuf> {
+    walk_files(&f.store.path().join("repo/data"))
+}
+
+/// A pack lost after the first set (its segments, media and trees): before, a stream
+/// whose stamp had not changed was reused, a grown one kept its stored segments, and a
+/// full run kept every segment whose id matched the source, without asking whether the
+/// blob was still stored: nothing was ever stored again.
+#[test]
+fn a_lost_pack_is_stored_again_by_the_next_incremental_or_full_run() {
+    for full in [false, true] {
+        let f = Fixture::new();
+        let data = f.path("server");
+        generate(&data, 3);
+        f.backup_dir(&data, false);
+        let first_packs = pack_files(&f);
+        advance(&data, 1);
+        pause();
+        f.backup_dir(&data, false);
+        for p in &first_packs {
+            fs::remove_file(p).unwrap();
+        }
+        pause();
+        let healed = f.backup_dir(&data, full);
+        assert!(healed.problems.is_empty(), "{:?}", healed.problems);
+        assert!(
+            healed.logs.segments_restored > 0,
+            "full={full}: {:?}",
+            healed.logs
+        );
+        let files_part = healed.files.unwrap();
+        assert!(files_part.files_reread + files_part.files_new + files_part.files_changed > 0);
+        let target = f.path("restored");
+        let fresh = f.open_with(&key(), "cache-fresh");
+        chatvault_msglog::restore(&fresh, healed.snapshot, &target).unwrap();
+        assert_same_files(&files(&data), &files(&target));
+        // Healed: the next run finds everything and stores no segment again.
+        pause();
+        let next = f.backup_dir(&data, false);
+        assert_eq!(next.logs.segments_restored, 0);
+        assert_eq!(
+            next.logs.streams_unchanged, next.logs.streams,
+            "{:?}",
+            next.logs
+        );
+    }
+}
+
+/// The same for an embedding server's conversations: a conversation whose last seq has
+/// not moved is reused only while its segments are stored.
+#[test]
+fn an_embedding_servers_lost_segments_are_stored_again() {
+    let f = Fixture::new();
+    let mut server = Server::new(ServerOptions::tiny());
+    let mut store = Store::default();
+    let opts = || BackupOptions {
+        name: "node-1".into(),
+        host: Some("chat-1".into()),
+        ..BackupOptions::default()
+    };
+    store.add_day(&mut server);
+    let mut s = BackupSession::start(&f.repo, opts()).unwrap();
+    s.backup_messages(&store).unwrap();
+    s.commit().unwrap();
+    let first_packs = pack_files(&f);
+    pause();
+    store.add_day(&mut server);
+    let mut s = BackupSession::start(&f.repo, opts()).unwrap();
+    s.backup_messages(&store).unwrap();
+    s.commit().unwrap();
+    for p in &first_packs {
+        fs::remove_file(p).unwrap();
+    }
+    pause();
+    let mut s = BackupSession::start(&f.repo, opts()).unwrap();
+    s.backup_messages(&store).unwrap();
+    let healed = s.commit().unwrap();
+    assert!(healed.logs.segments_restored > 0, "{:?}", healed.logs);
+    let fresh = f.open_with(&key(), "cache-fresh");
+    let set = SetReader::open(&fresh, healed.snapshot).unwrap();
+    for ((tenant, conv), records) in &store.convs {
+        let sel = Selection {
+            tenant: Some(tenant.clone()),
+            conversation: Some(conv.clone()),
+            ..Selection::default()
+        };
+        let mut out = Vec::new();
+        set.export(&sel, View::Raw, &mut out).unwrap();
+        let expected: Vec<u8> = records
+            .iter()
+            .flat_map(|r| r.2.iter().copied().chain([b'\n']))
+            .collect();
+        assert!(out == expected, "{tenant}/{conv}");
+    }
+}

@@ -56,6 +56,12 @@ fn print(out: Output, r: &BackupReport) {
         "files: {} new, {} changed, {} unchanged; {} directories, {} links",
         r.files_new, r.files_changed, r.files_unchanged, r.dirs, r.symlinks
     ));
+    if r.files_reread > 0 {
+        out.line(format!(
+            "{} unchanged files read again: their stored data was missing from the repository",
+            r.files_reread
+        ));
+    }
     out.line(format!(
         "read {} of {}; added {} ({} stored) in {} packs",
         output::throughput(r.bytes_read, r.duration),
@@ -88,6 +94,7 @@ fn print(out: Output, r: &BackupReport) {
         "files_new": r.files_new,
         "files_changed": r.files_changed,
         "files_unchanged": r.files_unchanged,
+        "files_reread": r.files_reread,
         "dirs": r.dirs,
         "symlinks": r.symlinks,
         "bytes_total": r.bytes_total,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use chatvault_core::{Repository, Snapshot};
+use chatvault_core::{Repository, Snapshot, SnapshotFilter};
 
 use crate::args::{DrillArgs, Global};
 use crate::exit::Outcome;
@@ -258,36 +258,21 @@ fn select(repo: &Repository, a: &DrillArgs) -> Result<(Vec<Snapshot>, Vec<Value>
             .collect::<Result<Vec<_>>>()?;
         return Ok((snaps, Vec::new()));
     }
-    let mut latest: std::collections::BTreeMap<String, Snapshot> = Default::default();
-    let mut failures = Vec::new();
-    for id in repo.snapshot_ids()? {
-        let s = match repo.load_snapshot(id) {
-            Ok(s) => s,
-            Err(e) => {
-                // It may have been the latest of its group: a drill cannot pass without it.
-                failures.push(json!({"snapshot": id.to_hex(), "path": null, "message": format!("snapshot does not load: {e}")}));
-                continue;
-            }
-        };
-        if a.host.as_ref().is_some_and(|h| *h != s.record.host) {
-            continue;
-        }
-        let key = chatvault_core::group_key(&s.record);
-        // A repaired snapshot keeps its original's time and is the one to restore.
-        let rank = |s: &Snapshot| {
-            let repaired = s
-                .record
-                .tags
-                .iter()
-                .any(|t| t == chatvault_core::REPAIRED_TAG);
-            (s.record.time_unix_ms, repaired, s.id)
-        };
-        let newer = latest.get(&key).is_none_or(|b| rank(b) < rank(&s));
-        if newer {
-            latest.insert(key, s);
-        }
-    }
-    Ok((latest.into_values().collect(), failures))
+    // The latest of every group (source kind, host, paths, writer), by core's one ranking:
+    // a repaired snapshot wins over its original, which keeps the same time.
+    let filter = SnapshotFilter {
+        host: a.host.clone(),
+        ..SnapshotFilter::default()
+    };
+    let found = repo.latest_snapshots(&filter)?;
+    // A snapshot that does not load may have been the latest of its group: a drill cannot
+    // pass without it.
+    let failures = found
+        .unreadable
+        .iter()
+        .map(|(id, e)| json!({"snapshot": id.to_hex(), "path": null, "message": format!("snapshot does not load: {e}")}))
+        .collect();
+    Ok((found.by_group.into_values().collect(), failures))
 }
 
 /// The scratch directory (none when verifying only), and whether the drill created it.

@@ -70,7 +70,16 @@ pub fn run(g: &Global, out: Output, a: &ForgetArgs) -> Result<Outcome> {
                 "reasons": reasons,
             }));
         }
-        groups.push(json!({ "group": group.group, "snapshots": list }));
+        let g = &group.group;
+        groups.push(json!({
+            "group": {
+                "source_kind": g.source_kind,
+                "host": g.host,
+                "paths": g.paths,
+                "writer": g.writer.map(|w| w.to_hex()),
+            },
+            "snapshots": list,
+        }));
     }
     for (id, e) in &report.unreadable {
         out.warn(format!(
@@ -126,19 +135,20 @@ fn forget_named(
             ids.push(id);
         }
     }
-    let held = repo.holds_by_snapshot()?;
-    if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
-        anyhow::bail!(
-            "snapshot {} is held: release its holds first (`chatvault release`)",
-            id.short()
-        );
-    }
     let mut removed = Vec::new();
-    for id in &ids {
-        if a.dry_run {
+    if a.dry_run {
+        // Refused now as the real run would be: a held snapshot is never removed.
+        let held = repo.holds_by_snapshot()?;
+        if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
+            return Err(chatvault_core::Error::Held { snapshot: *id }.into());
+        }
+        for id in &ids {
             out.line(format!("  {}  would remove", id.short()));
-        } else {
-            repo.delete_snapshot(*id)?;
+        }
+    } else {
+        // Every hold is checked (listed once) before anything is removed.
+        repo.delete_snapshots(&ids)?;
+        for id in &ids {
             out.line(format!("  {}  removed", id.short()));
             removed.push(*id);
         }

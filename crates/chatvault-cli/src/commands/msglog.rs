@@ -97,12 +97,19 @@ pub fn print_backup(out: Output, r: &BackupReport) {
         l.segments_written,
         l.merges,
     ));
+    if l.segments_restored > 0 {
+        out.line(format!(
+            "{} stored segments were missing from the repository and were stored again",
+            l.segments_restored
+        ));
+    }
     if let Some(f) = &r.files {
         out.line(format!(
-            "files: {} new, {} changed, {} unchanged, {} in all",
+            "files: {} new, {} changed, {} unchanged, {} read again (stored data missing), {} in all",
             f.files_new,
             f.files_changed,
             f.files_unchanged,
+            f.files_reread,
             output::bytes(f.bytes_total)
         ));
     }
@@ -115,6 +122,12 @@ pub fn print_backup(out: Output, r: &BackupReport) {
         output::bytes(r.bytes_added),
         output::bytes(r.bytes_stored),
     ));
+    if !r.problems.is_empty() {
+        out.line(format!(
+            "{} entries could not be read (left out of the set):",
+            r.problems.len()
+        ));
+    }
     for p in &r.problems {
         out.line(format!(
             "  {}: {}",
@@ -122,11 +135,15 @@ pub fn print_backup(out: Output, r: &BackupReport) {
             output::printable(&p.message)
         ));
     }
+    for p in &r.notices {
+        out.line(format!("  note: {}: {}", p.path, p.message));
+    }
     let files = r.files.map(|f| {
         json!({
             "files_new": f.files_new,
             "files_changed": f.files_changed,
             "files_unchanged": f.files_unchanged,
+            "files_reread": f.files_reread,
             "bytes_total": f.bytes_total,
             "bytes_read": f.bytes_read,
         })
@@ -148,6 +165,7 @@ pub fn print_backup(out: Output, r: &BackupReport) {
             "segments_written": l.segments_written,
             "merges": l.merges,
             "segments_verified": l.segments_verified,
+            "segments_restored": l.segments_restored,
         },
         "files": files,
         "dumps": r.dumps,
@@ -157,6 +175,7 @@ pub fn print_backup(out: Output, r: &BackupReport) {
         "blobs_added": r.blobs_added,
         "duration_ms": r.duration.as_millis() as u64,
         "problems": r.problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect::<Vec<_>>(),
+        "notices": r.notices.iter().map(|p| json!({"path": p.path, "message": p.message})).collect::<Vec<_>>(),
     }));
 }
 

@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 
 use crate::args::{
     BackupArgs, CheckArgs, DrillArgs, ForgetArgs, Global, LayoutArgs, MsglogBackupArgs,
-    MsglogCommand, ParentArgs, PostgresArgs, PruneArgs, PruneFlags, RecordArgs, RunArgs, Secret,
-    parse_size,
+    MsglogCommand, ParentArgs, PlanStep, PostgresArgs, PruneArgs, PruneFlags, RecordArgs, RunArgs,
+    Secret, parse_size,
 };
 use crate::exit::Outcome;
 use crate::monitor::{self, Record};
@@ -228,6 +228,31 @@ struct Steps {
     prune: Option<(PruneArgs, u32)>,
     check: Option<CheckArgs>,
     drill: Option<(DrillArgs, u32)>,
+}
+
+impl Steps {
+    /// Drops every step not in `only` (nothing when `only` is empty).
+    fn keep_only(&mut self, only: &[PlanStep]) {
+        if only.is_empty() {
+            return;
+        }
+        let drop = |s: PlanStep| !only.contains(&s);
+        if drop(PlanStep::Backup) {
+            self.backup = None;
+        }
+        if drop(PlanStep::Forget) {
+            self.forget = None;
+        }
+        if drop(PlanStep::Prune) {
+            self.prune = None;
+        }
+        if drop(PlanStep::Check) {
+            self.check = None;
+        }
+        if drop(PlanStep::Drill) {
+            self.drill = None;
+        }
+    }
 }
 
 /// Reads and validates a plan file.
@@ -575,7 +600,8 @@ pub fn run(g: &Global, out: Output, a: &RunArgs) -> Result<Outcome> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let plan = load(&a.plan)?;
-    let steps = steps(&plan)?;
+    let mut steps = steps(&plan)?;
+    steps.keep_only(&a.only);
     let g = plan_global(g, &plan);
     let state_file = state_path(&g, &plan, &a.plan);
     let mut state = read_state(&state_file)?;

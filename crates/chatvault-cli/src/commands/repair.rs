@@ -1,11 +1,12 @@
-//! `chatvault repair index` and `chatvault repair snapshots`.
+//! `chatvault repair index`, `repair snapshots` and `repair packs`.
 
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use chatvault_core::{DamagedContent, LossKind, RepairOptions};
+use anyhow::anyhow;
+use chatvault_core::{DamagedContent, LossKind, PackId, PackRepairOptions, RepairOptions};
 
-use crate::args::{Global, RepairCommand, RepairSnapshotsArgs};
+use crate::args::{Global, RepairCommand, RepairPacksArgs, RepairSnapshotsArgs};
 use crate::exit::Outcome;
 use crate::output::{self, Output};
 use crate::session;
@@ -14,7 +15,90 @@ pub fn run(g: &Global, out: Output, c: &RepairCommand) -> Result<Outcome> {
     match c {
         RepairCommand::Index => index(g, out),
         RepairCommand::Snapshots(a) => snapshots(g, out, a),
+        RepairCommand::Packs(a) => packs(g, out, a),
     }
+}
+
+/// A pack named by id or object name.
+fn pack_id(spec: &str) -> Result<PackId> {
+    let hex = spec.rsplit('/').next().unwrap_or(spec);
+    PackId::from_hex(hex).map_err(|_| anyhow!("{spec:?} is not a pack id or pack object name"))
+}
+
+fn packs(g: &Global, out: Output, a: &RepairPacksArgs) -> Result<Outcome> {
+    let ids = a
+        .packs
+        .iter()
+        .map(|p| pack_id(p))
+        .collect::<Result<Vec<_>>>()?;
+    let repo = session::open(g)?;
+    let mut opts = PackRepairOptions {
+        packs: ids,
+        dry_run: a.dry_run,
+        ..PackRepairOptions::default()
+    };
+    if let Some(s) = g.lock_wait {
+        opts.wait = std::time::Duration::from_secs(s);
+    }
+    let r = repo.repair_packs(&opts)?;
+    out.line(format!(
+        "{} packs read ({}): {} damaged",
+        r.packs,
+        crate::output::bytes(r.bytes_read),
+        r.damaged.len()
+    ));
+    let mut damaged = Vec::new();
+    for d in &r.damaged {
+        let lost = match &d.lost {
+            Some(l) => format!("{} blobs lost", l.len()),
+            None => "every blob lost".to_owned(),
+        };
+        let action = match (d.missing, a.dry_run, d.deleted) {
+            (true, _, _) => "missing",
+            (false, true, _) => "would be replaced",
+            (false, false, true) => "deleted",
+            (false, false, false) => "kept",
+        };
+        out.line(format!(
+            "  {}: {}; {} blobs salvaged, {lost}; {action}",
+            d.pack.object_name(),
+            d.reason,
+            d.salvaged
+        ));
+        damaged.push(json!({
+            "pack": d.pack.to_hex(),
+            "reason": d.reason,
+            "missing": d.missing,
+            "salvaged": d.salvaged,
+            "lost": d.lost.as_ref().map(|l| l.iter().map(|b| b.to_hex()).collect::<Vec<_>>()),
+            "deleted": d.deleted,
+        }));
+    }
+    if let Some(ix) = &r.index {
+        out.line(format!(
+            "index rebuilt: {} blobs in {} new segments, {} old segments retired",
+            ix.blobs, ix.segments_written, ix.segments_retired
+        ));
+    }
+    if r.lost_data() && !a.dry_run {
+        out.line(
+            "data was lost: the next backups store again what their sources still hold; \
+             `chatvault repair snapshots --read-data` lists (and saves snapshots without) the rest",
+        );
+    }
+    out.json(&json!({
+        "dry_run": a.dry_run,
+        "packs": r.packs,
+        "bytes_read": r.bytes_read,
+        "damaged": damaged,
+        "index_rebuilt": r.index.is_some(),
+    }));
+    // Data lost for good: say so in the exit code even though the repair succeeded.
+    Ok(if r.lost_data() {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    })
 }
 
 fn index(g: &Global, out: Output) -> Result<Outcome> {
@@ -86,7 +170,10 @@ fn snapshots(g: &Global, out: Output, a: &RepairSnapshotsArgs) -> Result<Outcome
             (_, true, _) => "would be repaired".to_owned(),
             (Some(new), false, true) => format!("repaired as {} (original forgotten)", new.short()),
             (Some(new), false, false) => format!("repaired as {}", new.short()),
-            (None, false, _) => "nothing left to save (its root tree is lost)".to_owned(),
+            (None, false, true) => {
+                "nothing left to save (its root tree is lost); forgotten".to_owned()
+            }
+            (None, false, false) => "nothing left to save (its root tree is lost)".to_owned(),
         };
         out.line(format!("snapshot {}: {action}; lost:", s.original.short()));
         let mut losses = Vec::new();

@@ -35,16 +35,17 @@ pub fn run(g: &Global, out: Output, a: &SnapshotsArgs) -> Result<Outcome> {
         }
     };
     out.line(format!(
-        "{:<8}  {:<19}  {:<12}  {:<11}  {:>10}  {:>10}  {:<4}  paths",
-        "id", "time (UTC)", "host", "kind", "files", "added", "held"
+        "{:<8}  {:<19}  {:<12}  {:<8}  {:<11}  {:>10}  {:>10}  {:<4}  paths",
+        "id", "time (UTC)", "host", "writer", "kind", "files", "added", "held"
     ));
     for s in &list {
         let r = &s.record;
         out.line(format!(
-            "{:<8}  {:<19}  {:<12}  {:<11}  {:>10}  {:>10}  {:<4}  {}",
+            "{:<8}  {:<19}  {:<12}  {:<8}  {:<11}  {:>10}  {:>10}  {:<4}  {}",
             s.id.short(),
             output::time(r.time_unix_ms),
             output::printable(&r.host),
+            s.writer.short(),
             r.kind.as_str(),
             r.summary.files,
             output::bytes(r.summary.bytes_added),

@@ -33,6 +33,11 @@ impl PublicKey {
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+
+    /// The first 8 hex digits, for short human display (as ids have).
+    pub fn short(self) -> String {
+        hex::encode(&self.0[..4])
+    }
 }
 
 impl fmt::Display for PublicKey {

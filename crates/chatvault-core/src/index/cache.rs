@@ -358,22 +358,25 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Whether some copy of `id` is vouched for by a writer `trusted` accepts: the
-    /// deduplication check of a writer that trusts only some writers' announcements.
-    pub(crate) fn has_copy_vouched_by(
+    /// Whether some copy of `id` satisfies `accept`, asked of `first` (the preferred copy,
+    /// when the caller already looked it up) and then of each surplus copy until one does:
+    /// the presence check of a writer that trusts only some writers' announcements and
+    /// only packs still stored (repo/presence.rs).
+    pub(crate) fn any_copy(
         &self,
         id: &BlobId,
-        trusted: impl Fn(Voucher) -> bool,
+        first: Option<BlobCopy>,
+        mut accept: impl FnMut(&BlobCopy) -> Result<bool>,
     ) -> Result<bool> {
-        let Some(first) = self.preferred(id)? else {
+        let Some(first) = first else {
             return Ok(false);
         };
-        if trusted(first.voucher) {
+        if accept(&first)? {
             return Ok(true);
         }
         let mut found = false;
         self.for_each_surplus_of(id, |c| {
-            found = trusted(c.voucher);
+            found = accept(&c)?;
             Ok(!found)
         })?;
         Ok(found)
@@ -421,6 +424,24 @@ impl IndexCache {
         }
         it.status()
             .map_err(cache_err("cannot iterate the index cache"))
+    }
+
+    /// The preferred copies of `ids`, which must be sorted, in one batched lookup
+    /// (RocksDB's `MultiGet`): `None` where absent. For checking many ids at once (blob
+    /// presence).
+    pub(crate) fn preferred_sorted(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobCopy>>> {
+        debug_assert!(ids.windows(2).all(|w| w[0] <= w[1]));
+        let cf = self.cf(CF_BLOBS)?;
+        self.db
+            .batched_multi_get_cf(cf, ids.iter().map(|id| id.as_bytes()), true)
+            .into_iter()
+            .zip(ids)
+            .map(|(v, id)| {
+                let v = v.map_err(cache_err("index cache lookup failed"))?;
+                v.map(|v| BlobCopy::decode_value(*id, &v, &Self::entry_object(id)))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// Whether `id` has an entry. For an absent id this is usually one bloom-filter probe
@@ -933,22 +954,20 @@ mod tests {
             ..a
         };
         cache.apply_segment(&seg(4), &[c], v(9)).unwrap();
-        assert!(
+        let vouched_by = |id: &BlobId, w: usize| {
+            let first = cache.preferred(id).unwrap();
             cache
-                .has_copy_vouched_by(&a.blob, |v| v.writer() == 9)
+                .any_copy(
+                    id,
+                    first,
+                    |c| Ok(w == usize::MAX || c.voucher.writer() == w),
+                )
                 .unwrap()
-        );
-        assert!(
-            cache
-                .has_copy_vouched_by(&a.blob, |v| v.writer() == 4)
-                .unwrap()
-        );
-        assert!(
-            !cache
-                .has_copy_vouched_by(&a.blob, |v| v.writer() == 5)
-                .unwrap()
-        );
-        assert!(!cache.has_copy_vouched_by(&entry(4).blob, |_| true).unwrap());
+        };
+        assert!(vouched_by(&a.blob, 9));
+        assert!(vouched_by(&a.blob, 4));
+        assert!(!vouched_by(&a.blob, 5));
+        assert!(!vouched_by(&entry(4).blob, usize::MAX));
         let mut surplus = Vec::new();
         cache
             .for_each_surplus(|c| {

@@ -26,7 +26,7 @@ mod mark;
 mod segment;
 
 #[cfg(feature = "repository")]
-pub(crate) use cache::{IndexCache, Voucher};
+pub(crate) use cache::{BlobCopy, IndexCache, Voucher};
 pub(crate) use entry::IndexEntry;
 #[cfg(feature = "repository")]
 pub(crate) use mark::MarkSet;

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::Repository;
+use super::{Recency, Repository};
 use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
@@ -107,7 +107,8 @@ impl Repository {
         }
         self.index.put_own_snapshot(&id, &record.encode())?;
         let group = |r: &SnapshotRecord| (r.source_kind.clone(), r.host.clone(), r.paths.clone());
-        let mut latest: HashMap<_, (i64, SnapshotId, BlobId)> = HashMap::new();
+        // The latest of each group by the one ranking (repo/latest.rs).
+        let mut latest: HashMap<_, (Recency, SnapshotId, BlobId)> = HashMap::new();
         let mut all = Vec::new();
         for (sid, bytes) in self.index.own_snapshots()? {
             let Ok(r) = SnapshotRecord::decode(&bytes, "journal snapshot") else {
@@ -115,15 +116,17 @@ impl Repository {
                 continue;
             };
             all.push(sid);
-            let e = latest
-                .entry(group(&r))
-                .or_insert((r.time_unix_ms, sid, r.root));
-            if (r.time_unix_ms, sid) > (e.0, e.1) {
-                *e = (r.time_unix_ms, sid, r.root);
+            let rank = Recency::of_record(sid, &r);
+            let e = latest.entry(group(&r)).or_insert((rank, sid, r.root));
+            if rank > e.0 {
+                *e = (rank, sid, r.root);
             }
         }
         // The snapshot just saved is its group's latest whatever the clocks say.
-        latest.insert(group(record), (record.time_unix_ms, id, record.root));
+        latest.insert(
+            group(record),
+            (Recency::of_record(id, record), id, record.root),
+        );
         let keep: HashSet<SnapshotId> = latest.values().map(|v| v.1).collect();
         for sid in all.iter().filter(|s| !keep.contains(s)) {
             self.index.delete_own_snapshot(sid)?;

@@ -11,11 +11,14 @@ mod check;
 mod holds;
 mod index_sync;
 mod journal;
+mod latest;
 mod locks;
 mod pins;
+mod presence;
 mod prune;
 mod reader;
 mod repair;
+mod salvage;
 mod slots;
 mod snapshots;
 #[cfg(test)]
@@ -26,12 +29,14 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, parse_size,
     scrub,
 };
+pub use latest::{LatestSnapshots, Recency, SnapshotFilter};
 pub use locks::{LockInfo, LockOptions, ReadLock};
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::{
     DamagedContent, IndexRepairReport, Loss, LossKind, REPAIRED_TAG, RepairOptions, SnapshotRepair,
     SnapshotRepairReport,
 };
+pub use salvage::{DamagedPack, PackRepairOptions, PackRepairReport};
 pub use slots::AddSlotOptions;
 pub use writer::{BlobWriter, WriteStats};
 
@@ -139,6 +144,7 @@ pub struct Repository {
     gear: Arc<GearTable>,
     pins: Mutex<Pins>,
     pack_keys: PackKeyCache,
+    packs: presence::PackListing,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
     lock_opts: LockOptions,
@@ -269,6 +275,7 @@ impl Repository {
             gear,
             pins: Mutex::new(pins),
             pack_keys: PackKeyCache::default(),
+            packs: presence::PackListing::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
             lock_opts: opts.locks,

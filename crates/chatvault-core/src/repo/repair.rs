@@ -80,8 +80,9 @@ pub struct RepairOptions {
     pub damaged_content: DamagedContent,
     /// Compute and report, but write and delete nothing. By default disabled.
     pub dry_run: bool,
-    /// Delete each original once its repaired replacement is saved. By default disabled:
-    /// the original stays (and keeps failing `check`) until forgotten.
+    /// Delete each original once its repaired replacement is saved (and an original
+    /// whose root tree is lost, which has no replacement and restores nothing). By
+    /// default disabled: the original stays (and keeps failing `check`) until forgotten.
     pub forget_originals: bool,
 }
 
@@ -147,6 +148,11 @@ impl Repository {
     pub fn repair_index(&self) -> Result<IndexRepairReport> {
         self.require_read("read pack headers")?;
         let _lock = self.take_prune_lock(&super::PruneOptions::default())?;
+        self.rebuild_index()
+    }
+
+    /// [`repair_index`](Self::repair_index) for a caller that holds the prune lock.
+    pub(crate) fn rebuild_index(&self) -> Result<IndexRepairReport> {
         // Segments first: a segment names only packs stored before it, so every pack an
         // old segment names is in the pack listing that follows. The sync applies every
         // segment that verifies, so the cache lists what they say.
@@ -328,9 +334,12 @@ impl Repository {
         for (id, record, root, losses) in pending {
             let mut repaired = None;
             let mut forgotten = false;
-            if let (Some(root), false) = (root, opts.dry_run) {
-                let new_id = self.save_snapshot(repaired_record(record, root))?;
-                repaired = Some(new_id);
+            if !opts.dry_run {
+                if let Some(root) = root {
+                    repaired = Some(self.save_snapshot(repaired_record(record, root))?);
+                }
+                // A snapshot whose root tree is lost restores nothing: with
+                // `forget_originals` it goes too, or it would fail every check forever.
                 if opts.forget_originals {
                     self.delete_snapshot(id)?;
                     forgotten = true;

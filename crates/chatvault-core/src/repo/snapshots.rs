@@ -9,12 +9,15 @@
 //! revocation) and seal check out, its sequence equals the envelope's, and its time is not
 //! beyond the reader's clock plus [`MAX_CLOCK_SKEW_MS`].
 
+use std::collections::BTreeMap;
+
 use super::Repository;
 use super::reader::read_bounded;
 use crate::crypto::wrap::{self, ObjectKind, WRAP_LEN, WrapBinding};
 use crate::crypto::{Key32, aead, context};
 use crate::envelope::{self, magic};
 use crate::error::{Error, Result};
+use crate::hold::Hold;
 use crate::id::{SnapshotId, content_hash};
 use crate::limits::ObjectLimit;
 use crate::snapshot::{Snapshot, SnapshotRecord};
@@ -187,17 +190,40 @@ impl Repository {
     }
 
     /// Deletes a snapshot record (its data stays until a prune). Needs a full or admin key.
-    /// A held snapshot is refused ([`Error::PermissionDenied`]) until its holds are
-    /// released; so is any deletion while a hold does not verify.
+    /// A held snapshot is refused ([`Error::Held`]) until its holds are released; so is
+    /// any deletion while a hold does not verify.
     pub fn delete_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.require_read("delete snapshots")?;
+        let held = self.holds_by_snapshot()?;
+        self.delete_unless_held(id, &held)
+    }
+
+    /// Deletes several snapshot records, listing the holds once: if any of them is held,
+    /// nothing is deleted ([`Error::Held`] names the first). Needs a full or admin key.
+    pub fn delete_snapshots(&self, ids: &[SnapshotId]) -> Result<()> {
+        self.require_read("delete snapshots")?;
+        let held = self.holds_by_snapshot()?;
+        if let Some(id) = ids.iter().find(|id| held.contains_key(id)) {
+            return Err(Error::Held { snapshot: *id });
+        }
+        for id in ids {
+            self.delete_unless_held(*id, &held)?;
+        }
+        Ok(())
+    }
+
+    /// [`delete_snapshot`](Self::delete_snapshot) against holds the caller has just listed
+    /// (`forget` lists them once for the whole run, not once per snapshot).
+    pub(crate) fn delete_unless_held(
+        &self,
+        id: SnapshotId,
+        held: &BTreeMap<SnapshotId, Vec<Hold>>,
+    ) -> Result<()> {
         self.require_read("delete snapshots")?;
         let name = id.object_name();
         self.backend.stat(&name)?;
-        if self.list_holds()?.iter().any(|h| h.record.snapshot == id) {
-            return Err(Error::PermissionDenied {
-                role: self.secrets.role.as_str(),
-                operation: "delete a held snapshot (release its holds first)",
-            });
+        if held.contains_key(&id) {
+            return Err(Error::Held { snapshot: id });
         }
         self.backend.delete(&name)
     }

@@ -135,6 +135,8 @@ impl Repository {
     /// are never deduplicated against.
     pub fn writer(&self) -> Result<BlobWriter<'_>> {
         self.enter_session()?;
+        // Blob presence lists the packs again, after the sync above (repo/presence.rs).
+        self.packs.forget();
         match self.start_writer(true) {
             Ok(w) => Ok(w),
             Err(e) => {
@@ -405,12 +407,8 @@ impl<'r> BlobWriter<'r> {
         self.counters.blobs_in.fetch_add(1, Ordering::Relaxed);
         repo.progress
             .emit(ProgressEvent::BytesRead(data.len() as u64));
-        if self.is_pending(&id)
-            || (self.dedup
-                && repo
-                    .index
-                    .has_copy_vouched_by(&id, |v| repo.trusted_for_dedup(v))?)
-        {
+        // A blob the index names in a pack that is gone is stored again (repo/presence.rs).
+        if self.is_pending(&id) || (self.dedup && repo.blob_present(&id)?) {
             return Ok(Prepared::Known(id, raw_len));
         }
         let (codec, payload) = blob::compress(repo.config.compression_level, data);
@@ -490,6 +488,7 @@ impl<'r> BlobWriter<'r> {
         let mut unindexed = self.unindexed.lock().unwrap_or_else(|p| p.into_inner());
         for r in self.done.try_iter() {
             let pack = r?;
+            self.repo.packs.uploaded(pack.id);
             self.packs.fetch_add(1, Ordering::Relaxed);
             self.pack_bytes.fetch_add(pack.size, Ordering::Relaxed);
             unindexed.extend(
