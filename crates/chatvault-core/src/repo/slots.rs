@@ -479,7 +479,7 @@ impl Repository {
         change: impl FnOnce(&mut Config, &Secrets) -> Result<()>,
     ) -> Result<()> {
         let lock = self.take_prune_lock(&super::PruneOptions::default())?;
-        let bytes = self.backend.get(CONFIG)?;
+        let bytes = super::reader::read_bounded(self.backend(), CONFIG, ObjectLimit::Config)?;
         let current = Config::from_object(&bytes, &self.config.repo_id, &self.config.admin_key)?;
         self.lock_pins()
             .check_and_update(&current, &crate::id::content_hash(&bytes))?;
@@ -490,7 +490,7 @@ impl Repository {
         let object = next.to_object(admin)?;
         lock.check_held()?;
         self.backend.replace(CONFIG, &object)?;
-        if self.backend.get(CONFIG)? != object {
+        if super::reader::read_bounded(self.backend(), CONFIG, ObjectLimit::Config)? != object {
             return Err(Error::Locked {
                 reason: "another admin changed the config at the same moment; nothing of \
                          this change was kept: run it again"
