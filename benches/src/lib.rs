@@ -98,11 +98,15 @@ mod tests {
         if !cfg!(target_os = "linux") {
             return;
         }
-        let before = proc_status_kib("VmHWM").expect("VmHWM on Linux");
-        // Touch 64 MiB: the peak must grow by about that much.
+        // What the process holds now (not its peak so far, which another test on another
+        // thread may have raised with memory that is free again and reused below).
+        let before = proc_status_kib("VmRSS").expect("VmRSS on Linux");
+        // Touch 64 MiB: the peak must then be well above it. Linux updates the counters
+        // behind VmHWM in batches per thread, so a few MiB may not show yet (a run here
+        // saw 58.4 of the 64).
         let block = vec![1u8; 64 * MIB];
         std::hint::black_box(&block);
         let after = proc_status_kib("VmHWM").expect("VmHWM on Linux");
-        assert!(after >= before + 60 * 1024, "{before} KiB -> {after} KiB");
+        assert!(after >= before + 48 * 1024, "{before} KiB -> {after} KiB");
     }
 }

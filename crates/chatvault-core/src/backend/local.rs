@@ -50,8 +50,16 @@ impl LocalBackend {
         }
     }
 
-    /// An open handle and the size of an object, from the cache or newly opened.
+    /// An open handle and the size of an object, from the cache or newly opened. Only
+    /// packs (`data/`, content-addressed, never rewritten) are kept open: a handle kept on
+    /// an object that is replaced (the config, a lock) would go on reading the old file.
     fn handle(&self, name: &str) -> Result<(Arc<File>, u64)> {
+        if !name.starts_with("data/") {
+            let path = self.path(name)?;
+            let f = File::open(&path).map_err(|e| Self::not_found(name, e))?;
+            let size = f.metadata().map_err(|e| Error::backend(name, e))?.len();
+            return Ok((Arc::new(f), size));
+        }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = open.get(name) {
             return Ok(h.clone());
@@ -162,6 +170,10 @@ impl Backend for LocalBackend {
 
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(name)?;
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.ensure_parent(name, &path)?;
         let tmp = self.write_temp(name, bytes)?;
         if let Err(e) = fs::rename(&tmp, &path) {
@@ -303,6 +315,25 @@ mod tests {
             );
         }
         assert_eq!(b.get_range("data/ab/0", 7, 1).unwrap(), b"0");
+    }
+
+    /// Regression: a handle kept from a ranged read of the config went on reading the
+    /// replaced file, so reading the config back after writing it (`update_config`) saw
+    /// the old object's length and failed as corrupt.
+    #[test]
+    fn a_replaced_object_reads_as_its_new_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::create(dir.path()).unwrap();
+        for name in ["config", "data/ab/x"] {
+            b.replace(name, b"short").unwrap();
+            assert_eq!(b.get_range(name, 0, 5).unwrap(), b"short");
+            b.replace(name, b"a longer object").unwrap();
+            assert_eq!(b.get_range(name, 0, 15).unwrap(), b"a longer object", "{name}");
+        }
+        // Replaced by another process (another handle on the same directory).
+        let other = LocalBackend::open(dir.path()).unwrap();
+        other.replace("config", b"third").unwrap();
+        assert_eq!(b.get_range("config", 0, 5).unwrap(), b"third");
     }
 
     #[test]
