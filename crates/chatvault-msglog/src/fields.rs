@@ -269,7 +269,8 @@ impl RecordFields {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> chatvault_core::Result<RecordFields> {
-        if r.array_len(3, "record fields")? != 3 {
+        // Two texts (an empty pointer is one byte) and an integer.
+        if r.array_len(1, "record fields")? != 3 {
             return Err(r.corrupt("record fields are not 3 items"));
         }
         let seq = r.text("seq pointer")?.to_owned();

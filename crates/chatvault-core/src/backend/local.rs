@@ -328,7 +328,11 @@ mod tests {
             b.replace(name, b"short").unwrap();
             assert_eq!(b.get_range(name, 0, 5).unwrap(), b"short");
             b.replace(name, b"a longer object").unwrap();
-            assert_eq!(b.get_range(name, 0, 15).unwrap(), b"a longer object", "{name}");
+            assert_eq!(
+                b.get_range(name, 0, 15).unwrap(),
+                b"a longer object",
+                "{name}"
+            );
         }
         // Replaced by another process (another handle on the same directory).
         let other = LocalBackend::open(dir.path()).unwrap();
