@@ -272,6 +272,10 @@ impl<B: Backend> Backend for Faulty<B> {
             self.inner.create_guard()
         }
     }
+
+    fn uploads_in_flight(&self) -> usize {
+        self.inner.uploads_in_flight()
+    }
 }
 
 #[cfg(test)]

@@ -171,6 +171,10 @@ impl OpendalBackend {
 /// At most this many characters of a store's message go into an error.
 const REASON_MAX: usize = 300;
 
+/// Pack uploads a writer keeps in flight on a remote store (each holds one pack in
+/// memory): enough to hide a request's round trip behind the others.
+const REMOTE_UPLOADS: usize = 4;
+
 /// Maps an OpenDAL error to the core's typed errors (module docs).
 fn classify(object: &str, e: &opendal::Error) -> Error {
     let mut reason = format!("{}: {}", e.kind(), e.message());
@@ -371,6 +375,10 @@ impl Backend for OpendalBackend {
 
     fn create_guard(&self) -> CreateGuard {
         self.guard
+    }
+
+    fn uploads_in_flight(&self) -> usize {
+        REMOTE_UPLOADS
     }
 }
 

@@ -234,6 +234,10 @@ impl<B: Backend> Backend for Retrying<B> {
     fn create_guard(&self) -> CreateGuard {
         self.inner.create_guard()
     }
+
+    fn uploads_in_flight(&self) -> usize {
+        self.inner.uploads_in_flight()
+    }
 }
 
 fn short_read(name: &str, want: u64, got: usize) -> Error {

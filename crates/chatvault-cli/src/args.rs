@@ -43,7 +43,7 @@ pub struct Global {
     #[arg(long = "option", value_name = "KEY=VALUE", global = true)]
     pub options: Vec<String>,
     /// Pack uploads in flight at once while backing up (each holds one 16 MiB pack in
-    /// memory). Default: 4.
+    /// memory). Default: 1 for a local directory, 4 for a remote store.
     #[arg(long, env = "CHATVAULT_UPLOADS", global = true)]
     pub uploads: Option<std::num::NonZeroUsize>,
     /// Read the passphrase from this file (first line).

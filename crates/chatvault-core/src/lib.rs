@@ -86,12 +86,12 @@ pub use printable::{printable, printable_bytes};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DEFAULT_UPLOADS,
-    DamagedContent, DamagedPack, DataSubset, IndexRepairReport, InitOptions, LatestSnapshots,
-    LockInfo, LockOptions, Loss, LossKind, OpenOptions, PackRepairOptions, PackRepairReport,
-    ProblemKind, PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency, RepairOptions,
-    RepoStats, Repository, ScrubReport, SnapshotFilter, SnapshotRepair, SnapshotRepairReport,
-    WriteStats, parse_size, scrub,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
+    DamagedPack, DataSubset, IndexRepairReport, InitOptions, LatestSnapshots, LockInfo,
+    LockOptions, Loss, LossKind, OpenOptions, PackRepairOptions, PackRepairReport, ProblemKind,
+    PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency, RepairOptions, RepoStats,
+    Repository, ScrubReport, SnapshotFilter, SnapshotRepair, SnapshotRepairReport, WriteStats,
+    parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{

@@ -109,6 +109,13 @@ pub trait Backend: Send + Sync {
     fn create_guard(&self) -> CreateGuard {
         CreateGuard::Enforced
     }
+    /// How many pack uploads a writer keeps in flight when [`OpenOptions::uploads`]
+    /// (crate::OpenOptions::uploads) does not say: each holds a pack in memory, so a store
+    /// without per-request latency to hide (a local disk) gains nothing from more than
+    /// one. By default 1.
+    fn uploads_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// A shared backend is a backend: a test keeps a handle on a store (to inject faults, or
@@ -143,6 +150,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn create_guard(&self) -> CreateGuard {
         (**self).create_guard()
+    }
+    fn uploads_in_flight(&self) -> usize {
+        (**self).uploads_in_flight()
     }
 }
 

@@ -106,12 +106,10 @@ pub struct OpenOptions {
     pub locks: LockOptions,
     /// Pack uploads a writer keeps in flight at once, each holding one pack in memory
     /// (16 MiB by default): over a network store several uploads hide each one's latency.
-    /// By default [`DEFAULT_UPLOADS`].
+    /// By default the backend's [`Backend::uploads_in_flight`] (1 for a local directory,
+    /// 4 for the remote stores of `chatvault-backend`).
     pub uploads: Option<std::num::NonZeroUsize>,
 }
-
-/// Pack uploads in flight at once unless [`OpenOptions::uploads`] says otherwise.
-pub const DEFAULT_UPLOADS: usize = 4;
 
 /// Repository-wide figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -266,6 +264,9 @@ impl Repository {
         cache.private_index = private_index;
         index.ensure_trust_epoch(&config.trust_epoch())?;
         let gear = Arc::new(GearTable::derive(&secrets.chunker_key));
+        let uploads = opts
+            .uploads
+            .map_or_else(|| backend.uploads_in_flight(), std::num::NonZeroUsize::get);
         let repo = Self {
             backend,
             secrets,
@@ -279,9 +280,7 @@ impl Repository {
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
             lock_opts: opts.locks,
-            uploads: opts
-                .uploads
-                .map_or(DEFAULT_UPLOADS, std::num::NonZeroUsize::get),
+            uploads,
             sessions: Mutex::new(locks::Sessions::default()),
             cache_dir: cache,
         };
@@ -456,5 +455,75 @@ impl CacheDir {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ObjectInfo;
+    use crate::{KdfParams, MemoryBackend};
+
+    /// A store that asks for four uploads in flight, as the remote ones do.
+    struct FourUploads(MemoryBackend);
+
+    impl Backend for FourUploads {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
+            self.0.put(name, bytes)
+        }
+        fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
+            self.0.replace(name, bytes)
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>> {
+            self.0.get(name)
+        }
+        fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.0.get_range(name, offset, len)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.0.list(prefix)
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            self.0.delete(name)
+        }
+        fn stat(&self, name: &str) -> Result<ObjectInfo> {
+            self.0.stat(name)
+        }
+        fn uploads_in_flight(&self) -> usize {
+            4
+        }
+    }
+
+    /// A local store gets one upload in flight (each holds a pack in memory, and more
+    /// only cost memory on a disk); a store that asks for more gets them; the option wins.
+    #[test]
+    fn uploads_in_flight_come_from_the_backend_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = MemoryBackend::new();
+        let pass = KeySource::passphrase("pw");
+        let init = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            cache_dir: Some(dir.path().join("a")),
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(Box::new(backend.clone()), &pass, init).unwrap();
+        assert_eq!(repo.uploads, 1);
+        drop(repo);
+        let open = |uploads, cache: &str| OpenOptions {
+            cache_dir: Some(dir.path().join(cache)),
+            allow_weak_kdf: true,
+            uploads,
+            ..OpenOptions::default()
+        };
+        let four = || Box::new(FourUploads(backend.clone()));
+        let repo = Repository::open(four(), &pass, open(None, "b")).unwrap();
+        assert_eq!(repo.uploads, 4);
+        drop(repo);
+        let two = std::num::NonZeroUsize::new(2);
+        let repo = Repository::open(four(), &pass, open(two, "c")).unwrap();
+        assert_eq!(repo.uploads, 2);
     }
 }
