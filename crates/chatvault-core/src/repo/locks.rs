@@ -201,9 +201,11 @@ fn refresh_loop(
     let name = id.object_name();
     let mut stop = state.stop.lock().unwrap_or_else(|p| p.into_inner());
     loop {
+        // Looks at `stop` before waiting: a release that came before this thread first
+        // ran has already sent its wake-up.
         let (guard, _) = state
             .wake
-            .wait_timeout(stop, every)
+            .wait_timeout_while(stop, every, |stopped| !*stopped)
             .unwrap_or_else(|p| p.into_inner());
         stop = guard;
         if *stop {
@@ -490,6 +492,29 @@ mod tests {
         assert!(w.is_stale(&mk(i32::MAX as u32, &host), &opts, &host));
         // Another host's lock is judged only by watching it.
         assert!(!w.is_stale(&mk(i32::MAX as u32, "elsewhere"), &opts, &host));
+    }
+
+    #[test]
+    fn regression_a_lock_released_at_once_does_not_wait_for_its_first_refresh() {
+        // The refresher waited without looking at `stop` first: a lock released before
+        // that thread first ran lost its wake-up, and the release waited a whole refresh
+        // interval (15 s: short commands such as `cat` or `msglog ls` took 15 s more).
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::MemoryBackend::new());
+        let opts = LockOptions {
+            refresh: Duration::from_secs(5),
+            ..LockOptions::default()
+        };
+        for i in 0..50 {
+            let lock = HeldLock::take(backend.clone(), LockKind::Shared, &opts).unwrap();
+            let start = Instant::now();
+            drop(lock);
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "release {i} took {:?}",
+                start.elapsed()
+            );
+        }
+        assert!(backend.list("locks/").unwrap().is_empty());
     }
 
     #[test]
