@@ -302,6 +302,12 @@ impl GarageCluster {
         }
     }
 
+    /// Node `i`'s configuration file (what the `garage` CLI takes as `-c` or
+    /// `GARAGE_CONFIG_FILE` to administer the cluster through that node).
+    pub fn config_file(&self, i: usize) -> &Path {
+        &self.nodes[i].config
+    }
+
     /// Node `i`'s S3 endpoint, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.nodes[i].s3_port)
