@@ -193,9 +193,12 @@ pub(crate) struct IndexCache {
     db: DB,
     path: PathBuf,
     /// Serialises [`apply_segment`](Self::apply_segment) and [`clear`](Self::clear): the
-    /// first-writer-wins check reads before it writes, which is only sound if no other
+    /// preferred-copy decision reads before it writes, which is only sound if no other
     /// writer of this handle runs in between. (Other processes are kept out by `LOCK`.)
     write_lock: Mutex<()>,
+    /// The caller's lock on the cache directory, held as long as the database is open
+    /// (`repo/index_sync.rs`, `open_cache`).
+    dir_lock: Option<std::fs::File>,
 }
 
 impl fmt::Debug for IndexCache {
@@ -300,9 +303,16 @@ impl IndexCache {
             db,
             path: path.to_owned(),
             write_lock: Mutex::new(()),
+            dir_lock: None,
         };
         cache.check_layout()?;
         Ok(cache)
+    }
+
+    /// Keeps `lock` (an exclusive file lock the caller took before opening) until the
+    /// cache is closed.
+    pub(crate) fn hold(&mut self, lock: std::fs::File) {
+        self.dir_lock = Some(lock);
     }
 
     fn check_layout(&self) -> Result<()> {

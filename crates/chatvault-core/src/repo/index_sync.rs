@@ -22,21 +22,40 @@ use crate::keys::Role;
 use crate::limits::ObjectLimit;
 use crate::pack::{self, TRAILER_LEN};
 
-/// Opens the cache under `dir/index`. If another process holds it (RocksDB's lock), a
-/// private cache under `dir/index-<pid>-<random>` is used and rebuilt from segments.
+/// Opens the cache under `dir/index`. If another process (or another handle of this one)
+/// holds it, a private cache under `dir/index-<pid>-<random>` is used and rebuilt from
+/// segments.
+///
+/// Who holds `index/` is decided by an exclusive lock on `dir/index.lock`, taken before
+/// RocksDB opens the directory: RocksDB moves and deletes its info logs there before it
+/// takes its own `LOCK`, so two processes opening one directory at once could fail with
+/// an I/O error ("unlink … LOG.old…: No such file") that is not a lock error. RocksDB's
+/// own lock error still leads to a private cache (a process that did not take ours).
 pub(super) fn open_cache(dir: &Path) -> Result<(IndexCache, Option<std::path::PathBuf>)> {
-    match IndexCache::open(&dir.join("index")) {
-        Ok(c) => Ok((c, None)),
-        Err(Error::Cache(msg)) if msg.to_ascii_lowercase().contains("lock") => {
-            let private = dir.join(format!(
-                "index-{}-{}",
-                std::process::id(),
-                hex::encode(crate::crypto::random_array::<4>())
-            ));
-            Ok((IndexCache::open(&private)?, Some(private)))
-        }
-        Err(e) => Err(e),
+    let lock_path = dir.join("index.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => match IndexCache::open(&dir.join("index")) {
+            Ok(mut c) => {
+                c.hold(lock);
+                return Ok((c, None));
+            }
+            Err(Error::Cache(msg)) if msg.to_ascii_lowercase().contains("lock") => {}
+            Err(e) => return Err(e),
+        },
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
     }
+    let private = dir.join(format!(
+        "index-{}-{}",
+        std::process::id(),
+        hex::encode(crate::crypto::random_array::<4>())
+    ));
+    Ok((IndexCache::open(&private)?, Some(private)))
 }
 
 /// The associated data of a segment's seal: the envelope header, and the key generation
@@ -337,5 +356,49 @@ impl Repository {
             .iter()
             .map(|e| e.index_entry(pack_id, header.generation))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_cache;
+
+    /// Regression: processes opening one cache directory at the same moment could fail
+    /// with an I/O error from RocksDB's log housekeeping, which ran before its own lock
+    /// (a `backup` beside a `prune`, in the CLI's stress test). Now exactly one opener of
+    /// each round gets `index/` and the others a private cache; none fails.
+    #[test]
+    fn openers_racing_for_one_cache_directory_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_owned(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        open_cache(&dir)
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect();
+            let caches: Vec<_> = opened
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|e| panic!("round {round}: {e}")))
+                .collect();
+            let shared = caches
+                .iter()
+                .filter(|(_, private)| private.is_none())
+                .count();
+            assert_eq!(shared, 1, "round {round}");
+            for (cache, private) in caches {
+                drop(cache);
+                if let Some(p) = private {
+                    std::fs::remove_dir_all(p).unwrap();
+                }
+            }
+        }
     }
 }
