@@ -1370,6 +1370,52 @@ fn a_lost_pack_makes_its_blobs_absent_and_the_next_writer_stores_them_again() {
     assert_eq!(w.finish().unwrap().blobs_new, 0);
 }
 
+/// Regression: after a lost pack's blobs were stored again, `check` still reported each of
+/// them as stored in a missing pack, for every snapshot naming it, whenever the lost copy
+/// ranked first (here: the admin's copy ranks before a full key's). Readers fall back to
+/// the sound copy, so the snapshot is whole; only the lost pack itself is a problem (until
+/// `repair index` drops the index's entries for it).
+#[test]
+fn check_counts_a_blob_stored_again_after_its_pack_was_lost_as_sound() {
+    let (fx, mut admin) = Fixture::new();
+    let data = text(3 << 20);
+    let (refs, _) = backup(&admin, &data, "node-1");
+    let ops_key = KeySource::passphrase("ops passphrase");
+    let mut o = AddSlotOptions::new(Role::Full, "ops");
+    o.kdf = KdfParams::insecure_for_tests();
+    admin.add_slot(&ops_key, &o).unwrap();
+    assert!(lose_packs(&fx.backend) > 0);
+    // The next backup, by another key, stores the data and the tree again.
+    let ops = fx.open_fresh(&ops_key).unwrap();
+    let w = ops.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    let tree = Tree::new(vec![Node {
+        name: b"file".to_vec(),
+        subtree: None,
+        content: refs.clone(),
+        meta: Vec::new(),
+    }])
+    .unwrap();
+    w.write_tree(&tree).unwrap();
+    assert_eq!(w.finish().unwrap().blobs_new as usize, refs.len() + 1);
+    let admin = fx.open_fresh(&pass()).unwrap();
+    let report = admin
+        .check(&chatvault_core::CheckOptions::default())
+        .unwrap();
+    let kinds: Vec<_> = report.problems.iter().map(|p| p.kind).collect();
+    assert!(
+        kinds.contains(&chatvault_core::ProblemKind::PackMissing),
+        "{kinds:?}"
+    );
+    assert!(
+        report.problems.iter().all(|p| p.snapshots.is_empty()),
+        "no snapshot is damaged: {:?}",
+        report.problems
+    );
+    assert!(!kinds.contains(&chatvault_core::ProblemKind::BlobInBadPack));
+    assert_eq!(restore(&admin, &refs), data);
+}
+
 #[test]
 fn forget_keeps_groups_apart_when_their_paths_contain_spaces() {
     let (_fx, repo) = Fixture::new();

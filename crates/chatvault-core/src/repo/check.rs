@@ -762,7 +762,8 @@ impl Repository {
     }
 
     /// The problem with a referenced blob, if any: not indexed, of the wrong type, in a
-    /// missing or unreadable pack, or found corrupt by the data pass. Each is reported once.
+    /// missing or unreadable pack with no other copy in a sound one, or found corrupt by
+    /// the data pass. Each is reported once.
     fn blob_problem(&self, id: BlobId, expected: BlobType, run: &mut Run) -> Result<Option<usize>> {
         if let Some(&p) = run.bad_blobs.get(&id) {
             return Ok(Some(p));
@@ -781,11 +782,22 @@ impl Repository {
                     e.blob_type
                 ),
             ),
-            Some(e) if run.bad_packs.contains(&e.pack) => problem(
-                ProblemKind::BlobInBadPack,
-                format!("{}#{id}", e.pack.object_name()),
-                "stored in a pack that is missing or unreadable",
-            ),
+            Some(e) if run.bad_packs.contains(&e.pack) => {
+                // Another copy in a sound pack (a lost pack's blob stored again by a later
+                // backup) is what readers fall back to: the snapshots naming the blob are
+                // whole. The missing pack itself is still reported.
+                let spare = self.index.copies(&id)?.iter().any(|c| {
+                    c.entry.blob_type == expected && !run.bad_packs.contains(&c.entry.pack)
+                });
+                if spare {
+                    return Ok(None);
+                }
+                problem(
+                    ProblemKind::BlobInBadPack,
+                    format!("{}#{id}", e.pack.object_name()),
+                    "stored in a pack that is missing or unreadable",
+                )
+            }
             Some(_) => return Ok(None),
         };
         let p = run.push(new);
