@@ -55,6 +55,7 @@ use crate::keys::{self, KdfParams, KeySource, Role, Secrets};
 use crate::limits::ObjectLimit;
 use crate::progress::Progress;
 
+pub(crate) use reader::read_bounded;
 use pins::Pins;
 use reader::PackKeyCache;
 
