@@ -199,4 +199,3 @@ mod tests {
         assert_eq!(id.object_name(), format!("data/01/{}", "01".repeat(32)));
     }
 }
-

@@ -23,10 +23,17 @@
 //!   object of the wrong size in DST is replaced by the verified bytes.
 //! - **Bounded memory.** At most [`MirrorOptions::transfers`] objects are in flight, each
 //!   read whole only after its listed size passed its kind's limit.
+//! - **A source that changed under the run** (an object listed, then gone when fetched:
+//!   a prune or forget ran meanwhile) ends the run after that phase: a snapshot copied
+//!   after a vanished segment could lack the replacement segment the listing missed.
 //! - **Deletion** (only with [`MirrorOptions::delete`]) removes from DST an object only
 //!   after this mirror saw it missing from SRC for the whole grace period (recorded in a
-//!   [`MirrorState`] the caller keeps), never while SRC holds a prune lock, and only after
-//!   a run that copied everything.
+//!   [`MirrorState`] the caller keeps), never while SRC holds a prune lock, only after a
+//!   run that copied everything, and dependents first: while a hold, snapshot or segment
+//!   waits out its grace period, no object of a kind it may need (snapshots, segments,
+//!   packs) is deleted. A listing that still showed a segment prune was about to delete
+//!   cannot make DST lose the pack it names: the segment is seen missing in a later run,
+//!   and the pack waits for it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -108,7 +115,9 @@ impl MirrorState {
         }
         let mut missing_since = BTreeMap::new();
         for line in lines {
-            let (ms, name) = line.split_once(' ').ok_or_else(|| bad("a malformed line"))?;
+            let (ms, name) = line
+                .split_once(' ')
+                .ok_or_else(|| bad("a malformed line"))?;
             let ms: i64 = ms.parse().map_err(|_| bad("a malformed time"))?;
             crate::backend::check_object_name(name)?;
             missing_since.insert(name.to_owned(), ms);
@@ -229,8 +238,13 @@ pub struct MirrorReport {
     /// Objects refused: content that does not match its name, an object over its kind's
     /// limit, a key slot or config that differs from DST's of the same name.
     pub refused: Vec<CheckProblem>,
-    /// Whether every phase ran (false when a refusal stopped the run).
+    /// Whether every phase ran (false when a refusal stopped the run, or SRC changed
+    /// under it).
     pub complete: bool,
+    /// An object SRC listed was gone when fetched (a prune or forget ran meanwhile): the
+    /// run stopped after that phase, since objects that depend on it may need
+    /// replacements the listing did not see. Running the mirror again finishes the copy.
+    pub changed_under_us: bool,
     /// Whether deletion ran.
     pub deletion: Deletion,
     /// How long it took.
@@ -248,6 +262,7 @@ impl MirrorReport {
             config: ConfigOutcome::NotReached,
             refused: Vec::new(),
             complete: false,
+            changed_under_us: false,
             deletion: Deletion::Off,
             duration: Duration::ZERO,
         }
@@ -401,8 +416,11 @@ impl Listing {
             l.src.insert(kind, src.list(kind.prefix())?);
         }
         for kind in Kind::LISTING {
-            l.dst
-                .extend(dst.list(kind.prefix())?.into_iter().map(|o| (o.name, o.size)));
+            l.dst.extend(
+                dst.list(kind.prefix())?
+                    .into_iter()
+                    .map(|o| (o.name, o.size)),
+            );
         }
         Ok(l)
     }
@@ -605,6 +623,12 @@ pub fn mirror(
         if !report.refused.is_empty() {
             return Ok(finish(report, start));
         }
+        if report.kind_mut(kind).vanished > 0 {
+            // A prune or forget ran since the listing: what depends on the vanished
+            // objects may need replacements this listing did not see.
+            report.changed_under_us = true;
+            return Ok(finish(report, start));
+        }
     }
     // The newest config SRC has, read after everything it may trust arrived.
     let latest = read_config(src)?.ok_or_else(|| Error::RepositoryMissing {
@@ -717,7 +741,10 @@ fn delete_unlisted(
     let now = now_unix_ms();
     let grace = i64::try_from(opts.grace.as_millis()).unwrap_or(i64::MAX);
     let mut waiting = BTreeMap::new();
+    // Whether a dependent kind still has objects waiting: then what they may need stays.
+    let mut dependents_wait = false;
     for kind in Kind::DELETING {
+        let gated = dependents_wait && kind != Kind::KeySlot;
         let in_src: HashSet<&str> = l.src[&kind].iter().map(|o| o.name.as_str()).collect();
         let mut gone: Vec<(&String, u64)> = l
             .dst
@@ -728,7 +755,7 @@ fn delete_unlisted(
         gone.sort();
         for (name, size) in gone {
             let since = state.missing_since(name).unwrap_or(now);
-            if now.saturating_sub(since) < grace {
+            if gated || now.saturating_sub(since) < grace {
                 waiting.insert(name.clone(), since);
                 report.kind_mut(kind).delete_pending += 1;
                 continue;
@@ -738,6 +765,7 @@ fn delete_unlisted(
             counts.deleted += 1;
             counts.bytes_deleted += size;
         }
+        dependents_wait |= report.kind_mut(kind).delete_pending > 0;
     }
     state.missing_since = waiting;
     Ok(Deletion::Ran)

@@ -55,9 +55,9 @@ use crate::keys::{self, KdfParams, KeySource, Role, Secrets};
 use crate::limits::ObjectLimit;
 use crate::progress::Progress;
 
-pub(crate) use reader::read_bounded;
 use pins::Pins;
 use reader::PackKeyCache;
+pub(crate) use reader::read_bounded;
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
