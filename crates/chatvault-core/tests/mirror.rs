@@ -513,3 +513,95 @@ fn delete_racing_prunes_and_backups_on_the_source_keeps_every_copy_valid() {
         "the mirror never deleted anything: the test tested nothing"
     );
 }
+
+/// A source that runs a hook once, just before its packs are listed: what a prune that
+/// finishes between a mirror's listing of segments and of packs looks like.
+struct PruneBetweenListings {
+    inner: MemoryBackend,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Backend for PruneBetweenListings {
+    fn location(&self) -> String {
+        "hooked".into()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.inner.replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
+        if prefix == "data/"
+            && let Some(hook) = self.hook.lock().unwrap().take()
+        {
+            hook();
+        }
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
+        self.inner.stat(name)
+    }
+}
+
+/// The run of a mirror with `--delete` during which a forget and a prune complete on the
+/// source between its listings: with a grace period DST stays valid at every run; without
+/// one (the control), DST loses the packs of a snapshot it still lists.
+fn prune_between_listings(grace: Duration) -> (tempfile::TempDir, MemoryBackend, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, repo, snaps, order) = source(&dir.path().join("src"));
+    let dst = MemoryBackend::new();
+    run(&src, &dst);
+    let hooked = PruneBetweenListings {
+        inner: src.clone(),
+        hook: std::sync::Mutex::new(Some(Box::new(move || {
+            repo.delete_snapshot(order[2]).unwrap();
+            repo.prune(&PruneOptions {
+                wait: Duration::from_secs(5),
+                ..PruneOptions::default()
+            })
+            .unwrap();
+        }))),
+    };
+    let mut state = MirrorState::default();
+    let r = mirror(&hooked, &dst, &deleting(grace), &mut state).unwrap();
+    assert_eq!(r.deletion, Deletion::Ran, "{r:#?}");
+    let cache = dir.path().join("dst");
+    let valid = {
+        let repo = open(Box::new(dst.clone()), &cache).unwrap();
+        repo.check(&CheckOptions::default())
+            .unwrap()
+            .problems
+            .is_empty()
+    };
+    if grace > Duration::ZERO {
+        assert!(valid, "DST broken by a prune between the listings");
+        for _ in 0..3 {
+            std::thread::sleep(grace + Duration::from_millis(50));
+            mirror(&src, &dst, &deleting(grace), &mut state).unwrap();
+            assert_valid(&dst, &cache, &snaps);
+        }
+        assert_eq!(objects(&src), objects(&dst), "DST followed in the end");
+    }
+    (dir, dst, valid)
+}
+
+#[test]
+fn regression_a_prune_between_the_listings_cannot_make_delete_lose_a_needed_pack() {
+    prune_between_listings(Duration::from_millis(200));
+    // The control: without the grace period the race is real, which is why it exists.
+    let (_dir, _dst, valid) = prune_between_listings(Duration::ZERO);
+    assert!(
+        !valid,
+        "the hook did not race the listings: the test tests nothing"
+    );
+}
