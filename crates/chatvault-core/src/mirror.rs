@@ -119,7 +119,7 @@ impl MirrorState {
                 .split_once(' ')
                 .ok_or_else(|| bad("a malformed line"))?;
             let ms: i64 = ms.parse().map_err(|_| bad("a malformed time"))?;
-            crate::backend::check_object_name(name)?;
+            crate::backend::check_object_name(name).map_err(|_| bad("a malformed object name"))?;
             missing_since.insert(name.to_owned(), ms);
         }
         Ok(MirrorState { missing_since })
@@ -610,7 +610,7 @@ pub fn mirror(
         // at every moment from here on.
         copier.phase(Kind::KeySlot, &mut listing, &mut report)?;
         if !report.refused.is_empty() {
-            return Ok(finish(report, start));
+            return Ok(finish(report, start, opts));
         }
         report.config = update_config(dst, &src_config, None, &mut report.refused)?;
         dst_config = Some(src_config);
@@ -621,13 +621,13 @@ pub fn mirror(
         }
         copier.phase(kind, &mut listing, &mut report)?;
         if !report.refused.is_empty() {
-            return Ok(finish(report, start));
+            return Ok(finish(report, start, opts));
         }
         if report.kind_mut(kind).vanished > 0 {
             // A prune or forget ran since the listing: what depends on the vanished
             // objects may need replacements this listing did not see.
             report.changed_under_us = true;
-            return Ok(finish(report, start));
+            return Ok(finish(report, start, opts));
         }
     }
     // The newest config SRC has, read after everything it may trust arrived.
@@ -642,19 +642,20 @@ pub fn mirror(
         outcome => outcome,
     };
     report.complete = report.refused.is_empty();
-    if let Some(d) = &opts.delete {
-        report.deletion = if report.complete {
-            delete_unlisted(src, dst, &listing, state, d, &mut report)?
-        } else {
-            Deletion::Postponed {
-                reason: "the copy did not complete".into(),
-            }
-        };
+    if let Some(d) = &opts.delete
+        && report.complete
+    {
+        report.deletion = delete_unlisted(src, dst, &listing, state, d, &mut report)?;
     }
-    Ok(finish(report, start))
+    Ok(finish(report, start, opts))
 }
 
-fn finish(mut report: MirrorReport, start: Instant) -> MirrorReport {
+fn finish(mut report: MirrorReport, start: Instant, opts: &MirrorOptions) -> MirrorReport {
+    if opts.delete.is_some() && !report.complete {
+        report.deletion = Deletion::Postponed {
+            reason: "the copy did not complete".into(),
+        };
+    }
     report.duration = start.elapsed();
     report
 }

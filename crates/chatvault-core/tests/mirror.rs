@@ -605,3 +605,83 @@ fn regression_a_prune_between_the_listings_cannot_make_delete_lose_a_needed_pack
         "the hook did not race the listings: the test tests nothing"
     );
 }
+
+/// A source whose index segments are all gone by the time they are fetched (deleted after
+/// the listing).
+struct SegmentsVanish(MemoryBackend);
+
+impl Backend for SegmentsVanish {
+    fn location(&self) -> String {
+        "vanishing".into()
+    }
+    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.0.put(name, bytes)
+    }
+    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
+        self.0.replace(name, bytes)
+    }
+    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
+        self.0.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
+        if name.starts_with("index/") {
+            return Err(Error::NotFound {
+                object: name.into(),
+            });
+        }
+        self.0.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
+        self.0.list(prefix)
+    }
+    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
+        self.0.delete(name)
+    }
+    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
+        self.0.stat(name)
+    }
+}
+
+#[test]
+fn a_segment_gone_between_listing_and_fetch_stops_the_run_before_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _repo, _, _) = source(&dir.path().join("src"));
+    let dst = MemoryBackend::new();
+    let r = mirror(
+        &SegmentsVanish(src),
+        &dst,
+        &deleting(Duration::ZERO),
+        &mut MirrorState::default(),
+    )
+    .unwrap();
+    assert!(r.changed_under_us && !r.complete, "{r:#?}");
+    assert!(r.segments.vanished > 0);
+    assert!(dst.list("snapshots/").unwrap().is_empty());
+    assert!(matches!(r.deletion, Deletion::Postponed { .. }));
+    assert_valid(&dst, &dir.path().join("dst"), &BTreeMap::new());
+}
+
+#[test]
+fn a_damaged_state_file_is_an_error_not_an_empty_state() {
+    for bad in [
+        &b""[..],
+        b"something else\n",
+        b"chatvault mirror state v1\nnot-a-time data/00/x\n",
+        b"chatvault mirror state v1\n5 ../escape\n",
+        b"chatvault mirror state v1\n5\n",
+    ] {
+        assert!(
+            matches!(
+                MirrorState::decode(bad, "state"),
+                Err(Error::Corrupt { .. })
+            ),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert!(
+        MirrorState::decode(b"chatvault mirror state v1\n", "state")
+            .unwrap()
+            .is_empty()
+    );
+}
