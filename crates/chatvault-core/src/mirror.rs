@@ -530,18 +530,24 @@ impl Copier<'_> {
                 format!("{} bytes, more than the {limit} it may have", o.size),
             ));
         }
+        // The name first: a listing may show anything a store holds under the prefix.
+        let claimed = if kind.content_addressed() {
+            match claimed_hash(&o.name) {
+                None => return Ok(refusal(&o.name, "name is not a content hash")),
+                h => h,
+            }
+        } else {
+            if crate::backend::check_object_name(&o.name).is_err() {
+                return Ok(refusal(&o.name, "not an object name"));
+            }
+            None
+        };
         let bytes = match self.src.get_range(&o.name, 0, o.size) {
             Err(e) if e.is_not_found() => return Ok(Transfer::Vanished),
             r => r?,
         };
-        if kind.content_addressed() {
-            match claimed_hash(&o.name) {
-                None => return Ok(refusal(&o.name, "name is not a content hash")),
-                Some(h) if h != content_hash(&bytes) => {
-                    return Ok(refusal(&o.name, "content does not match its name"));
-                }
-                Some(_) => {}
-            }
+        if claimed.is_some_and(|h| h != content_hash(&bytes)) {
+            return Ok(refusal(&o.name, "content does not match its name"));
         }
         let n = bytes.len() as u64;
         if dst_size.is_none() {

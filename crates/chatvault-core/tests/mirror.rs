@@ -685,3 +685,19 @@ fn a_damaged_state_file_is_an_error_not_an_empty_state() {
             .is_empty()
     );
 }
+
+#[test]
+fn an_object_whose_name_is_not_its_hash_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _repo, _, _) = source(&dir.path().join("src"));
+    src.put("snapshots/not-a-hash", b"planted").unwrap();
+    let dst = MemoryBackend::new();
+    let r = run(&src, &dst);
+    assert_eq!(r.refused.len(), 1, "{r:#?}");
+    assert_eq!(r.refused[0].object, "snapshots/not-a-hash");
+    assert!(dst.stat("snapshots/not-a-hash").is_err());
+    // The phase finished (the genuine snapshots arrived); the next one did not run.
+    assert_eq!(r.snapshots.copied, 3);
+    assert!(dst.list("holds/").unwrap().is_empty());
+    assert!(!r.complete);
+}
