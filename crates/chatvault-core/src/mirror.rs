@@ -619,7 +619,6 @@ pub fn mirror(
             return Ok(finish(report, start, opts));
         }
         report.config = update_config(dst, &src_config, None, &mut report.refused)?;
-        dst_config = Some(src_config);
     }
     for kind in Kind::COPYING {
         if bootstrap && kind == Kind::KeySlot {
@@ -640,6 +639,8 @@ pub fn mirror(
     let latest = read_config(src)?.ok_or_else(|| Error::RepositoryMissing {
         location: src.location(),
     })?;
+    // DST's config as it is now: another mirror (or an admin) may have moved it on.
+    dst_config = read_config(dst)?;
     check_same_repository(&latest, dst_config.as_ref(), opts.admin_key.as_ref())?;
     report.config = match update_config(dst, &latest, dst_config.as_ref(), &mut report.refused)? {
         // A first copy reports the config it ended with, from nothing.
