@@ -134,6 +134,11 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Verify that every pack, index segment and snapshot hashes to its name (no key needed).
     Scrub(ScrubArgs),
+    /// Make DST an exact copy of the repository in SRC, without any key (an off-site
+    /// copy a storage administrator can run): what DST lacks is copied, verified against
+    /// its name, in dependency order; with --delete, what SRC has been without for a
+    /// grace period is removed.
+    Mirror(MirrorArgs),
     /// Repair a damaged repository: rebuild the index, or save snapshots without what is lost.
     Repair(RepairArgs),
     /// Restore drill: restore (or verify) the latest snapshot of each group, measure the
@@ -175,6 +180,7 @@ impl Command {
             Command::Release(_) => "release",
             Command::Unlock(_) => "unlock",
             Command::Scrub(_) => "scrub",
+            Command::Mirror(_) => "mirror",
             Command::Repair(_) => "repair",
             Command::Drill(_) => "drill",
             Command::Run(_) => "run",
@@ -437,6 +443,41 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct ScrubArgs {}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Where the repository is: a location as for --repo.
+    pub src: String,
+    /// Where its copy goes: a location as for --repo (a local directory is created).
+    pub dst: String,
+    /// A setting of SRC's store, KEY=VALUE (repeatable), as --option is for --repo.
+    #[arg(long = "src-option", value_name = "KEY=VALUE")]
+    pub src_options: Vec<String>,
+    /// A setting of DST's store, KEY=VALUE (repeatable).
+    #[arg(long = "dst-option", value_name = "KEY=VALUE")]
+    pub dst_options: Vec<String>,
+    /// Objects copied at once; each holds one object (at most a pack) in memory.
+    #[arg(long, default_value_t = std::num::NonZeroUsize::new(4).unwrap_or(std::num::NonZeroUsize::MIN))]
+    pub transfers: std::num::NonZeroUsize,
+    /// Delete from DST what SRC has been without for the --delete-after grace period, as
+    /// this mirror observed it (never while SRC holds a prune lock). By default, nothing
+    /// is deleted.
+    #[arg(long)]
+    pub delete: bool,
+    /// The grace period of --delete: a number and a unit, s, m, h or d (30m, 24h, 7d).
+    #[arg(
+        long,
+        default_value = "24h",
+        value_name = "DURATION",
+        requires = "delete"
+    )]
+    pub delete_after: String,
+    /// The repository's admin public key (64 hex digits, `chatvault key list --json`):
+    /// both configs must be signed by it. By default, DST's config's admin key, or on a
+    /// first copy SRC's.
+    #[arg(long, value_name = "HEX")]
+    pub admin_key: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {

@@ -771,6 +771,60 @@ fn check_read_data_and_scrub_exit_13_on_a_corrupted_pack_and_name_it() {
 }
 
 #[test]
+fn mirror_needs_no_key_refuses_a_corrupt_pack_and_another_repository() {
+    let env = backed_up_env();
+    let (repo, copy) = (env.path("repo"), env.path("copy"));
+    let (repo, copy) = (repo.to_str().unwrap(), copy.to_str().unwrap());
+    let out = env
+        .cmd(&["mirror", repo, copy, "--json"])
+        .env_remove("CHATVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["complete"], true, "{doc}");
+    assert_eq!(doc["config"]["outcome"], "copied", "{doc}");
+    assert!(doc["packs"]["copied"].as_u64().unwrap() >= 1, "{doc}");
+    // The copy opens with the same key (its own cache: same repository id).
+    let restored = env.path("restored");
+    let out = env
+        .cmd(&["--repo", copy, "--cache-dir"])
+        .arg(env.path("copy-cache"))
+        .args(["restore", "latest", "--target"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A corrupt pack in the source: refused, exit 13, named, not written.
+    let pack = corrupt_largest_pack(&env);
+    let fresh = env.path("fresh");
+    let out = env
+        .cmd(&["mirror", repo, fresh.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(13), "{stdout}");
+    assert!(
+        stdout.contains(&pack) && stdout.contains("content_mismatch"),
+        "{stdout}"
+    );
+    let data = fresh.join("data");
+    assert!(!data.exists() || !walk_files(&data).iter().any(|p| p.ends_with(&pack)));
+
+    // Another repository as the destination: refused before anything is written.
+    let other = Env::new();
+    let err = env.fails(&["mirror", repo, other.path("repo").to_str().unwrap()], 1);
+    assert!(err.contains("another repository"), "{err}");
+    // A missing source: exit 10.
+    env.fails(&["mirror", env.path("nothing").to_str().unwrap(), copy], 10);
+}
+
+#[test]
 fn forget_dry_run_explains_and_forget_removes() {
     let env = Env::new();
     let src = env.path("src");

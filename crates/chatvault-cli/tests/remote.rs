@@ -426,3 +426,127 @@ mod garage {
         assert_eq!(stored_pack_bytes(&c), once, "{again}");
     }
 }
+
+/// `chatvault mirror` from a local directory to an S3 store (s3s-fs): killed mid-way and
+/// re-run (DST opens at every step, nothing sent twice), with a backup running into SRC
+/// meanwhile, then `--delete` after a forget and prune on SRC; the S3 copy restores with
+/// the key.
+#[test]
+fn mirror_a_local_repository_to_s3_resumes_after_kill_and_restores() {
+    let server = S3sFs::start("chat");
+    let repo_dir = tempfile::tempdir().unwrap();
+    let src_repo = repo_dir.path().join("repo");
+    let src = Client::new(src_repo.to_str().unwrap().to_owned(), server.env(), &[]);
+    let dst = s3s_client(&server, "mirror");
+    src.ok(&["init"]);
+    for day in 0..6 {
+        make_tree(&src.path("src"), 12, day);
+        src.ok(&["backup", "src"]);
+    }
+    let mirror_args = |extra: &[&str]| {
+        let mut v = vec![
+            "mirror",
+            src.repo.as_str(),
+            dst.repo.as_str(),
+            "--transfers",
+            "1",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    // Killed as soon as the first pack reached the store.
+    let dst_dir = server.data_dir().join("chat/mirror");
+    let args = mirror_args(&[]);
+    let mut child = src.cmd(&as_strs(&args)).spawn().unwrap();
+    let start = Instant::now();
+    while !dst_dir.join("data").exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The copy opens: config and key slots came first.
+    let snaps = dst.json(&["snapshots"]);
+    let partial = snaps.as_array().unwrap().len();
+    assert!(
+        partial < 6,
+        "the mirror finished before it was killed: {snaps}"
+    );
+    let check = dst.json(&["check"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+
+    // Re-run with a backup into SRC at the same time.
+    make_tree(&src.path("src"), 12, 6);
+    let mut backup = src.cmd(&["backup", "src"]).spawn().unwrap();
+    let resumed = src.json(&as_strs(&args));
+    assert!(backup.wait().unwrap().success());
+    assert_eq!(resumed["complete"], true, "{resumed}");
+    assert!(
+        resumed["packs"]["present"].as_u64().unwrap() >= 1,
+        "{resumed}"
+    );
+    assert_eq!(resumed["key_slots"]["copied"], 0, "{resumed}");
+    let check = dst.json(&["check", "--read-data"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    // A last run catches up with the concurrent backup, then there is nothing to send.
+    src.json(&as_strs(&args));
+    let idle = src.json(&as_strs(&args));
+    assert_eq!(idle["objects_copied"], 0, "{idle}");
+    assert_eq!(idle["config"]["outcome"], "unchanged", "{idle}");
+    assert_eq!(
+        dst.json(&["snapshots"]).as_array().map(Vec::len),
+        Some(7),
+        "every snapshot reached the copy"
+    );
+    dst.ok(&["restore", "latest", "--target", "restored"]);
+    let tree = src.path("src").canonicalize().unwrap();
+    same_tree(
+        &tree,
+        &dst.path("restored").join(tree.strip_prefix("/").unwrap()),
+    );
+
+    // --delete: nothing goes within the grace period, then DST follows SRC.
+    src.ok(&["forget", "--keep-last", "2", "--prune"]);
+    let waiting = src.json(&as_strs(&mirror_args(&["--delete"])));
+    assert_eq!(waiting["objects_deleted"], 0, "{waiting}");
+    assert!(
+        waiting["snapshots"]["delete_pending"].as_u64().unwrap() >= 5,
+        "{waiting}"
+    );
+    let deleted = src.json(&as_strs(&mirror_args(&[
+        "--delete",
+        "--delete-after",
+        "0s",
+    ])));
+    assert!(
+        deleted["snapshots"]["deleted"].as_u64().unwrap() >= 5,
+        "{deleted}"
+    );
+    assert_eq!(dst.json(&["snapshots"]).as_array().map(Vec::len), Some(2));
+    let check = dst.json(&["check", "--read-data"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    // The output never shows a credential.
+    let out = src.run(&as_strs(&mirror_args(&["-vv"])));
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!shown.contains(&server.secret_key), "{shown}");
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

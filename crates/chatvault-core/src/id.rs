@@ -159,6 +159,25 @@ pub(crate) fn content_hash(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// The hash a content-addressed object's name claims (packs, index segments, snapshots,
+/// holds: docs/FORMAT.md, section 2), if the name has the right shape; `None` for every
+/// other name (config, key slots, locks, probes) and for a malformed one. A pack's name
+/// must also carry the right two-digit directory.
+pub(crate) fn claimed_hash(name: &str) -> Option<[u8; 32]> {
+    let id = if name.starts_with("data/") {
+        PackId::from_hex(name.rsplit('/').next()?)
+            .ok()
+            .filter(|id| id.object_name() == name)?
+    } else {
+        let hex_id = name
+            .strip_prefix("index/")
+            .or_else(|| name.strip_prefix("snapshots/"))
+            .or_else(|| name.strip_prefix("holds/"))?;
+        PackId::from_hex(hex_id).ok()?
+    };
+    Some(*id.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,8 @@ mod index;
 mod keys;
 mod limits;
 mod lock;
+#[cfg(feature = "repository")]
+mod mirror;
 mod pack;
 mod printable;
 mod progress;
@@ -82,6 +84,11 @@ pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
 pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
 pub use keys::{KdfParams, KeySource, Role, SlotInfo};
 pub use lock::{LockKind, LockRecord};
+#[cfg(feature = "repository")]
+pub use mirror::{
+    ConfigOutcome, DeleteOptions, Deletion, KindReport, MirrorOptions, MirrorReport, MirrorState,
+    mirror,
+};
 pub use printable::{printable, printable_bytes};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]

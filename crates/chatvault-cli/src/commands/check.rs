@@ -70,7 +70,7 @@ pub fn scrub(g: &Global, out: Output) -> Result<Outcome> {
     Ok(Outcome::from_problems(r.problems.len()))
 }
 
-fn print_problems(out: Output, problems: &[CheckProblem]) {
+pub(crate) fn print_problems(out: Output, problems: &[CheckProblem]) {
     if problems.is_empty() {
         out.line("no problems found");
         return;
@@ -104,7 +104,7 @@ fn kind_name(p: &CheckProblem) -> String {
     s
 }
 
-fn problems_json(problems: &[CheckProblem]) -> Value {
+pub(crate) fn problems_json(problems: &[CheckProblem]) -> Value {
     problems
         .iter()
         .map(|p| {

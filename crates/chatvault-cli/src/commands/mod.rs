@@ -11,6 +11,7 @@ pub mod forget;
 pub mod hold;
 pub mod init;
 pub mod key;
+pub mod mirror;
 pub mod msglog;
 pub mod msglog_sources;
 pub mod plan;

@@ -837,28 +837,12 @@ pub fn scrub(backend: &dyn Backend) -> Result<ScrubReport> {
     Ok(report)
 }
 
-/// The hash a content-addressed object's name claims, if the name has the right shape.
-fn claimed_hash(name: &str) -> Option<[u8; 32]> {
-    let id = if name.starts_with("data/") {
-        PackId::from_hex(name.rsplit('/').next()?)
-            .ok()
-            .filter(|id| id.object_name() == name)?
-    } else {
-        let hex_id = name
-            .strip_prefix("index/")
-            .or_else(|| name.strip_prefix("snapshots/"))
-            .or_else(|| name.strip_prefix("holds/"))?;
-        PackId::from_hex(hex_id).ok()?
-    };
-    Some(*id.as_bytes())
-}
-
 fn scrub_object(
     backend: &dyn Backend,
     name: &str,
     size: u64,
 ) -> Result<(u64, Option<CheckProblem>)> {
-    let Some(claimed) = claimed_hash(name) else {
+    let Some(claimed) = crate::id::claimed_hash(name) else {
         return Ok((
             0,
             Some(problem(

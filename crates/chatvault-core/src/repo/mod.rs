@@ -57,6 +57,7 @@ use crate::progress::Progress;
 
 use pins::Pins;
 use reader::PackKeyCache;
+pub(crate) use reader::read_bounded;
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
