@@ -109,8 +109,8 @@ pub trait Backend: Send + Sync {
     fn create_guard(&self) -> CreateGuard {
         CreateGuard::Enforced
     }
-    /// How many pack uploads a writer keeps in flight when [`OpenOptions::uploads`]
-    /// (crate::OpenOptions::uploads) does not say: each holds a pack in memory, so a store
+    /// How many pack uploads a writer keeps in flight when `OpenOptions::uploads` does
+    /// not say: each holds a pack in memory, so a store
     /// without per-request latency to hide (a local disk) gains nothing from more than
     /// one. By default 1.
     fn uploads_in_flight(&self) -> usize {
