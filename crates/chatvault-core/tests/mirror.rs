@@ -6,8 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+mod faults;
+
+use faults::FailAfter;
 
 use chatvault_core::{
     AddSlotOptions, Backend, BlobType, CheckOptions, ChunkerParams, ConfigOutcome, ContentRef,
@@ -202,54 +206,6 @@ fn a_mirror_copies_every_object_and_a_second_run_sends_nothing() {
     assert!(matches!(again.config, ConfigOutcome::Unchanged { .. }));
 }
 
-/// A backend that fails every write after the first `left`.
-struct FailAfter {
-    inner: MemoryBackend,
-    left: AtomicI64,
-}
-
-impl Backend for FailAfter {
-    fn location(&self) -> String {
-        "fail-after".into()
-    }
-    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.put(name, bytes)
-    }
-    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.replace(name, bytes)
-    }
-    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get_range(name, offset, len)
-    }
-    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.delete(name)
-    }
-    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
-        self.inner.stat(name)
-    }
-}
-
-impl FailAfter {
-    fn spend(&self, name: &str) -> chatvault_core::Result<()> {
-        if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(Error::Backend {
-                object: name.into(),
-                source: std::io::Error::other("injected failure"),
-            });
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn a_mirror_interrupted_after_any_number_of_writes_leaves_a_valid_copy_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,10 +217,7 @@ fn a_mirror_interrupted_after_any_number_of_writes_leaves_a_valid_copy_and_resum
     };
     for left in 0..total {
         let dst = MemoryBackend::new();
-        let failing = FailAfter {
-            inner: dst.clone(),
-            left: AtomicI64::new(left),
-        };
+        let failing = FailAfter::new(dst.clone(), left);
         let err = mirror(&src, &failing, &one_at_a_time, &mut MirrorState::default());
         assert!(err.is_err(), "{left} writes were enough");
         let before = objects(&dst).len() as u64;

@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+mod faults;
+
+use faults::FailAfter;
 
 use chatvault_core::{
     Backend, BlobType, CheckOptions, ChunkerParams, ContentRef, Error, InitOptions, KdfParams,
@@ -510,65 +514,6 @@ fn copy_of(b: &MemoryBackend) -> MemoryBackend {
     c
 }
 
-/// Fails every mutation (put, replace, delete) after the first `left`, as a process killed
-/// at that point would leave storage; reads keep working.
-struct FailAfter {
-    inner: MemoryBackend,
-    left: AtomicI64,
-    mutations: AtomicU64,
-}
-
-impl FailAfter {
-    fn new(inner: MemoryBackend, left: i64) -> Self {
-        Self {
-            inner,
-            left: AtomicI64::new(left),
-            mutations: AtomicU64::new(0),
-        }
-    }
-
-    fn spend(&self, name: &str) -> chatvault_core::Result<()> {
-        self.mutations.fetch_add(1, Ordering::SeqCst);
-        if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
-            return Err(Error::Backend {
-                object: name.into(),
-                source: std::io::Error::other("injected failure"),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Backend for FailAfter {
-    fn location(&self) -> String {
-        "fail-after".into()
-    }
-    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.put(name, bytes)
-    }
-    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.replace(name, bytes)
-    }
-    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get_range(name, offset, len)
-    }
-    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
-        self.spend(name)?;
-        self.inner.delete(name)
-    }
-    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
-        self.inner.stat(name)
-    }
-}
-
 #[test]
 fn a_prune_interrupted_after_any_number_of_writes_leaves_a_valid_repository() {
     let (fx, repo, kept) = garbage_fixture();
@@ -577,34 +522,7 @@ fn a_prune_interrupted_after_any_number_of_writes_leaves_a_valid_repository() {
     // at the fast timings unless the prune is slow, and more steps only add cases).
     let counting = FailAfter::new(copy_of(&fx.backend), i64::MAX);
     let probe = Arc::new(counting);
-    struct Shared(Arc<FailAfter>);
-    impl Backend for Shared {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        fn put(&self, n: &str, b: &[u8]) -> chatvault_core::Result<()> {
-            self.0.put(n, b)
-        }
-        fn replace(&self, n: &str, b: &[u8]) -> chatvault_core::Result<()> {
-            self.0.replace(n, b)
-        }
-        fn get(&self, n: &str) -> chatvault_core::Result<Vec<u8>> {
-            self.0.get(n)
-        }
-        fn get_range(&self, n: &str, o: u64, l: u64) -> chatvault_core::Result<Vec<u8>> {
-            self.0.get_range(n, o, l)
-        }
-        fn list(&self, p: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
-            self.0.list(p)
-        }
-        fn delete(&self, n: &str) -> chatvault_core::Result<()> {
-            self.0.delete(n)
-        }
-        fn stat(&self, n: &str) -> chatvault_core::Result<ObjectInfo> {
-            self.0.stat(n)
-        }
-    }
-    let full = fx.open_on(Box::new(Shared(probe.clone())), &fx.cache("count"));
+    let full = fx.open_on(Box::new(probe.clone()), &fx.cache("count"));
     full.prune(&prune_opts()).unwrap();
     drop(full);
     let total = probe.mutations.load(Ordering::SeqCst) as i64;
