@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod faults;
 
-use faults::FailAfter;
+use faults::{FailAfter, ListHook};
 
 use chatvault_core::{
     AddSlotOptions, Backend, BlobType, CheckOptions, ChunkerParams, ConfigOutcome, ContentRef,
@@ -484,45 +484,6 @@ fn delete_racing_prunes_and_backups_on_the_source_keeps_every_copy_valid() {
     );
 }
 
-/// A source that runs a hook once, just before its packs are listed: what a prune that
-/// finishes between a mirror's listing of segments and of packs looks like.
-struct PruneBetweenListings {
-    inner: MemoryBackend,
-    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Backend for PruneBetweenListings {
-    fn location(&self) -> String {
-        "hooked".into()
-    }
-    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.inner.put(name, bytes)
-    }
-    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.inner.replace(name, bytes)
-    }
-    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get_range(name, offset, len)
-    }
-    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
-        if prefix == "data/"
-            && let Some(hook) = self.hook.lock().unwrap().take()
-        {
-            hook();
-        }
-        self.inner.list(prefix)
-    }
-    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
-        self.inner.delete(name)
-    }
-    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
-        self.inner.stat(name)
-    }
-}
-
 /// The run of a mirror with `--delete` during which a forget and a prune complete on the
 /// source between its listings: with a grace period DST stays valid at every run; without
 /// one (the control), DST loses the packs of a snapshot it still lists.
@@ -531,17 +492,15 @@ fn prune_between_listings(grace: Duration) -> (tempfile::TempDir, MemoryBackend,
     let (src, repo, snaps, order) = source(&dir.path().join("src"));
     let dst = MemoryBackend::new();
     run(&src, &dst);
-    let hooked = PruneBetweenListings {
-        inner: src.clone(),
-        hook: std::sync::Mutex::new(Some(Box::new(move || {
-            repo.delete_snapshot(order[2]).unwrap();
-            repo.prune(&PruneOptions {
-                wait: Duration::from_secs(5),
-                ..PruneOptions::default()
-            })
-            .unwrap();
-        }))),
-    };
+    // A prune that finishes between the mirror's listing of segments and of packs.
+    let hooked = ListHook::before(src.clone(), "data/", move || {
+        repo.delete_snapshot(order[2]).unwrap();
+        repo.prune(&PruneOptions {
+            wait: Duration::from_secs(5),
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    });
     let mut state = MirrorState::default();
     let r = mirror(&hooked, &dst, &deleting(grace), &mut state).unwrap();
     assert_eq!(r.deletion, Deletion::Ran, "{r:#?}");

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 mod faults;
 
-use faults::FailAfter;
+use faults::{FailAfter, ListHook};
 
 use chatvault_core::{
     Backend, BlobType, CheckOptions, ChunkerParams, ContentRef, Error, InitOptions, KdfParams,
-    KeepReason, KeySource, LockKind, LockOptions, LockRecord, MemoryBackend, Node, ObjectInfo,
-    OpenOptions, PruneOptions, Repository, RetentionPolicy, Role, SnapshotId, SnapshotKind,
-    SnapshotRecord, Summary, Tree,
+    KeepReason, KeySource, LockKind, LockOptions, LockRecord, MemoryBackend, Node, OpenOptions,
+    PruneOptions, Repository, RetentionPolicy, Role, SnapshotId, SnapshotKind, SnapshotRecord,
+    Summary, Tree,
 };
 
 fn pass() -> KeySource {
@@ -215,46 +215,6 @@ fn prune_deletes_what_no_snapshot_needs_and_a_second_prune_finds_nothing() {
     assert!(fx.backend.list("locks/").unwrap().is_empty());
 }
 
-/// Runs `hook` once, right after the first listing of `index/` has been taken: what a
-/// prune in another process does between an opening repository's listing and its reads.
-struct PruneAfterListing {
-    inner: MemoryBackend,
-    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Backend for PruneAfterListing {
-    fn location(&self) -> String {
-        "prune-after-listing".into()
-    }
-    fn put(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.inner.put(name, bytes)
-    }
-    fn replace(&self, name: &str, bytes: &[u8]) -> chatvault_core::Result<()> {
-        self.inner.replace(name, bytes)
-    }
-    fn get(&self, name: &str) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, offset: u64, len: u64) -> chatvault_core::Result<Vec<u8>> {
-        self.inner.get_range(name, offset, len)
-    }
-    fn list(&self, prefix: &str) -> chatvault_core::Result<Vec<ObjectInfo>> {
-        let listed = self.inner.list(prefix)?;
-        if prefix == "index/"
-            && let Some(hook) = self.hook.lock().unwrap().take()
-        {
-            hook();
-        }
-        Ok(listed)
-    }
-    fn delete(&self, name: &str) -> chatvault_core::Result<()> {
-        self.inner.delete(name)
-    }
-    fn stat(&self, name: &str) -> chatvault_core::Result<ObjectInfo> {
-        self.inner.stat(name)
-    }
-}
-
 #[test]
 fn segments_a_prune_replaces_while_a_repository_opens_are_found_again() {
     let (fx, repo, kept) = garbage_fixture();
@@ -269,7 +229,7 @@ fn segments_a_prune_replaces_while_a_repository_opens_are_found_again() {
     let pruned = Arc::new(AtomicBool::new(false));
     let hook = {
         let (backend, cache, pruned) = (fx.backend.clone(), fx.cache("pruner"), pruned.clone());
-        Box::new(move || {
+        move || {
             let opts = OpenOptions {
                 cache_dir: Some(cache),
                 allow_weak_kdf: true,
@@ -280,12 +240,11 @@ fn segments_a_prune_replaces_while_a_repository_opens_are_found_again() {
             let r = pruner.prune(&prune_opts()).unwrap();
             assert!(r.packs_deleted + r.packs_repacked > 0);
             pruned.store(true, Ordering::SeqCst);
-        }) as Box<dyn FnOnce() + Send>
+        }
     };
-    let racing = PruneAfterListing {
-        inner: fx.backend.clone(),
-        hook: std::sync::Mutex::new(Some(hook)),
-    };
+    // What a prune in another process does between an opening repository's listing of
+    // `index/` and its reads.
+    let racing = ListHook::after(fx.backend.clone(), "index/", hook);
     // A fresh cache: the opening repository reads every segment it listed.
     let opened = fx.open_on(Box::new(racing), &fx.cache("opening"));
     assert!(
