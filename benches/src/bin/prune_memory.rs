@@ -115,6 +115,7 @@ fn record(root: chatvault_core::BlobId, time: i64) -> SnapshotRecord {
         cursors: Default::default(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

@@ -616,6 +616,7 @@ fn write_hostile_snapshot(env: &Env) {
         cursors: Default::default(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     })
     .unwrap();
 }

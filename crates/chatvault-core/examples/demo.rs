@@ -84,6 +84,7 @@ fn backup(
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     })?;
     Ok((refs, stats))
 }

@@ -93,18 +93,19 @@ pub use printable::{printable, printable_bytes};
 pub use progress::{Progress, ProgressEvent};
 #[cfg(feature = "repository")]
 pub use repo::{
-    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, DamagedContent,
-    DamagedPack, DataSubset, IndexRepairReport, InitOptions, LatestSnapshots, LockInfo,
-    LockOptions, Loss, LossKind, OpenOptions, PackRepairOptions, PackRepairReport, ProblemKind,
-    PruneOptions, PruneReport, REPAIRED_TAG, ReadLock, Recency, RepairOptions, RepoStats,
-    Repository, ScrubReport, SnapshotFilter, SnapshotRepair, SnapshotRepairReport, WriteStats,
-    parse_size, scrub,
+    AddSlotOptions, BlobWriter, CheckOptions, CheckProblem, CheckReport, CopiedSnapshot,
+    CopyFailure, CopyOptions, CopyReport, DamagedContent, DamagedPack, DataSubset,
+    IndexRepairReport, InitOptions, LatestSnapshots, LockInfo, LockOptions, Loss, LossKind,
+    OpenOptions, PackRepairOptions, PackRepairReport, ProblemKind, PruneOptions, PruneReport,
+    REPAIRED_TAG, ReadLock, Recency, RepairOptions, RepoStats, Repository, ScrubReport,
+    SharedChunker, SnapshotFilter, SnapshotRepair, SnapshotRepairReport, WriteStats,
+    copy_snapshots, parse_size, scrub,
 };
 #[cfg(feature = "repository")]
 pub use retention::{
     Candidate, ForgetReport, GroupKey, GroupVerdicts, KeepReason, Period, RetentionPolicy, Verdict,
 };
-pub use snapshot::{Snapshot, SnapshotKind, SnapshotRecord, Summary};
+pub use snapshot::{Snapshot, SnapshotKind, SnapshotOrigin, SnapshotRecord, Summary};
 pub use tree::{ContentRef, Node, Tree};
 
 #[cfg(feature = "repository")]

@@ -25,9 +25,15 @@
 //! |     |                        | bytes, no key twice                         |               |
 //! | 11  | writer_seq             | unsigned                                    | never         |
 //! | 12  | prev_writer_snapshot   | byte string, 32-byte snapshot id            | `None`        |
+//! | 13  | origin                 | map, below (a copy's source snapshot)       | `None`        |
 //!
 //! Summary map (every counter always written, zero included): 0 files, 1 bytes_read,
 //! 2 bytes_added, 3 blobs_added, 4 duration_ms, 5 errors; all unsigned.
+//!
+//! Origin map (both always written): 0 repository id, 1 snapshot id, each a 32-byte byte
+//! string: the snapshot of another repository this one is a copy of (`chatvault copy`).
+//! Added after format 2 was first written; a reader that predates it skips key 13, and a
+//! record without it reads as `None`, so no version changes.
 //!
 //! Cursor keys are ordered by their UTF-8 bytes (the order of `BTreeMap<String, _>`), not by
 //! RFC 8949's length-first order: what matters is that one record has one encoding.
@@ -46,7 +52,7 @@ use std::collections::BTreeMap;
 use crate::cbor::{Reader, Writer};
 use crate::crypto::sign::PublicKey;
 use crate::error::Result;
-use crate::id::{BlobId, SnapshotId};
+use crate::id::{BlobId, RepoId, SnapshotId};
 
 /// The snapshot record encoding version this build writes and reads.
 const RECORD_VERSION: u32 = 1;
@@ -135,6 +141,18 @@ pub struct SnapshotRecord {
     pub writer_seq: u64,
     /// The writer's previous snapshot, so a withheld or reordered snapshot is noticed.
     pub prev_writer_snapshot: Option<SnapshotId>,
+    /// The snapshot of another repository this one was copied from, if it is a copy.
+    pub origin: Option<SnapshotOrigin>,
+}
+
+/// Where a copied snapshot came from: the source repository and snapshot, so a copy run
+/// can tell what it has copied already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotOrigin {
+    /// The source repository's id.
+    pub repo: RepoId,
+    /// The snapshot's id in the source repository.
+    pub snapshot: SnapshotId,
 }
 
 /// A snapshot as loaded from the repository: its id, the writer whose signature was
@@ -181,6 +199,9 @@ impl SnapshotRecord {
             if let Some(prev) = &self.prev_writer_snapshot {
                 f.field(12, |w| w.bytes(prev.as_bytes()));
             }
+            if let Some(origin) = &self.origin {
+                f.field(13, |w| encode_origin(w, origin));
+            }
         });
         w.into_bytes()
     }
@@ -208,6 +229,7 @@ impl SnapshotRecord {
                 10 => p.cursors = decode_cursors(&mut r)?,
                 11 => p.writer_seq = Some(r.u64("writer sequence")?),
                 12 => p.prev_writer = Some(SnapshotId::from_bytes(r.id("previous snapshot")?)),
+                13 => p.origin = Some(decode_origin(&mut r)?),
                 _ => r.skip()?,
             }
         }
@@ -231,6 +253,7 @@ struct Partial {
     cursors: BTreeMap<String, Vec<u8>>,
     writer_seq: Option<u64>,
     prev_writer: Option<SnapshotId>,
+    origin: Option<SnapshotOrigin>,
 }
 
 impl Partial {
@@ -251,6 +274,7 @@ impl Partial {
                 .writer_seq
                 .ok_or_else(|| missing("a writer sequence"))?,
             prev_writer_snapshot: self.prev_writer,
+            origin: self.origin,
         })
     }
 }
@@ -316,6 +340,29 @@ fn decode_summary(r: &mut Reader<'_>) -> Result<Summary> {
     }
 }
 
+fn encode_origin(w: &mut Writer, o: &SnapshotOrigin) {
+    w.fields(|f| {
+        f.field(0, |w| w.bytes(o.repo.as_bytes()));
+        f.field(1, |w| w.bytes(o.snapshot.as_bytes()));
+    });
+}
+
+fn decode_origin(r: &mut Reader<'_>) -> Result<SnapshotOrigin> {
+    let mut fields = r.fields()?;
+    let (mut repo, mut snapshot) = (None, None);
+    while let Some(key) = fields.next_key(r)? {
+        match key {
+            0 => repo = Some(RepoId::from_bytes(r.id("origin repository")?)),
+            1 => snapshot = Some(SnapshotId::from_bytes(r.id("origin snapshot")?)),
+            _ => r.skip()?,
+        }
+    }
+    match (repo, snapshot) {
+        (Some(repo), Some(snapshot)) => Ok(SnapshotOrigin { repo, snapshot }),
+        _ => Err(r.corrupt("origin without a repository and a snapshot")),
+    }
+}
+
 fn encode_cursors(w: &mut Writer, cursors: &BTreeMap<String, Vec<u8>>) {
     w.map_head(cursors.len());
     for (stream, position) in cursors {
@@ -372,6 +419,7 @@ mod tests {
             cursors: BTreeMap::from([("!room:x".to_owned(), vec![0x01, 0x02])]),
             writer_seq: 42,
             prev_writer_snapshot: Some(SnapshotId::from_bytes([0xcc; 32])),
+            origin: None,
         }
     }
 
@@ -390,6 +438,7 @@ mod tests {
             cursors: BTreeMap::new(),
             writer_seq: 0,
             prev_writer_snapshot: None,
+            origin: None,
         }
     }
 
@@ -488,9 +537,55 @@ mod tests {
         }
     }
 
+    /// `minimal()` copied from another repository: key 13 after key 11.
+    const COPIED_HEX: &str = concat!(
+        "a7", // the minimal record's entries and one more
+        "0001",
+        "0120",
+        "0700",
+        "085820",
+        "0101010101010101010101010101010101010101010101010101010101010101",
+        "09a6000001000200030004000500",
+        "0b00",
+        "0d",
+        "a2", // 13: {
+        "005820",
+        "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd", // 0: repo,
+        "015820",
+        "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", // 1: snapshot}}
+    );
+
+    fn copied() -> SnapshotRecord {
+        SnapshotRecord {
+            origin: Some(SnapshotOrigin {
+                repo: RepoId::from_bytes([0xdd; 32]),
+                snapshot: SnapshotId::from_bytes([0xee; 32]),
+            }),
+            ..minimal()
+        }
+    }
+
+    #[test]
+    fn golden_copied_record() {
+        assert_eq!(hex::encode(copied().encode()), COPIED_HEX);
+        let decoded = SnapshotRecord::decode(&hex::decode(COPIED_HEX).unwrap(), "s").unwrap();
+        assert_eq!(decoded, copied());
+    }
+
+    #[test]
+    fn origin_without_both_ids_is_corrupt() {
+        let mut bytes = hex::decode(COPIED_HEX).unwrap();
+        // Drop the snapshot id: the origin map's last entry.
+        bytes.truncate(bytes.len() - 35);
+        let origin_at = bytes.len() - 35 - 1;
+        assert_eq!(bytes[origin_at], 0xa2);
+        bytes[origin_at] = 0xa1;
+        assert!(corrupt_reason(SnapshotRecord::decode(&bytes, "s")).contains("origin"));
+    }
+
     #[test]
     fn decode_skips_unknown_keys() {
-        // The minimal record with a key 13 (a newer writer's field) and an unknown summary
+        // The minimal record with a key 14 (a newer writer's field) and an unknown summary
         // key 6; both must sort after the known ones.
         let mut bytes = hex::decode(MINIMAL_HEX).unwrap();
         bytes[0] = 0xa7; // one more top-level entry
@@ -500,7 +595,7 @@ mod tests {
         let summary_end = summary_at + 1 + 12;
         bytes.splice(summary_end..summary_end, [0x06, 0x63, b'n', b'e', b'w']);
         let mut e = Encoder::new(Vec::new());
-        e.u8(13)
+        e.u8(14)
             .unwrap()
             .map(1)
             .unwrap()
@@ -716,13 +811,14 @@ mod tests {
                 btree_map(text, vec(any::<u8>(), 0..16), 0..5),
                 any::<u64>(),
                 proptest::option::of(arb_snapshot_id()),
+                proptest::option::of((any::<[u8; 32]>(), arb_snapshot_id())),
             ),
         )
             .prop_map(
                 |(
                     (time_unix_ms, host, tags, source_kind, paths),
                     (parent, incremental, root, summary),
-                    (cursors, writer_seq, prev_writer_snapshot),
+                    (cursors, writer_seq, prev_writer_snapshot, origin),
                 )| SnapshotRecord {
                     time_unix_ms,
                     host,
@@ -740,6 +836,10 @@ mod tests {
                     cursors,
                     writer_seq,
                     prev_writer_snapshot,
+                    origin: origin.map(|(repo, snapshot)| SnapshotOrigin {
+                        repo: RepoId::from_bytes(repo),
+                        snapshot,
+                    }),
                 },
             )
     }

@@ -328,6 +328,7 @@ pub mod fuzzing {
             cursors: Default::default(),
             writer_seq: 1,
             prev_writer_snapshot: None,
+            origin: None,
         }
         .encode();
         let segment = SegmentBody {

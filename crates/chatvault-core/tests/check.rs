@@ -83,6 +83,7 @@ fn record(root: BlobId) -> SnapshotRecord {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

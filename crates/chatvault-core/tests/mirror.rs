@@ -91,6 +91,7 @@ fn backup(repo: &Repository, data: &[u8], day: u64) -> SnapshotId {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     })
     .unwrap()
 }

@@ -106,6 +106,7 @@ fn record(root: chatvault_core::BlobId, time: i64) -> SnapshotRecord {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

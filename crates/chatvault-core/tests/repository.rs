@@ -90,6 +90,7 @@ fn record(root: chatvault_core::BlobId, host: &str) -> SnapshotRecord {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

@@ -482,6 +482,7 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     };
     let snapshot = repo.save_snapshot(record)?;
     Ok(BackupReport {

@@ -1001,6 +1001,7 @@ fn hand_snapshot(repo: &Repository, build: impl FnOnce(&BlobWriter<'_>) -> Vec<N
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     };
     let id = repo.save_snapshot(record).unwrap();
     assert_eq!(repo.load_snapshot(id).unwrap().record.root, root);

@@ -638,6 +638,7 @@ impl<'r> BackupSession<'r> {
             cursors,
             writer_seq: 0,
             prev_writer_snapshot: None,
+            origin: None,
         };
         let snapshot = repo.save_snapshot(record)?;
         Ok(BackupReport {

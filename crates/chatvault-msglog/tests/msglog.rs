@@ -750,6 +750,7 @@ fn hostile_names_in_a_set_are_refused() {
             cursors: BTreeMap::new(),
             writer_seq: 0,
             prev_writer_snapshot: None,
+            origin: None,
         })
         .unwrap();
     let target = f.path("out/inner");

@@ -650,6 +650,7 @@ fn run(state: &mut State, input: &Input) {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     };
     let Ok(id) = repo.save_snapshot(record) else {
         return;

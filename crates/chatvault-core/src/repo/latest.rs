@@ -193,6 +193,7 @@ mod tests {
                 cursors: Default::default(),
                 writer_seq: seq,
                 prev_writer_snapshot: None,
+                origin: None,
             },
         }
     }

@@ -8,6 +8,7 @@
 //! signer is a writer the verified config trusts.
 
 mod check;
+mod copy;
 mod holds;
 mod index_sync;
 mod journal;
@@ -29,6 +30,7 @@ pub use check::{
     CheckOptions, CheckProblem, CheckReport, DataSubset, ProblemKind, ScrubReport, parse_size,
     scrub,
 };
+pub use copy::{CopiedSnapshot, CopyFailure, CopyOptions, CopyReport, copy_snapshots};
 pub use latest::{LatestSnapshots, Recency, SnapshotFilter};
 pub use locks::{LockInfo, LockOptions, ReadLock};
 pub use prune::{PruneOptions, PruneReport};
@@ -75,6 +77,44 @@ pub struct InitOptions {
     pub label: String,
     /// Local cache directory. By default the user's cache directory + `chatvault`.
     pub cache_dir: Option<PathBuf>,
+    /// Chunk like another repository ([`Repository::share_chunker`]): its secret gear-table
+    /// key and its chunk sizes (which replace `chunker`), so the same content cuts into the
+    /// same chunks in both and copies between them deduplicate against the new
+    /// repository's own backups. The id key stays this repository's own, so ids and
+    /// contents are not shared; chunk boundaries, hence ciphertext sizes, are. By default
+    /// the repository gets its own random chunker key.
+    pub chunker_from: Option<SharedChunker>,
+}
+
+/// A repository's chunking, to give a new repository ([`InitOptions::chunker_from`]): the
+/// secret `chunker_key` and the chunk sizes. Its `Debug` shows the sizes and the source
+/// repository only.
+#[derive(Clone)]
+pub struct SharedChunker {
+    repo: RepoId,
+    params: ChunkerParams,
+    key: Arc<crate::crypto::Key32>,
+}
+
+impl SharedChunker {
+    /// The repository whose chunking this is.
+    pub fn repo(&self) -> RepoId {
+        self.repo
+    }
+
+    /// Its chunk sizes.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+}
+
+impl std::fmt::Debug for SharedChunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedChunker")
+            .field("repo", &self.repo)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for InitOptions {
@@ -86,6 +126,7 @@ impl Default for InitOptions {
             pack_size: 16 << 20,
             label: "admin".into(),
             cache_dir: None,
+            chunker_from: None,
         }
     }
 }
@@ -182,12 +223,17 @@ impl Repository {
             Err(e) => return Err(e),
         }
         let repo_id = RepoId::from_bytes(crate::crypto::random_array());
-        let secrets = Secrets::generate(repo_id);
+        let mut secrets = Secrets::generate(repo_id);
+        let mut chunker = opts.chunker;
+        if let Some(shared) = &opts.chunker_from {
+            secrets.chunker_key = shared.key.duplicate();
+            chunker = shared.params;
+        }
         let data = secrets.current_data_key();
         let config = Config {
             repo_id,
             sequence: 1,
-            chunker: opts.chunker,
+            chunker,
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
             key_generation: data.generation,
@@ -331,6 +377,18 @@ impl Repository {
             .ok_or(Error::KeyNotGranted { generation: keyed })
     }
 
+    /// This repository's chunking, for a new repository that should cut the same content
+    /// into the same chunks ([`InitOptions::chunker_from`]). Needs a full or admin key:
+    /// the chunker key is a secret a `backup` key holds only to use it.
+    pub fn share_chunker(&self) -> Result<SharedChunker> {
+        self.require_read("share the chunker key")?;
+        Ok(SharedChunker {
+            repo: self.config.repo_id,
+            params: self.config.chunker,
+            key: Arc::new(self.secrets.chunker_key.duplicate()),
+        })
+    }
+
     pub(crate) fn require_read(&self, operation: &'static str) -> Result<()> {
         if self.secrets.role.can_read() {
             Ok(())
@@ -374,7 +432,8 @@ impl Repository {
 }
 
 fn check_init_options(o: &InitOptions) -> Result<()> {
-    o.chunker.validate()?;
+    let chunker = o.chunker_from.as_ref().map_or(o.chunker, |s| s.params);
+    chunker.validate()?;
     if !(0..=19).contains(&o.compression_level) {
         return Err(Error::invalid("compression level", "must be 0 (off) to 19"));
     }
@@ -384,7 +443,7 @@ fn check_init_options(o: &InitOptions) -> Result<()> {
             "must be between 1 MiB and 1 GiB",
         ));
     }
-    if (o.pack_size as usize) < o.chunker.max_size as usize {
+    if (o.pack_size as usize) < chunker.max_size as usize {
         return Err(Error::invalid(
             "pack size",
             "must hold at least one maximum-size chunk",

@@ -178,6 +178,23 @@ impl Pins {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Every entry whose name starts with `prefix`, copied out.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.values
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Forgets an entry.
+    pub fn remove(&mut self, key: &str) -> Result<()> {
+        if self.values.remove(key).is_some() {
+            self.save()?;
+        }
+        Ok(())
+    }
+
     fn save(&self) -> Result<()> {
         let dir = self
             .path

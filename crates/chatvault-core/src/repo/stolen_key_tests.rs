@@ -81,6 +81,7 @@ fn record(root: BlobId, host: &str) -> SnapshotRecord {
         cursors: BTreeMap::new(),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

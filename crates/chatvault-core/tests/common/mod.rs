@@ -70,6 +70,7 @@ fn record(root: chatvault_core::BlobId, host: &str, kind: SnapshotKind) -> Snaps
         cursors: BTreeMap::from([("c1".to_string(), vec![1, 2, 3])]),
         writer_seq: 0,
         prev_writer_snapshot: None,
+        origin: None,
     }
 }
 

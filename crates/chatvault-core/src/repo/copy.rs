@@ -1,0 +1,373 @@
+//! Copying snapshots into a repository with its own keys (`chatvault copy`): every blob a
+//! snapshot reaches is read from the source, re-sealed (and re-identified under the
+//! destination's id key) by the destination's writer, trees are rewritten bottom-up with
+//! the destination's ids, and a record naming its origin is saved.
+//!
+//! Core stays generic: the walk knows only tree nodes, subtree links and content
+//! references. Node names and frontend `meta` are copied byte for byte, and each content
+//! chunk becomes exactly one destination blob (never re-chunked), so a frontend's meta
+//! that describes its chunks by position (the message-log segment table) stays true.
+//!
+//! Invariants:
+//! - Idempotent: a source snapshot is copied only if the destination has no snapshot whose
+//!   origin is (source repository, source snapshot). A destination key that can read finds
+//!   them in the records; a `backup` key remembers its own copies in its pins (and forgets
+//!   those whose snapshot has gone).
+//! - The destination is valid at every point: one writer session per snapshot, finished
+//!   (packs, then index segments) before its record is saved, so a killed copy leaves at
+//!   most unreferenced packs, and a re-run deduplicates against what was indexed.
+//! - A source snapshot whose data cannot be read is reported and not saved; a destination
+//!   error stops the run.
+//! - Trees already converted in this run are reused by id, but only once their snapshot's
+//!   session has finished: a tree written by a session that failed is not indexed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::{Repository, SnapshotFilter};
+use crate::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, RepoId, SnapshotId};
+use crate::snapshot::{Snapshot, SnapshotOrigin, SnapshotRecord};
+use crate::tree::{ContentRef, Node, Tree};
+use crate::{BlobWriter, Recency};
+
+/// Content chunks read and re-written together: one node's chunks are read from the
+/// source in parallel, this many at a time (each up to the maximum chunk size in memory).
+const CONTENT_BATCH: usize = 8;
+
+/// Options for [`copy_snapshots`].
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Which source snapshots to copy. By default all of them.
+    pub filter: SnapshotFilter,
+    /// Only find what would be copied; write nothing. By default off.
+    pub dry_run: bool,
+}
+
+/// One snapshot copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedSnapshot {
+    /// Its id in the source.
+    pub source: SnapshotId,
+    /// Its id in the destination (`None` in a dry run).
+    pub copy: Option<SnapshotId>,
+    /// Blobs (chunks and trees) the destination did not have.
+    pub blobs_added: u64,
+    /// Their plaintext bytes.
+    pub bytes_added: u64,
+}
+
+/// A source snapshot that could not be copied: its data (or a tree) did not read. Nothing
+/// was saved for it; what it did store is unreferenced until a prune.
+#[derive(Debug)]
+pub struct CopyFailure {
+    /// The source snapshot.
+    pub source: SnapshotId,
+    /// Why.
+    pub error: Error,
+}
+
+/// What [`copy_snapshots`] did.
+#[derive(Debug, Default)]
+pub struct CopyReport {
+    /// The source repository.
+    pub source: Option<RepoId>,
+    /// Snapshots copied (or, in a dry run, that would be), oldest first.
+    pub copied: Vec<CopiedSnapshot>,
+    /// Source snapshots the filter selected that the destination already has a copy of,
+    /// with the copy's id.
+    pub skipped: Vec<(SnapshotId, SnapshotId)>,
+    /// Source snapshots whose data could not be read.
+    pub failed: Vec<CopyFailure>,
+    /// Source snapshots that did not load (damaged, untrusted); whether the filter would
+    /// have selected them is unknown.
+    pub unreadable: Vec<(SnapshotId, Error)>,
+    /// Destination snapshots that did not load, so their origin is unknown (a copy of one
+    /// of the source's snapshots among them would be copied again).
+    pub destination_unreadable: usize,
+    /// Plaintext bytes read from the source.
+    pub bytes_read: u64,
+    /// Blobs added to the destination.
+    pub blobs_added: u64,
+    /// Their plaintext bytes.
+    pub bytes_added: u64,
+    /// Bytes of the packs uploaded to the destination.
+    pub pack_bytes: u64,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Copies the snapshots of `src` that `opts.filter` selects and `dst` has no copy of into
+/// `dst`, oldest first. `src` needs a key that can read (`full` or `admin`); `dst` any
+/// key that can write. The two must be different repositories (a mirror of `src` is the
+/// same repository: use `mirror`).
+///
+/// Fails on a destination error (storage, permission); a source snapshot that does not
+/// load or whose data does not read is reported in the [`CopyReport`] and skipped.
+pub fn copy_snapshots(
+    src: &Repository,
+    dst: &Repository,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
+    let start = Instant::now();
+    src.require_read("copy snapshots from the repository")?;
+    if src.id() == dst.id() {
+        return Err(Error::invalid(
+            "copy",
+            "the source and the destination are the same repository (a mirror of it is \
+             the same repository too)",
+        ));
+    }
+    let mut report = CopyReport {
+        source: Some(src.id()),
+        ..CopyReport::default()
+    };
+    let mut selected = Vec::new();
+    for id in src.snapshot_ids()? {
+        match src.load_snapshot(id) {
+            Ok(s) if opts.filter.matches(&s) => selected.push(s),
+            Ok(_) => {}
+            Err(e) => report.unreadable.push((id, e)),
+        }
+    }
+    // Oldest first, so a parent is copied before the snapshots that name it.
+    selected.sort_by_key(Recency::of);
+    let mut copies = dst.copies_of(src.id(), &mut report)?;
+    let mut trees = HashMap::new();
+    for s in selected {
+        let origin = SnapshotOrigin {
+            repo: src.id(),
+            snapshot: s.id,
+        };
+        if let Some(copy) = copies.get(&s.id) {
+            report.skipped.push((s.id, *copy));
+            continue;
+        }
+        if opts.dry_run {
+            report.copied.push(CopiedSnapshot {
+                source: s.id,
+                copy: None,
+                blobs_added: 0,
+                bytes_added: 0,
+            });
+            continue;
+        }
+        match copy_one(src, dst, &s, origin, &copies, &mut trees, &mut report)? {
+            Some(copy) => {
+                dst.remember_copy(&origin, copy)?;
+                copies.insert(s.id, copy);
+            }
+            None => continue,
+        }
+    }
+    report.duration = start.elapsed();
+    Ok(report)
+}
+
+/// A failure while copying one snapshot: the source's (that snapshot is skipped) or the
+/// destination's (the run stops).
+enum Failed {
+    Source(Error),
+    Destination(Error),
+}
+
+type Step<T> = std::result::Result<T, Failed>;
+
+/// Copies one snapshot; `Ok(None)` when its source data did not read (reported).
+fn copy_one(
+    src: &Repository,
+    dst: &Repository,
+    s: &Snapshot,
+    origin: SnapshotOrigin,
+    copies: &BTreeMap<SnapshotId, SnapshotId>,
+    trees: &mut HashMap<BlobId, BlobId>,
+    report: &mut CopyReport,
+) -> Result<Option<SnapshotId>> {
+    let started = Instant::now();
+    let writer = dst.writer()?;
+    let mut walk = Walk {
+        src,
+        writer: &writer,
+        done: trees,
+        new: HashMap::new(),
+        bytes_read: 0,
+    };
+    let root = walk.tree(s.record.root);
+    let (new_trees, bytes_read) = (walk.new, walk.bytes_read);
+    report.bytes_read += bytes_read;
+    let root = match root {
+        Ok(root) => root,
+        Err(Failed::Source(error)) => {
+            // Dropping the writer ends its session; what it uploaded is unreferenced.
+            drop(writer);
+            report.failed.push(CopyFailure {
+                source: s.id,
+                error,
+            });
+            return Ok(None);
+        }
+        Err(Failed::Destination(e)) => return Err(e),
+    };
+    let stats = writer.finish()?;
+    trees.extend(new_trees);
+    let record = SnapshotRecord {
+        root,
+        parent: s.record.parent.and_then(|p| copies.get(&p).copied()),
+        summary: crate::Summary {
+            bytes_added: stats.bytes_new,
+            blobs_added: stats.blobs_new,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..s.record.summary.clone()
+        },
+        // Filled in by `save_snapshot` for this repository's writer.
+        writer_seq: 0,
+        prev_writer_snapshot: None,
+        origin: Some(origin),
+        ..s.record.clone()
+    };
+    let copy = dst.save_snapshot(record)?;
+    report.blobs_added += stats.blobs_new;
+    report.bytes_added += stats.bytes_new;
+    report.pack_bytes += stats.pack_bytes;
+    report.copied.push(CopiedSnapshot {
+        source: s.id,
+        copy: Some(copy),
+        blobs_added: stats.blobs_new,
+        bytes_added: stats.bytes_new,
+    });
+    Ok(Some(copy))
+}
+
+/// The bottom-up rewrite of one snapshot's trees.
+struct Walk<'a, 'w> {
+    src: &'a Repository,
+    writer: &'a BlobWriter<'w>,
+    /// Source tree id → destination tree id, from snapshots already saved this run.
+    done: &'a HashMap<BlobId, BlobId>,
+    /// The same, for trees written by this snapshot's session (valid once it finishes).
+    new: HashMap<BlobId, BlobId>,
+    bytes_read: u64,
+}
+
+impl Walk<'_, '_> {
+    fn tree(&mut self, id: BlobId) -> Step<BlobId> {
+        if let Some(copy) = self.done.get(&id).or_else(|| self.new.get(&id)) {
+            return Ok(*copy);
+        }
+        let tree = self.src.read_tree(id).map_err(Failed::Source)?;
+        let mut nodes = Vec::with_capacity(tree.nodes().len());
+        for node in tree.into_nodes() {
+            let subtree = match node.subtree {
+                Some(sub) => Some(self.tree(sub)?),
+                None => None,
+            };
+            let content = self.content(&node.content)?;
+            nodes.push(Node {
+                subtree,
+                content,
+                ..node
+            });
+        }
+        // Same names as a tree that decoded, so already sorted and unique.
+        let tree = Tree::new(nodes).map_err(Failed::Source)?;
+        let copy = self.writer.write_tree(&tree).map_err(Failed::Destination)?;
+        self.new.insert(id, copy);
+        Ok(copy)
+    }
+
+    /// Re-writes a node's chunks, one destination blob per source chunk, in order.
+    fn content(&mut self, refs: &[ContentRef]) -> Step<Vec<ContentRef>> {
+        let mut out = Vec::with_capacity(refs.len());
+        for batch in refs.chunks(CONTENT_BATCH) {
+            let copied: Vec<Step<ContentRef>> = batch
+                .par_iter()
+                .map(|r| copy_chunk(self.src, self.writer, r))
+                .collect();
+            for c in copied {
+                let c = c?;
+                self.bytes_read += u64::from(c.len);
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn copy_chunk(src: &Repository, writer: &BlobWriter<'_>, r: &ContentRef) -> Step<ContentRef> {
+    let data = src
+        .read_blob(r.id, BlobType::Data)
+        .map_err(Failed::Source)?;
+    if data.len() != r.len as usize {
+        return Err(Failed::Source(Error::corrupt(
+            format!("blob {}", r.id),
+            "its length differs from the length its tree gives",
+        )));
+    }
+    writer
+        .write_blob(BlobType::Data, &data)
+        .map_err(Failed::Destination)
+}
+
+/// The pins key under which a `backup` key remembers a copy it made.
+fn pin_key(origin: &SnapshotOrigin) -> String {
+    format!("copy.{}.{}", origin.repo.to_hex(), origin.snapshot.to_hex())
+}
+
+impl Repository {
+    /// The copies this repository holds of `source`'s snapshots: source snapshot id →
+    /// copy's id. Read from the records with a key that can read; otherwise from this
+    /// client's pins, keeping only copies whose snapshot object is still listed.
+    fn copies_of(
+        &self,
+        source: RepoId,
+        report: &mut CopyReport,
+    ) -> Result<BTreeMap<SnapshotId, SnapshotId>> {
+        let mut copies = BTreeMap::new();
+        if self.secrets.role.can_read() {
+            for id in self.snapshot_ids()? {
+                match self.load_snapshot(id) {
+                    Ok(s) => {
+                        if let Some(o) = s.record.origin
+                            && o.repo == source
+                        {
+                            copies.insert(o.snapshot, s.id);
+                        }
+                    }
+                    Err(_) => report.destination_unreadable += 1,
+                }
+            }
+            return Ok(copies);
+        }
+        let listed: std::collections::HashSet<SnapshotId> =
+            self.snapshot_ids()?.into_iter().collect();
+        let prefix = format!("copy.{}.", source.to_hex());
+        let mut pins = self.lock_pins();
+        for (key, value) in pins.with_prefix(&prefix) {
+            let (Some(from), Ok(copy)) = (
+                key.strip_prefix(&prefix)
+                    .and_then(|h| SnapshotId::from_hex(h).ok()),
+                SnapshotId::from_hex(&value),
+            ) else {
+                return Err(Error::corrupt("pins", "a remembered copy does not parse"));
+            };
+            if listed.contains(&copy) {
+                copies.insert(from, copy);
+            } else {
+                // Forgotten or pruned since: the pins stay as small as the repository.
+                pins.remove(&key)?;
+            }
+        }
+        Ok(copies)
+    }
+
+    /// Remembers a copy in the pins, for a key that cannot read the records back.
+    fn remember_copy(&self, origin: &SnapshotOrigin, copy: SnapshotId) -> Result<()> {
+        if self.secrets.role.can_read() {
+            return Ok(());
+        }
+        self.lock_pins().set(&pin_key(origin), copy.to_hex())
+    }
+}
