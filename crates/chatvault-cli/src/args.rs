@@ -139,6 +139,10 @@ pub enum Command {
     /// its name, in dependency order; with --delete, what SRC has been without for a
     /// grace period is removed.
     Mirror(MirrorArgs),
+    /// Copy snapshots from SRC (--from) into the repository --repo names (or --to), which
+    /// has its own keys: what it has no copy of is read, re-sealed with its keys and saved
+    /// with its origin, so a second run copies nothing twice.
+    Copy(CopyArgs),
     /// Repair a damaged repository: rebuild the index, or save snapshots without what is lost.
     Repair(RepairArgs),
     /// Restore drill: restore (or verify) the latest snapshot of each group, measure the
@@ -181,6 +185,7 @@ impl Command {
             Command::Unlock(_) => "unlock",
             Command::Scrub(_) => "scrub",
             Command::Mirror(_) => "mirror",
+            Command::Copy(_) => "copy",
             Command::Repair(_) => "repair",
             Command::Drill(_) => "drill",
             Command::Run(_) => "run",
@@ -209,6 +214,32 @@ pub struct InitArgs {
     /// of a passphrase.
     #[arg(long, conflicts_with = "key_file")]
     pub new_key_file: Option<PathBuf>,
+    /// Chunk like the repository at this location (opened with the --from-* key options,
+    /// a full or admin key): the new repository gets its secret chunker key and chunk
+    /// sizes, not its id key, so `copy` from it deduplicates against this repository's own
+    /// backups. This shares chunk boundaries (someone who sees both repositories' stored
+    /// sizes can tell they hold the same data), not contents.
+    #[arg(long, value_name = "SRC")]
+    pub chunker_from: Option<String>,
+    #[command(flatten)]
+    pub from: FromArgs,
+}
+
+/// How to open a second repository, the source of `copy` and `init --chunker-from`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FromArgs {
+    /// A setting of the source's store, KEY=VALUE (repeatable), as --option is for --repo.
+    #[arg(long = "from-option", value_name = "KEY=VALUE")]
+    pub from_options: Vec<String>,
+    /// Read the source's passphrase from this file (first line).
+    #[arg(long, env = "CHATVAULT_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run this shell command for the source's passphrase (first output line).
+    #[arg(long, env = "CHATVAULT_FROM_PASSWORD_COMMAND")]
+    pub from_password_command: Option<String>,
+    /// The source's raw key file (64 hex digits) instead of a passphrase.
+    #[arg(long, env = "CHATVAULT_FROM_KEY_FILE")]
+    pub from_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -477,6 +508,36 @@ pub struct MirrorArgs {
     /// first copy SRC's.
     #[arg(long, value_name = "HEX")]
     pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The source repository: a location as for --repo. Its key (full or admin) comes from
+    /// the --from-* options or CHATVAULT_FROM_PASSWORD.
+    #[arg(long, value_name = "SRC")]
+    pub from: String,
+    /// The destination repository, instead of --repo / CHATVAULT_REPO; opened with the
+    /// usual key options (a backup key will do). Its store's settings are --option's.
+    #[arg(long, value_name = "DST")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub source: FromArgs,
+    /// Only snapshots from this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: every one).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this source kind (fs, msglog, stdin, …).
+    #[arg(long)]
+    pub source_kind: Option<String>,
+    /// Only snapshots with exactly these paths (repeatable, in order; a message-log
+    /// backup set's only path is its name).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Show what would be copied, and copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

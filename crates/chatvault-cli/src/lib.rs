@@ -21,8 +21,8 @@ use clap::Parser;
 
 use args::{Cli, Command};
 use commands::{
-    backup, browse, check, demo, docs, drill, forget, hold, init, key, mirror, msglog, plan, prune,
-    repair, restore, snapshots, stats,
+    backup, browse, check, copy, demo, docs, drill, forget, hold, init, key, mirror, msglog, plan,
+    prune, repair, restore, snapshots, stats,
 };
 use exit::Outcome;
 use output::Output;
@@ -104,6 +104,7 @@ fn run(cli: &Cli, out: Output) -> anyhow::Result<Outcome> {
         Command::Unlock(a) => hold::unlock(g, out, a),
         Command::Scrub(_) => check::scrub(g, out),
         Command::Mirror(a) => mirror::run(g, out, a),
+        Command::Copy(a) => copy::run(g, out, a),
         Command::Repair(a) => repair::run(g, out, &a.command),
         Command::Drill(a) => drill::run(g, out, a),
         Command::Run(a) => plan::run(g, out, a),

@@ -17,7 +17,7 @@ use chatvault_core::{
 
 use zeroize::Zeroizing;
 
-use crate::args::Global;
+use crate::args::{FromArgs, Global};
 
 /// The repository location, from `--repo` or `CHATVAULT_REPO` (parsed here, not by clap,
 /// so that a refused location is never echoed: it may hold a credential).
@@ -55,6 +55,41 @@ pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
         return Ok(KeySource::passphrase(&p));
     }
     prompt("Repository passphrase: ", confirm)
+}
+
+/// The secret that opens the source repository of `copy` and `init --chunker-from`, from
+/// the first source given: `--from-key-file`, `--from-password-file`,
+/// `--from-password-command`, `CHATVAULT_FROM_PASSWORD`, or a prompt on a terminal.
+pub fn source_key(f: &FromArgs) -> Result<KeySource> {
+    if let Some(path) = &f.from_key_file {
+        return KeySource::read_key_file(path)
+            .with_context(|| format!("reading key file {}", path.display()));
+    }
+    if let Some(path) = &f.from_password_file {
+        return password_file(path);
+    }
+    if let Some(cmd) = &f.from_password_command {
+        return password_command(cmd);
+    }
+    if let Ok(p) = std::env::var("CHATVAULT_FROM_PASSWORD") {
+        return Ok(KeySource::passphrase(&p));
+    }
+    prompt("Source repository passphrase: ", false).map_err(|_| {
+        anyhow!(
+            "no passphrase given for the source: use --from-password-file, \
+             --from-password-command, --from-key-file or CHATVAULT_FROM_PASSWORD"
+        )
+    })
+}
+
+/// Opens the source repository at `location` (parsed as `--repo` is, never echoed) with
+/// the `--from-*` options, sharing the global cache directory and lock settings.
+pub fn open_source(g: &Global, location: &str, f: &FromArgs) -> Result<Repository> {
+    let location = Location::parse(location)?;
+    let options = StoreOptions::parse(&f.from_options)?;
+    let backend = chatvault_backend::connect(&location, &options, Mode::Open)?;
+    let key = source_key(f)?;
+    Ok(Repository::open(backend, &key, open_options(g))?)
 }
 
 /// Reads a passphrase file's first line.
@@ -128,30 +163,37 @@ pub fn init_options(g: &Global) -> InitOptions {
 pub fn open(g: &Global) -> Result<Repository> {
     let backend = connect(g, Mode::Open)?;
     let key = key_source(g, false)?;
+    Ok(Repository::open(backend, &key, open_options(g))?)
+}
+
+fn open_options(g: &Global) -> OpenOptions {
     let mut locks = chatvault_core::LockOptions::default();
     if let Some(s) = g.lock_wait {
         locks.wait = std::time::Duration::from_secs(s);
     }
-    let opts = OpenOptions {
+    OpenOptions {
         cache_dir: g.cache_dir.clone(),
         locks,
         uploads: g.uploads,
         ..OpenOptions::default()
-    };
-    Ok(Repository::open(backend, &key, opts)?)
+    }
+}
+
+/// A read lock on `repo` unless `--no-lock`; keep it bound while reading.
+pub fn read_lock(g: &Global, repo: &Repository) -> Result<Option<ReadLock>> {
+    if g.no_lock {
+        return Ok(None);
+    }
+    Ok(Some(repo.read_lock().context(
+        "taking a read lock (on storage this process may not write to, use --no-lock)",
+    )?))
 }
 
 /// Opens the repository for a command that reads data, with a read lock held until the
 /// returned lock is dropped (keep it bound for the whole command), unless `--no-lock`.
 pub fn open_reading(g: &Global) -> Result<(Repository, Option<ReadLock>)> {
     let repo = open(g)?;
-    let lock = if g.no_lock {
-        None
-    } else {
-        Some(repo.read_lock().context(
-            "taking a read lock (on storage this process may not write to, use --no-lock)",
-        )?)
-    };
+    let lock = read_lock(g, &repo)?;
     Ok((repo, lock))
 }
 

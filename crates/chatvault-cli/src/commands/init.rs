@@ -20,8 +20,19 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
     let mut opts = session::init_options(g);
     opts.compression_level = a.compression_level;
     opts.label = a.label.clone();
+    if let Some(src) = &a.chunker_from {
+        let src = session::open_source(g, src, &a.from).context("the --chunker-from repository")?;
+        opts.chunker_from = Some(src.share_chunker()?);
+    } else if a.from.from_key_file.is_some()
+        || a.from.from_password_file.is_some()
+        || a.from.from_password_command.is_some()
+        || !a.from.from_options.is_empty()
+    {
+        anyhow::bail!("the --from-* options go with --chunker-from");
+    }
     let backend = session::connect(g, Mode::Create)?;
     let guard = backend.create_guard();
+    let opts_shared = opts.chunker_from.clone();
     let repo = Repository::init(backend, &key, opts)?;
     out.line(format!("created repository {} at {location}", repo.id()));
     if !location.is_local() {
@@ -32,6 +43,15 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
                 chatvault_core::CreateGuard::NotEnforced => "does not enforce",
                 chatvault_core::CreateGuard::Unknown => "may or may not enforce",
             }
+        ));
+    }
+    if let Some(shared) = &opts_shared {
+        out.line(format!(
+            "chunking shared with repository {}: the same content cuts into the same chunks in \
+             both, so copies between them deduplicate; this shares chunk boundaries (whoever \
+             sees both repositories' stored sizes can tell which data they have in common), \
+             not contents or ids",
+            shared.repo()
         ));
     }
     out.line(format!(
@@ -46,6 +66,7 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
         "create_guard": guard.as_str(),
         "slot": repo.slot_id().to_hex(),
         "role": repo.role().as_str(),
+        "chunker_from": opts_shared.as_ref().map(|s| s.repo().to_hex()),
     }));
     Ok(Outcome::Complete)
 }

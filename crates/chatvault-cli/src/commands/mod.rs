@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod browse;
 pub mod check;
+pub mod copy;
 pub mod demo;
 pub mod docs;
 pub mod drill;
@@ -41,6 +42,10 @@ pub fn snapshot_json(s: &Snapshot) -> Value {
         "kind": r.kind.as_str(),
         "writer": s.writer.to_hex(),
         "writer_seq": r.writer_seq,
+        "origin": r.origin.map(|o| json!({
+            "repository": o.repo.to_hex(),
+            "snapshot": o.snapshot.to_hex(),
+        })),
         "summary": {
             "files": r.summary.files,
             "bytes_read": r.summary.bytes_read,
