@@ -825,6 +825,104 @@ fn mirror_needs_no_key_refuses_a_corrupt_pack_and_another_repository() {
     env.fails(&["mirror", env.path("nothing").to_str().unwrap(), copy], 10);
 }
 
+/// `copy` between two local repositories with their own passphrases: a message-log set
+/// and an incremental one copied, restored from DST identical to the source, a second
+/// run copying nothing, `--dry-run`, `init --chunker-from`, and wrong passphrases for
+/// either side (exit 11) naming the side.
+#[test]
+fn copy_msglog_sets_into_a_repository_with_its_own_keys() {
+    let env = Env::new();
+    let server = env.path("server");
+    chatvault_workload::generate(&server, chatvault_workload::ServerOptions::tiny(), 2).unwrap();
+    let server_s = server.to_str().unwrap();
+    env.json(&["msglog", "backup", server_s, "--name", "chat"]);
+    chatvault_workload::advance(&server, 1).unwrap();
+    env.json(&["msglog", "backup", server_s, "--name", "chat"]);
+    let src = env.path("repo");
+    let src = src.to_str().unwrap();
+    let dst = env.path("dst");
+    let dst = dst.to_str().unwrap();
+    let on_dst = |args: &[&str]| {
+        let mut c = env.cmd(&["--repo", dst]);
+        c.env("CHATVAULT_PASSWORD", "the destination's own")
+            .env("CHATVAULT_FROM_PASSWORD", PASSWORD)
+            .args(args);
+        c
+    };
+    let json = |args: &[&str]| -> Value {
+        let out = on_dst(args).arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let init = json(&["init", "--chunker-from", src]);
+    assert!(init["chunker_from"].is_string(), "{init}");
+    let dry = json(&["copy", "--from", src, "--dry-run"]);
+    assert_eq!(dry["snapshots_copied"], 2, "{dry}");
+    assert_eq!(json(&["snapshots"]).as_array().map(Vec::len), Some(0));
+    let first = json(&["copy", "--from", src, "--source-kind", "msglog"]);
+    assert_eq!(first["snapshots_copied"], 2, "{first}");
+    assert!(first["bytes_added"].as_u64().unwrap() > 0);
+    let again = json(&["copy", "--from", src]);
+    assert_eq!(
+        (
+            again["snapshots_copied"].as_u64(),
+            again["snapshots_skipped"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{again}"
+    );
+    assert_eq!(again["bytes_added"], 0);
+    let snaps = json(&["snapshots"]);
+    let latest = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|s| s["time_unix_ms"].as_i64())
+        .unwrap();
+    assert!(latest["origin"]["snapshot"].is_string(), "{latest}");
+    assert_eq!(latest["kind"], "incremental");
+    assert!(
+        latest["parent"].is_string(),
+        "the parent is the copy of the source's parent"
+    );
+    let whole = env.path("whole");
+    let out = on_dst(&["msglog", "restore", "--target", whole.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(file_map(&whole), file_map(&server));
+    let check = json(&["check", "--read-data"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+
+    // Wrong passphrases: exit 11, and which side it was.
+    let out = on_dst(&["copy", "--from", src])
+        .env("CHATVAULT_FROM_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(11));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("source"));
+    let out = on_dst(&["copy", "--from", src])
+        .env("CHATVAULT_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(11));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("destination"));
+    // The same repository on both sides is refused.
+    env.fails(&["copy", "--from", src], 1);
+}
+
 #[test]
 fn forget_dry_run_explains_and_forget_removes() {
     let env = Env::new();

@@ -556,6 +556,100 @@ fn mirror_a_local_repository_to_s3_resumes_after_kill_and_restores() {
     assert!(!shown.contains(&server.secret_key), "{shown}");
 }
 
+/// `chatvault copy` from a local repository into an S3 repository (s3s-fs) with its own
+/// passphrase: killed (SIGKILL) mid-way and re-run with a backup running into SRC
+/// meanwhile, DST checking clean after the kill and after each run, nothing copied twice,
+/// and the copy restoring the source's bytes with DST's key.
+#[test]
+fn copy_a_local_repository_into_s3_with_its_own_keys_resumes_after_kill() {
+    let server = S3sFs::start("chat");
+    let repo_dir = tempfile::tempdir().unwrap();
+    let src_repo = repo_dir.path().join("repo");
+    let src = Client::new(src_repo.to_str().unwrap().to_owned(), server.env(), &[]);
+    let mut dst_env = server.env();
+    dst_env.push(("CHATVAULT_PASSWORD", "the copy's own passphrase".into()));
+    dst_env.push(("CHATVAULT_FROM_PASSWORD", PASSWORD.into()));
+    let dst = Client::new(format!("s3:{}/chat/copy", server.endpoint()), dst_env, &[]);
+    src.ok(&["init"]);
+    for day in 0..6 {
+        make_tree(&src.path("src"), 12, day);
+        src.ok(&["backup", "src"]);
+    }
+    dst.ok(&["init"]);
+    let copy = ["copy", "--from", src.repo.as_str()];
+
+    // Killed as soon as the first pack reached the store.
+    let dst_dir = server.data_dir().join("chat/copy");
+    let mut child = dst.cmd(&copy).spawn().unwrap();
+    let start = Instant::now();
+    while !dst_dir.join("data").exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = dst.json(&["snapshots"]).as_array().unwrap().len();
+    assert!(partial < 6, "the copy finished before it was killed");
+    let check = dst.json(&["check"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+
+    // Re-run with a backup into SRC at the same time.
+    make_tree(&src.path("src"), 12, 6);
+    let mut backup = src.cmd(&["backup", "src"]).spawn().unwrap();
+    let resumed = dst.json(&copy);
+    assert!(backup.wait().unwrap().success());
+    let copied = resumed["snapshots_copied"].as_u64().unwrap();
+    assert_eq!(
+        resumed["snapshots_skipped"].as_u64().unwrap(),
+        partial as u64,
+        "{resumed}"
+    );
+    assert!(copied + partial as u64 >= 6, "{resumed}");
+    let secs = resumed["duration_ms"].as_f64().unwrap() / 1000.0;
+    eprintln!(
+        "resumed copy local -> s3s-fs: {} bytes read, {} added in {secs:.2}s ({:.1} MB/s)",
+        resumed["bytes_read"],
+        resumed["bytes_added"],
+        resumed["bytes_read"].as_f64().unwrap() / secs / 1e6
+    );
+    let check = dst.json(&["check", "--read-data"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    // A last run catches up with the concurrent backup, then there is nothing to copy.
+    dst.json(&copy);
+    let idle = dst.json(&copy);
+    assert_eq!(idle["snapshots_copied"], 0, "{idle}");
+    assert_eq!(idle["snapshots_skipped"], 7, "{idle}");
+    assert_eq!(idle["blobs_added"], 0, "{idle}");
+    assert_eq!(dst.json(&["snapshots"]).as_array().map(Vec::len), Some(7));
+    dst.ok(&["restore", "latest", "--target", "restored"]);
+    let tree = src.path("src").canonicalize().unwrap();
+    same_tree(
+        &tree,
+        &dst.path("restored").join(tree.strip_prefix("/").unwrap()),
+    );
+    let check = dst.json(&["check", "--read-data"]);
+    assert_eq!(
+        check["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    // The output never shows a credential.
+    let out = dst.run(&["copy", "--from", src.repo.as_str(), "-vv"]);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!shown.contains(&server.secret_key), "{shown}");
+}
+
 fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }

@@ -589,3 +589,26 @@ fn copying_needs_a_reading_source_key_and_two_repositories() {
         Err(Error::WrongPassphrase)
     ));
 }
+
+/// A backup committed into SRC after its handle was opened (the CLI's concurrent-backup
+/// test found it): its blobs were not in the handle's index cache, so the copy reported
+/// its data missing. The cache is now synced after the listing.
+#[test]
+fn regression_a_snapshot_saved_after_the_source_was_opened_copies_whole() {
+    let p = pair();
+    fs_snapshot(&p.src, 1);
+    let other = open(
+        Box::new(p.src_store.clone()),
+        &p._dir.path().join("other-writer"),
+        &src_pass(),
+    )
+    .unwrap();
+    let late = msglog_snapshot(&other, 2);
+    let r = copy(&p.src, &p.dst);
+    assert!(r.failed.is_empty(), "{r:#?}");
+    assert_eq!(r.copied.len(), 2);
+    assert_eq!(
+        flat(&p.dst, copy_of(&p.dst, &p.src, late).unwrap()),
+        flat(&other, late)
+    );
+}

@@ -18,6 +18,9 @@
 //!   most unreferenced packs, and a re-run deduplicates against what was indexed.
 //! - A source snapshot whose data cannot be read is reported and not saved; a destination
 //!   error stops the run.
+//! - The source's index cache is synced after its snapshots are listed, so every listed
+//!   snapshot's blobs are known (a concurrent backup into the source is copied whole, or
+//!   not at all by this run).
 //! - Trees already converted in this run are reused by id, but only once their snapshot's
 //!   session has finished: a tree written by a session that failed is not indexed.
 
@@ -125,8 +128,13 @@ pub fn copy_snapshots(
         source: Some(src.id()),
         ..CopyReport::default()
     };
+    let listed = src.snapshot_ids()?;
+    // A snapshot is saved after the index segments naming its data: syncing after the
+    // listing makes every listed snapshot's blobs known, even one a backup committed
+    // since the source was opened.
+    src.sync_index()?;
     let mut selected = Vec::new();
-    for id in src.snapshot_ids()? {
+    for id in listed {
         match src.load_snapshot(id) {
             Ok(s) if opts.filter.matches(&s) => selected.push(s),
             Ok(_) => {}
