@@ -612,3 +612,96 @@ fn regression_a_snapshot_saved_after_the_source_was_opened_copies_whole() {
         flat(&other, late)
     );
 }
+
+/// A snapshot in two directories, `a` (the same every day) and `b` (new each day).
+fn two_dirs(repo: &Repository, day: u64, parent: Option<SnapshotId>) -> SnapshotId {
+    let w = repo.writer().unwrap();
+    let a = w.write_stream(&media(1, 1 << 20)[..]).unwrap();
+    let b = w.write_stream(&media(100 + day, 30_000)[..]).unwrap();
+    let a = w
+        .write_tree(&Tree::new(vec![file("same", a, b"")]).unwrap())
+        .unwrap();
+    let b = w
+        .write_tree(&Tree::new(vec![file("new", b, b"")]).unwrap())
+        .unwrap();
+    let root = Tree::new(vec![dir("a", a, b""), dir("b", b, b"")]).unwrap();
+    let root = w.write_tree(&root).unwrap();
+    w.finish().unwrap();
+    repo.save_snapshot(SnapshotRecord {
+        parent,
+        ..record(root, day, "fs")
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_later_run_reads_only_what_changed_since_the_last_copy() {
+    for role in [Role::Admin, Role::Backup] {
+        let p = pair();
+        let dst = match role {
+            Role::Backup => {
+                let mut admin = p.dst;
+                let opts = AddSlotOptions {
+                    kdf: KdfParams::insecure_for_tests(),
+                    ..AddSlotOptions::new(Role::Backup, "node-1")
+                };
+                let node = KeySource::passphrase("chat node");
+                admin.add_slot(&node, &opts).unwrap();
+                open(
+                    Box::new(p.dst_store.clone()),
+                    &p._dir.path().join("node"),
+                    &node,
+                )
+                .unwrap()
+            }
+            _ => p.dst,
+        };
+        let first = two_dirs(&p.src, 1, None);
+        assert_eq!(copy(&p.src, &dst).bytes_read, (1 << 20) + 30_000);
+        // The parent's copy is the base: directory `a` is not read again.
+        let second = two_dirs(&p.src, 2, Some(first));
+        let r = copy(&p.src, &dst);
+        assert_eq!((r.copied.len(), r.bytes_read), (1, 30_000), "{role:?}");
+        // Without a parent, the group's last copied snapshot is the base.
+        two_dirs(&p.src, 3, None);
+        let r = copy(&p.src, &dst);
+        assert_eq!((r.copied.len(), r.bytes_read), (1, 30_000), "{role:?}");
+        let admin = open(
+            Box::new(p.dst_store.clone()),
+            &p._dir.path().join("check"),
+            &dst_pass(),
+        )
+        .unwrap();
+        assert_clean(&admin);
+        assert_eq!(
+            flat(&admin, copy_of(&admin, &p.src, second).unwrap()),
+            flat(&p.src, second)
+        );
+    }
+}
+
+/// A copy whose packs are gone from DST is not a base: what it held is read and stored
+/// again rather than referenced.
+#[test]
+fn a_base_whose_data_is_gone_from_the_destination_is_not_trusted() {
+    let p = pair();
+    let first = two_dirs(&p.src, 1, None);
+    copy(&p.src, &p.dst);
+    // Lose DST's packs, as a damaged store would.
+    for o in p.dst_store.list("data/").unwrap() {
+        p.dst_store.delete(&o.name).unwrap();
+    }
+    let dst = open(
+        Box::new(p.dst_store.clone()),
+        &p._dir.path().join("dst-2"),
+        &dst_pass(),
+    )
+    .unwrap();
+    let second = two_dirs(&p.src, 2, Some(first));
+    let r = copy(&p.src, &dst);
+    assert_eq!((r.copied.len(), r.bytes_read), (1, (1 << 20) + 30_000));
+    assert_eq!(
+        flat(&dst, copy_of(&dst, &p.src, second).unwrap()),
+        flat(&p.src, second)
+    );
+}

@@ -23,6 +23,12 @@
 //!   not at all by this run).
 //! - Trees already converted in this run are reused by id, but only once their snapshot's
 //!   session has finished: a tree written by a session that failed is not indexed.
+//! - A snapshot is read against a base that is already copied (its parent's copy, or the
+//!   last copied snapshot of its group): the base's source and destination trees are
+//!   walked side by side, and a source subtree is taken as converted (not read again) only
+//!   if its copy has the same names, meta and chunk lengths all the way down and every
+//!   chunk it names is present in the destination. So a daily copy reads what changed,
+//!   not the whole snapshot, and never references data the destination lacks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -145,11 +151,21 @@ pub fn copy_snapshots(
     selected.sort_by_key(Recency::of);
     let mut copies = dst.copies_of(src.id(), &mut report)?;
     let mut trees = HashMap::new();
+    // The last snapshot of each group (source kind, host, paths) seen, with its root.
+    let mut last_of_group: HashMap<(String, String, Vec<String>), (SnapshotId, BlobId)> =
+        HashMap::new();
     for s in selected {
         let origin = SnapshotOrigin {
             repo: src.id(),
             snapshot: s.id,
         };
+        let group = (
+            s.record.source_kind.clone(),
+            s.record.host.clone(),
+            s.record.paths.clone(),
+        );
+        let base = base_of(src, &s, &copies, last_of_group.get(&group).copied());
+        last_of_group.insert(group, (s.id, s.record.root));
         if let Some(copy) = copies.get(&s.id) {
             report.skipped.push((s.id, *copy));
             continue;
@@ -163,6 +179,9 @@ pub fn copy_snapshots(
             });
             continue;
         }
+        if let Some((src_root, copy)) = base {
+            seed(src, dst, src_root, copy, &mut trees);
+        }
         match copy_one(src, dst, &s, origin, &copies, &mut trees, &mut report)? {
             Some(copy) => {
                 dst.remember_copy(&origin, copy)?;
@@ -173,6 +192,79 @@ pub fn copy_snapshots(
     }
     report.duration = start.elapsed();
     Ok(report)
+}
+
+/// The already-copied snapshot to read `s` against: its parent's copy, else the last
+/// snapshot of its group before it, if that one has a copy. Returns the base's source
+/// root and its copy's id.
+fn base_of(
+    src: &Repository,
+    s: &Snapshot,
+    copies: &BTreeMap<SnapshotId, SnapshotId>,
+    last_of_group: Option<(SnapshotId, BlobId)>,
+) -> Option<(BlobId, SnapshotId)> {
+    if let Some(parent) = s.record.parent
+        && let Some(copy) = copies.get(&parent)
+        && let Ok(p) = src.load_snapshot(parent)
+    {
+        return Some((p.record.root, *copy));
+    }
+    let (last, root) = last_of_group?;
+    copies.get(&last).map(|copy| (root, *copy))
+}
+
+/// Records, in `trees`, the subtrees of `src_root` that the copy `copy` holds converted
+/// (see the module's invariants). Anything that does not read or match is simply not
+/// recorded: it is then copied the long way.
+fn seed(
+    src: &Repository,
+    dst: &Repository,
+    src_root: BlobId,
+    copy: SnapshotId,
+    trees: &mut HashMap<BlobId, BlobId>,
+) {
+    if let Ok(c) = dst.load_parent_snapshot(copy) {
+        let _ = seed_tree(src, dst, src_root, c.record.root, trees);
+    }
+}
+
+/// Whether `dst_id` is the copy of `src_id` all the way down, with every chunk present;
+/// records each subtree pair for which that holds.
+fn seed_tree(
+    src: &Repository,
+    dst: &Repository,
+    src_id: BlobId,
+    dst_id: BlobId,
+    trees: &mut HashMap<BlobId, BlobId>,
+) -> Result<bool> {
+    if let Some(known) = trees.get(&src_id) {
+        return Ok(*known == dst_id);
+    }
+    let (a, b) = (src.read_tree(src_id)?, dst.read_parent_tree(dst_id)?);
+    if a.nodes().len() != b.nodes().len() {
+        return Ok(false);
+    }
+    let mut whole = true;
+    for (x, y) in a.nodes().iter().zip(b.nodes()) {
+        let lens = |n: &Node| n.content.iter().map(|c| c.len).collect::<Vec<_>>();
+        if x.name != y.name || x.meta != y.meta || lens(x) != lens(y) {
+            return Ok(false);
+        }
+        whole &= match (x.subtree, y.subtree) {
+            (Some(sx), Some(sy)) => seed_tree(src, dst, sx, sy, trees)?,
+            (None, None) => true,
+            _ => return Ok(false),
+        };
+    }
+    let chunks = b
+        .nodes()
+        .iter()
+        .flat_map(|n| n.content.iter().map(|c| c.id));
+    whole &= dst.missing_blobs(chunks)?.is_empty();
+    if whole {
+        trees.insert(src_id, dst_id);
+    }
+    Ok(whole)
 }
 
 /// A failure while copying one snapshot: the source's (that snapshot is skipped) or the
