@@ -705,3 +705,42 @@ fn a_base_whose_data_is_gone_from_the_destination_is_not_trusted() {
         flat(&p.src, second)
     );
 }
+
+/// One flat directory (a media store): the same big file every day and a new small one.
+fn flat_dir(repo: &Repository, day: u64, parent: Option<SnapshotId>) -> SnapshotId {
+    let w = repo.writer().unwrap();
+    let mut files = vec![file(
+        "same",
+        w.write_stream(&media(1, 1 << 20)[..]).unwrap(),
+        b"",
+    )];
+    for d in 1..=day {
+        let refs = w.write_stream(&media(100 + d, 30_000)[..]).unwrap();
+        files.push(file(&format!("day-{d}"), refs, b""));
+    }
+    let media_dir = w.write_tree(&Tree::new(files).unwrap()).unwrap();
+    let root = w
+        .write_tree(&Tree::new(vec![dir("media", media_dir, b"")]).unwrap())
+        .unwrap();
+    w.finish().unwrap();
+    repo.save_snapshot(SnapshotRecord {
+        parent,
+        ..record(root, day, "fs")
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_changed_directory_reads_only_its_new_files() {
+    let p = pair();
+    let first = flat_dir(&p.src, 1, None);
+    assert_eq!(copy(&p.src, &p.dst).bytes_read, (1 << 20) + 30_000);
+    let second = flat_dir(&p.src, 2, Some(first));
+    let r = copy(&p.src, &p.dst);
+    assert_eq!((r.copied.len(), r.bytes_read), (1, 30_000));
+    assert_eq!(
+        flat(&p.dst, copy_of(&p.dst, &p.src, second).unwrap()),
+        flat(&p.src, second)
+    );
+    assert_clean(&p.dst);
+}

@@ -27,7 +27,8 @@
 //!   last copied snapshot of its group): the base's source and destination trees are
 //!   walked side by side, and a source subtree is taken as converted (not read again) only
 //!   if its copy has the same names, meta and chunk lengths all the way down and every
-//!   chunk it names is present in the destination. So a daily copy reads what changed,
+//!   chunk it names is present in the destination; in a tree that changed, each chunk of
+//!   the base directory whose copy is present is taken as converted. So a daily copy reads what changed,
 //!   not the whole snapshot, and never references data the destination lacks.
 
 use std::collections::{BTreeMap, HashMap};
@@ -150,7 +151,7 @@ pub fn copy_snapshots(
     // Oldest first, so a parent is copied before the snapshots that name it.
     selected.sort_by_key(Recency::of);
     let mut copies = dst.copies_of(src.id(), &mut report)?;
-    let mut trees = HashMap::new();
+    let mut known: HashMap<BlobId, BlobId> = HashMap::new();
     // The last snapshot of each group (source kind, host, paths) seen, with its root.
     let mut last_of_group: HashMap<(String, String, Vec<String>), (SnapshotId, BlobId)> =
         HashMap::new();
@@ -179,10 +180,16 @@ pub fn copy_snapshots(
             });
             continue;
         }
-        if let Some((src_root, copy)) = base {
-            seed(src, dst, src_root, copy, &mut trees);
-        }
-        match copy_one(src, dst, &s, origin, &copies, &mut trees, &mut report)? {
+        let base = base.and_then(|(src_root, copy)| {
+            let c = dst.load_parent_snapshot(copy).ok()?;
+            Some((src_root, c.record.root))
+        });
+        let job = Job {
+            snapshot: &s,
+            origin,
+            base,
+        };
+        match copy_one(src, dst, job, &copies, &mut known, &mut report)? {
             Some(copy) => {
                 dst.remember_copy(&origin, copy)?;
                 copies.insert(s.id, copy);
@@ -213,58 +220,100 @@ fn base_of(
     copies.get(&last).map(|copy| (root, *copy))
 }
 
-/// Records, in `trees`, the subtrees of `src_root` that the copy `copy` holds converted
-/// (see the module's invariants). Anything that does not read or match is simply not
-/// recorded: it is then copied the long way.
-fn seed(
-    src: &Repository,
-    dst: &Repository,
-    src_root: BlobId,
-    copy: SnapshotId,
-    trees: &mut HashMap<BlobId, BlobId>,
-) {
-    if let Ok(c) = dst.load_parent_snapshot(copy) {
-        let _ = seed_tree(src, dst, src_root, c.record.root, trees);
-    }
-}
-
-/// Whether `dst_id` is the copy of `src_id` all the way down, with every chunk present;
-/// records each subtree pair for which that holds.
+/// Whether `dst_id` is the copy of `src_id` all the way down (names, meta, chunk lengths)
+/// with every chunk present in the destination; records in `known` each subtree pair for
+/// which that holds.
 fn seed_tree(
     src: &Repository,
     dst: &Repository,
     src_id: BlobId,
     dst_id: BlobId,
-    trees: &mut HashMap<BlobId, BlobId>,
+    known: &mut HashMap<BlobId, BlobId>,
 ) -> Result<bool> {
-    if let Some(known) = trees.get(&src_id) {
-        return Ok(*known == dst_id);
+    if let Some(copy) = known.get(&src_id) {
+        return Ok(*copy == dst_id);
     }
-    let (a, b) = (src.read_tree(src_id)?, dst.read_parent_tree(dst_id)?);
-    if a.nodes().len() != b.nodes().len() {
+    let Some(base) = BaseDir::read(src, dst, src_id, dst_id)? else {
         return Ok(false);
-    }
-    let mut whole = true;
-    for (x, y) in a.nodes().iter().zip(b.nodes()) {
-        let lens = |n: &Node| n.content.iter().map(|c| c.len).collect::<Vec<_>>();
-        if x.name != y.name || x.meta != y.meta || lens(x) != lens(y) {
-            return Ok(false);
-        }
+    };
+    let mut whole = base.missing == 0;
+    for (x, y) in base.src.nodes().iter().zip(base.dst.nodes()) {
         whole &= match (x.subtree, y.subtree) {
-            (Some(sx), Some(sy)) => seed_tree(src, dst, sx, sy, trees)?,
-            (None, None) => true,
-            _ => return Ok(false),
+            (Some(sx), Some(sy)) => seed_tree(src, dst, sx, sy, known)?,
+            _ => true,
         };
     }
-    let chunks = b
-        .nodes()
-        .iter()
-        .flat_map(|n| n.content.iter().map(|c| c.id));
-    whole &= dst.missing_blobs(chunks)?.is_empty();
     if whole {
-        trees.insert(src_id, dst_id);
+        known.insert(src_id, dst_id);
     }
     Ok(whole)
+}
+
+/// A directory of the base snapshot: its source tree, its copy, and the copy's chunks
+/// that the destination holds, by source chunk id.
+struct BaseDir {
+    src: Tree,
+    dst: Tree,
+    chunks: HashMap<BlobId, ContentRef>,
+    /// Chunks of the copy the destination does not hold.
+    missing: usize,
+}
+
+impl BaseDir {
+    /// `None` when `dst_id` is not a copy of `src_id` (node for node: names, meta,
+    /// subtree presence and chunk lengths).
+    fn read(
+        src: &Repository,
+        dst: &Repository,
+        src_id: BlobId,
+        dst_id: BlobId,
+    ) -> Result<Option<BaseDir>> {
+        let (a, b) = (src.read_tree(src_id)?, dst.read_parent_tree(dst_id)?);
+        if a.nodes().len() != b.nodes().len() {
+            return Ok(None);
+        }
+        let mut pairs = Vec::new();
+        for (x, y) in a.nodes().iter().zip(b.nodes()) {
+            let lens = |n: &Node| n.content.iter().map(|c| c.len).collect::<Vec<_>>();
+            if x.name != y.name
+                || x.meta != y.meta
+                || x.subtree.is_some() != y.subtree.is_some()
+                || lens(x) != lens(y)
+            {
+                return Ok(None);
+            }
+            pairs.extend(
+                x.content
+                    .iter()
+                    .map(|c| c.id)
+                    .zip(y.content.iter().copied()),
+            );
+        }
+        let missing = dst.missing_blobs(pairs.iter().map(|(_, c)| c.id))?;
+        let chunks = pairs
+            .into_iter()
+            .filter(|(_, to)| missing.binary_search(&to.id).is_err())
+            .collect();
+        Ok(Some(BaseDir {
+            src: a,
+            dst: b,
+            chunks,
+            missing: missing.len(),
+        }))
+    }
+
+    /// The base pair of the subtree named `name`, if both sides have it.
+    fn subtree(&self, name: &[u8]) -> Option<(BlobId, BlobId)> {
+        Some((self.src.get(name)?.subtree?, self.dst.get(name)?.subtree?))
+    }
+}
+
+/// One snapshot to copy, with the already-copied base to read it against (source root,
+/// destination root).
+struct Job<'a> {
+    snapshot: &'a Snapshot,
+    origin: SnapshotOrigin,
+    base: Option<(BlobId, BlobId)>,
 }
 
 /// A failure while copying one snapshot: the source's (that snapshot is skipped) or the
@@ -280,22 +329,23 @@ type Step<T> = std::result::Result<T, Failed>;
 fn copy_one(
     src: &Repository,
     dst: &Repository,
-    s: &Snapshot,
-    origin: SnapshotOrigin,
+    job: Job<'_>,
     copies: &BTreeMap<SnapshotId, SnapshotId>,
-    trees: &mut HashMap<BlobId, BlobId>,
+    known: &mut HashMap<BlobId, BlobId>,
     report: &mut CopyReport,
 ) -> Result<Option<SnapshotId>> {
+    let (s, origin) = (job.snapshot, job.origin);
     let started = Instant::now();
     let writer = dst.writer()?;
     let mut walk = Walk {
         src,
+        dst,
         writer: &writer,
-        done: trees,
+        known,
         new: HashMap::new(),
         bytes_read: 0,
     };
-    let root = walk.tree(s.record.root);
+    let root = walk.tree(s.record.root, job.base);
     let (new_trees, bytes_read) = (walk.new, walk.bytes_read);
     report.bytes_read += bytes_read;
     let root = match root {
@@ -312,7 +362,7 @@ fn copy_one(
         Err(Failed::Destination(e)) => return Err(e),
     };
     let stats = writer.finish()?;
-    trees.extend(new_trees);
+    known.extend(new_trees);
     let record = SnapshotRecord {
         root,
         parent: s.record.parent.and_then(|p| copies.get(&p).copied()),
@@ -344,27 +394,44 @@ fn copy_one(
 /// The bottom-up rewrite of one snapshot's trees.
 struct Walk<'a, 'w> {
     src: &'a Repository,
+    dst: &'a Repository,
     writer: &'a BlobWriter<'w>,
-    /// Source tree id → destination tree id, from snapshots already saved this run.
-    done: &'a HashMap<BlobId, BlobId>,
+    /// Source tree id → destination tree id, for trees the destination holds from
+    /// snapshots already saved (whole, every chunk present).
+    known: &'a mut HashMap<BlobId, BlobId>,
     /// The same, for trees written by this snapshot's session (valid once it finishes).
     new: HashMap<BlobId, BlobId>,
     bytes_read: u64,
 }
 
 impl Walk<'_, '_> {
-    fn tree(&mut self, id: BlobId) -> Step<BlobId> {
-        if let Some(copy) = self.done.get(&id).or_else(|| self.new.get(&id)) {
+    /// Converts source tree `id`; `base` is the tree at the same path in the base snapshot
+    /// and its copy.
+    fn tree(&mut self, id: BlobId, base: Option<(BlobId, BlobId)>) -> Step<BlobId> {
+        if let Some(copy) = self.known.get(&id).or_else(|| self.new.get(&id)) {
             return Ok(*copy);
         }
+        // Unchanged since the base: its copy, if whole. Anything wrong with the base only
+        // costs reading (its errors are not this snapshot's).
+        if let Some((bs, bd)) = base
+            && bs == id
+            && seed_tree(self.src, self.dst, bs, bd, self.known).unwrap_or(false)
+        {
+            return Ok(bd);
+        }
+        let base =
+            base.and_then(|(bs, bd)| BaseDir::read(self.src, self.dst, bs, bd).ok().flatten());
         let tree = self.src.read_tree(id).map_err(Failed::Source)?;
         let mut nodes = Vec::with_capacity(tree.nodes().len());
         for node in tree.into_nodes() {
             let subtree = match node.subtree {
-                Some(sub) => Some(self.tree(sub)?),
+                Some(sub) => {
+                    let sub_base = base.as_ref().and_then(|b| b.subtree(&node.name));
+                    Some(self.tree(sub, sub_base)?)
+                }
                 None => None,
             };
-            let content = self.content(&node.content)?;
+            let content = self.content(&node.content, base.as_ref().map(|b| &b.chunks))?;
             nodes.push(Node {
                 subtree,
                 content,
@@ -378,17 +445,27 @@ impl Walk<'_, '_> {
         Ok(copy)
     }
 
-    /// Re-writes a node's chunks, one destination blob per source chunk, in order.
-    fn content(&mut self, refs: &[ContentRef]) -> Step<Vec<ContentRef>> {
+    /// Re-writes a node's chunks, one destination blob per source chunk, in order; a chunk
+    /// the base directory's copy holds is taken from there, unread.
+    fn content(
+        &mut self,
+        refs: &[ContentRef],
+        held: Option<&HashMap<BlobId, ContentRef>>,
+    ) -> Step<Vec<ContentRef>> {
         let mut out = Vec::with_capacity(refs.len());
         for batch in refs.chunks(CONTENT_BATCH) {
-            let copied: Vec<Step<ContentRef>> = batch
+            let copied: Vec<Step<(ContentRef, bool)>> = batch
                 .par_iter()
-                .map(|r| copy_chunk(self.src, self.writer, r))
+                .map(|r| match held.and_then(|h| h.get(&r.id)) {
+                    Some(c) => Ok((*c, false)),
+                    None => copy_chunk(self.src, self.writer, r).map(|c| (c, true)),
+                })
                 .collect();
             for c in copied {
-                let c = c?;
-                self.bytes_read += u64::from(c.len);
+                let (c, read) = c?;
+                if read {
+                    self.bytes_read += u64::from(c.len);
+                }
                 out.push(c);
             }
         }
