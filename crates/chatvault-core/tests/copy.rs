@@ -464,8 +464,8 @@ fn an_interrupted_copy_leaves_a_valid_destination_and_resumes_without_duplicates
         for s in &sources {
             assert_eq!(flat(&dst, copy_of(&dst, &src, *s).unwrap()), flat(&src, *s));
         }
-        if result.is_ok() {
-            assert_eq!(result.unwrap().copied.len(), full.copied.len());
+        if let Ok(done) = result {
+            assert_eq!(done.copied.len(), full.copied.len());
             break;
         }
         left += 1;
