@@ -10,7 +10,8 @@
 //!   its own `command`, under an exclusive lock, and a failed run keeps its command's last
 //!   success time. A directory instead gets one file per command (`chatvault-<command>.prom`).
 //! - A hook's failure is reported on stderr and in the metrics, never changes the
-//!   command's exit code, and a hook never sees the passphrase variable.
+//!   command's exit code, and a hook never sees the passphrase variables
+//!   (`CHATVAULT_PASSWORD`, and `CHATVAULT_FROM_PASSWORD` of `copy`'s source).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -555,6 +556,7 @@ fn hook(g: &Global, cmd: &str, r: &Record) -> Result<()> {
         .arg("-c")
         .arg(cmd)
         .env_remove("CHATVAULT_PASSWORD")
+        .env_remove("CHATVAULT_FROM_PASSWORD")
         .envs(hook_env(g, r))
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())

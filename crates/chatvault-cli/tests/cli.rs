@@ -876,6 +876,13 @@ fn copy_msglog_sets_into_a_repository_with_its_own_keys() {
         "{again}"
     );
     assert_eq!(again["bytes_added"], 0);
+    // A hook sees neither side's passphrase.
+    let got = env.path("copy-hook.env");
+    let hook = format!("env | grep '^CHATVAULT_' > {}", got.display());
+    json(&["copy", "--from", src, "--on-success", &hook]);
+    let vars = std::fs::read_to_string(&got).unwrap();
+    assert!(vars.contains("CHATVAULT_COMMAND=copy"), "{vars}");
+    assert!(!vars.contains("PASSWORD="), "{vars}");
     let snaps = json(&["snapshots"]);
     let latest = snaps
         .as_array()
