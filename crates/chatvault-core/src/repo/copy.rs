@@ -28,8 +28,9 @@
 //!   walked side by side, and a source subtree is taken as converted (not read again) only
 //!   if its copy has the same names, meta and chunk lengths all the way down and every
 //!   chunk it names is present in the destination; in a tree that changed, each chunk of
-//!   the base directory whose copy is present is taken as converted. So a daily copy reads what changed,
-//!   not the whole snapshot, and never references data the destination lacks.
+//!   the base directory whose copy is present is taken as converted. So a daily copy
+//!   reads what changed, not the whole snapshot, and never references data the
+//!   destination lacks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -135,21 +136,7 @@ pub fn copy_snapshots(
         source: Some(src.id()),
         ..CopyReport::default()
     };
-    let listed = src.snapshot_ids()?;
-    // A snapshot is saved after the index segments naming its data: syncing after the
-    // listing makes every listed snapshot's blobs known, even one a backup committed
-    // since the source was opened.
-    src.sync_index()?;
-    let mut selected = Vec::new();
-    for id in listed {
-        match src.load_snapshot(id) {
-            Ok(s) if opts.filter.matches(&s) => selected.push(s),
-            Ok(_) => {}
-            Err(e) => report.unreadable.push((id, e)),
-        }
-    }
-    // Oldest first, so a parent is copied before the snapshots that name it.
-    selected.sort_by_key(Recency::of);
+    let selected = select(src, &opts.filter, &mut report)?;
     let mut copies = dst.copies_of(src.id(), &mut report)?;
     let mut known: HashMap<BlobId, BlobId> = HashMap::new();
     // The last snapshot of each group (source kind, host, paths) seen, with its root.
@@ -165,8 +152,7 @@ pub fn copy_snapshots(
             s.record.host.clone(),
             s.record.paths.clone(),
         );
-        let base = base_of(src, &s, &copies, last_of_group.get(&group).copied());
-        last_of_group.insert(group, (s.id, s.record.root));
+        let previous = last_of_group.insert(group, (s.id, s.record.root));
         if let Some(copy) = copies.get(&s.id) {
             report.skipped.push((s.id, *copy));
             continue;
@@ -180,7 +166,7 @@ pub fn copy_snapshots(
             });
             continue;
         }
-        let base = base.and_then(|(src_root, copy)| {
+        let base = base_of(src, &s, &copies, previous).and_then(|(src_root, copy)| {
             let c = dst.load_parent_snapshot(copy).ok()?;
             Some((src_root, c.record.root))
         });
@@ -199,6 +185,30 @@ pub fn copy_snapshots(
     }
     report.duration = start.elapsed();
     Ok(report)
+}
+
+/// The source snapshots `filter` selects, oldest first (so a parent is copied before the
+/// snapshots that name it); those that do not load go to the report.
+fn select(
+    src: &Repository,
+    filter: &SnapshotFilter,
+    report: &mut CopyReport,
+) -> Result<Vec<Snapshot>> {
+    let listed = src.snapshot_ids()?;
+    // A snapshot is saved after the index segments naming its data: syncing after the
+    // listing makes every listed snapshot's blobs known, even one a backup committed
+    // since the source was opened.
+    src.sync_index()?;
+    let mut selected = Vec::new();
+    for id in listed {
+        match src.load_snapshot(id) {
+            Ok(s) if filter.matches(&s) => selected.push(s),
+            Ok(_) => {}
+            Err(e) => report.unreadable.push((id, e)),
+        }
+    }
+    selected.sort_by_key(Recency::of);
+    Ok(selected)
 }
 
 /// The already-copied snapshot to read `s` against: its parent's copy, else the last
