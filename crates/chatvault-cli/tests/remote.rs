@@ -559,7 +559,8 @@ fn mirror_a_local_repository_to_s3_resumes_after_kill_and_restores() {
 /// `chatvault copy` from a local repository into an S3 repository (s3s-fs) with its own
 /// passphrase: killed (SIGKILL) mid-way and re-run with a backup running into SRC
 /// meanwhile, DST checking clean after the kill and after each run, nothing copied twice,
-/// and the copy restoring the source's bytes with DST's key.
+/// and the copy restoring the source's bytes with DST's key; then from S3 into a third,
+/// local, repository.
 #[test]
 fn copy_a_local_repository_into_s3_with_its_own_keys_resumes_after_kill() {
     let server = S3sFs::start("chat");
@@ -639,6 +640,25 @@ fn copy_a_local_repository_into_s3_with_its_own_keys_resumes_after_kill() {
         check["problems"].as_array().map(Vec::len),
         Some(0),
         "{check}"
+    );
+    // And back from S3 into a third local repository, with keys of its own again.
+    let mut back_env = server.env();
+    back_env.push((
+        "CHATVAULT_FROM_PASSWORD",
+        "the copy's own passphrase".into(),
+    ));
+    let back = Client::new(
+        repo_dir.path().join("back").to_str().unwrap().to_owned(),
+        back_env,
+        &[],
+    );
+    back.ok(&["init"]);
+    let r = back.json(&["copy", "--from", dst.repo.as_str()]);
+    assert_eq!(r["snapshots_copied"], 7, "{r}");
+    back.ok(&["restore", "latest", "--target", "restored"]);
+    same_tree(
+        &tree,
+        &back.path("restored").join(tree.strip_prefix("/").unwrap()),
     );
     // The output never shows a credential.
     let out = dst.run(&["copy", "--from", src.repo.as_str(), "-vv"]);
