@@ -35,8 +35,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-
 use super::{Repository, SnapshotFilter};
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
@@ -45,9 +43,9 @@ use crate::snapshot::{Snapshot, SnapshotOrigin, SnapshotRecord};
 use crate::tree::{ContentRef, Node, Tree};
 use crate::{BlobWriter, Recency};
 
-/// Content chunks read and re-written together: one node's chunks are read from the
-/// source in parallel, this many at a time (each up to the maximum chunk size in memory).
-const CONTENT_BATCH: usize = 8;
+/// Chunks read from the source and re-written at once, each on its own thread and each
+/// up to the maximum chunk size in memory (with its compressed copy).
+const READERS: usize = 8;
 
 /// Options for [`copy_snapshots`].
 #[derive(Debug, Clone, Default)]
@@ -432,6 +430,12 @@ impl Walk<'_, '_> {
         let base =
             base.and_then(|(bs, bd)| BaseDir::read(self.src, self.dst, bs, bd).ok().flatten());
         let tree = self.src.read_tree(id).map_err(Failed::Source)?;
+        // Every chunk of the tree's nodes in one list, so that small files are read
+        // several at a time too, not one after the other.
+        let chunks: Vec<ContentRef> = tree.data_refs().copied().collect();
+        let mut chunks = self
+            .content(&chunks, base.as_ref().map(|b| &b.chunks))?
+            .into_iter();
         let mut nodes = Vec::with_capacity(tree.nodes().len());
         for node in tree.into_nodes() {
             let subtree = match node.subtree {
@@ -441,7 +445,7 @@ impl Walk<'_, '_> {
                 }
                 None => None,
             };
-            let content = self.content(&node.content, base.as_ref().map(|b| &b.chunks))?;
+            let content = chunks.by_ref().take(node.content.len()).collect();
             nodes.push(Node {
                 subtree,
                 content,
@@ -455,31 +459,45 @@ impl Walk<'_, '_> {
         Ok(copy)
     }
 
-    /// Re-writes a node's chunks, one destination blob per source chunk, in order; a chunk
-    /// the base directory's copy holds is taken from there, unread.
+    /// Re-writes chunks, one destination blob per source chunk, in order, [`READERS`] at
+    /// a time on their own threads (a remote store's latency is hidden by several reads in
+    /// flight, which rayon's one thread per core would not give); a chunk the base
+    /// directory's copy holds is taken from there, unread.
     fn content(
         &mut self,
         refs: &[ContentRef],
         held: Option<&HashMap<BlobId, ContentRef>>,
     ) -> Step<Vec<ContentRef>> {
         let mut out = Vec::with_capacity(refs.len());
-        for batch in refs.chunks(CONTENT_BATCH) {
-            let copied: Vec<Step<(ContentRef, bool)>> = batch
-                .par_iter()
-                .map(|r| match held.and_then(|h| h.get(&r.id)) {
-                    Some(c) => Ok((*c, false)),
-                    None => copy_chunk(self.src, self.writer, r).map(|c| (c, true)),
-                })
-                .collect();
-            for c in copied {
-                let (c, read) = c?;
-                if read {
-                    self.bytes_read += u64::from(c.len);
+        let mut todo = Vec::new();
+        for (i, r) in refs.iter().enumerate() {
+            match held.and_then(|h| h.get(&r.id)) {
+                Some(c) => out.push(Some(*c)),
+                None => {
+                    out.push(None);
+                    todo.push(i);
                 }
-                out.push(c);
             }
         }
-        Ok(out)
+        let (src, writer) = (self.src, self.writer);
+        for batch in todo.chunks(READERS) {
+            let copied: Vec<Step<ContentRef>> = std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|&i| s.spawn(move || copy_chunk(src, writer, &refs[i])))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            for (&i, c) in batch.iter().zip(copied) {
+                let c = c?;
+                self.bytes_read += u64::from(c.len);
+                out[i] = Some(c);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 }
 
