@@ -175,6 +175,11 @@ const REASON_MAX: usize = 300;
 /// memory): enough to hide a request's round trip behind the others.
 const REMOTE_UPLOADS: usize = 4;
 
+/// Reads a reader keeps in flight on a remote store: a ranged GET from Garage on loopback
+/// takes about 40 ms to its first byte, so two (one per core) leave restore waiting on
+/// the network; eight keep two cores busy. Each holds at most one sealed blob in memory.
+const REMOTE_READS: usize = 8;
+
 /// Maps an OpenDAL error to the core's typed errors (module docs).
 fn classify(object: &str, e: &opendal::Error) -> Error {
     let mut reason = format!("{}: {}", e.kind(), e.message());
@@ -379,6 +384,10 @@ impl Backend for OpendalBackend {
 
     fn uploads_in_flight(&self) -> usize {
         REMOTE_UPLOADS
+    }
+
+    fn reads_in_flight(&self) -> usize {
+        REMOTE_READS
     }
 }
 

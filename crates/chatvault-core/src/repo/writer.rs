@@ -169,6 +169,9 @@ impl Repository {
             .name("chatvault-packer".into())
             .spawn(move || run_packer(ctx, from_main, to_uploader))?;
         let mut threads = vec![packer];
+        // What the reader would otherwise fetch again (repo/reader.rs): kept for keys
+        // that read; a `backup` key journals its trees' plaintext instead.
+        let keep_sealed = self.cached_trees && self.secrets.role.can_read();
         for _ in 0..self.uploads.max(1) {
             let (backend, progress) = (self.backend.clone(), self.progress.clone());
             let (from_packer, to_main) = (from_packer.clone(), to_main.clone());
@@ -176,7 +179,13 @@ impl Repository {
                 std::thread::Builder::new()
                     .name("chatvault-upload".into())
                     .spawn(move || {
-                        run_uploader(backend.as_ref(), &progress, from_packer, to_main)
+                        run_uploader(
+                            backend.as_ref(),
+                            &progress,
+                            keep_sealed,
+                            from_packer,
+                            to_main,
+                        )
                     })?,
             );
         }
@@ -238,6 +247,7 @@ fn seal_pack(
 fn run_uploader(
     backend: &dyn Backend,
     progress: &Progress,
+    keep_sealed: bool,
     packs: Receiver<Result<FinishedPack>>,
     out: Sender<Result<Uploaded>>,
 ) {
@@ -262,11 +272,13 @@ fn run_uploader(
             id: pack.id,
             bytes: pack.bytes.len() as u64,
         });
+        let sealed = keep_sealed.then(|| SealedCopies::of(&pack));
         let uploaded = Uploaded {
             size: pack.bytes.len() as u64,
             id: pack.id,
             generation: pack.generation,
             entries: pack.entries,
+            sealed,
         };
         if out.send(Ok(uploaded)).is_err() {
             return;
@@ -280,6 +292,34 @@ struct Uploaded {
     size: u64,
     generation: u32,
     entries: Vec<crate::pack::PackEntry>,
+    /// What the local cache keeps of the pack, when it keeps anything.
+    sealed: Option<SealedCopies>,
+}
+
+/// The bytes of a pack the local cache keeps (`index/cache/sealed.rs`): its trailer, and
+/// the sealed bytes of its trees.
+struct SealedCopies {
+    trailer: Vec<u8>,
+    trees: Vec<(BlobId, u32, Vec<u8>)>,
+}
+
+impl SealedCopies {
+    fn of(pack: &FinishedPack) -> Self {
+        let bytes = &pack.bytes;
+        let trees = pack
+            .entries
+            .iter()
+            .filter(|e| e.blob_type == BlobType::Tree)
+            .filter_map(|e| {
+                let range = e.offset as usize..e.offset as usize + e.length as usize;
+                Some((e.id, e.offset, bytes.get(range)?.to_vec()))
+            })
+            .collect();
+        SealedCopies {
+            trailer: bytes[bytes.len().saturating_sub(crate::pack::TRAILER_LEN)..].to_vec(),
+            trees,
+        }
+    }
 }
 
 /// Result of hashing and compressing one chunk.
@@ -489,6 +529,13 @@ impl<'r> BlobWriter<'r> {
         for r in self.done.try_iter() {
             let pack = r?;
             self.repo.packs.uploaded(pack.id);
+            if let Some(sealed) = &pack.sealed {
+                let index = &self.repo.index;
+                index.put_pack_trailer(&pack.id, pack.size, &sealed.trailer)?;
+                for (id, offset, bytes) in &sealed.trees {
+                    index.put_sealed_tree(id, &pack.id, *offset, bytes)?;
+                }
+            }
             self.packs.fetch_add(1, Ordering::Relaxed);
             self.pack_bytes.fetch_add(pack.size, Ordering::Relaxed);
             unindexed.extend(
