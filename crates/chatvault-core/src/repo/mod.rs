@@ -153,6 +153,8 @@ pub struct Repository {
     /// Whether trees and pack trailers are read from (and kept in) the local cache
     /// (not [`OpenOptions::storage_reads_only`]).
     cached_trees: bool,
+    /// Pack windows read ahead for small blobs on a store with request latency.
+    read_ahead: reader::ReadAhead,
     packs: presence::PackListing,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
@@ -289,6 +291,7 @@ impl Repository {
             pack_keys: PackKeyCache::default(),
             read_pool: std::sync::OnceLock::new(),
             cached_trees: !opts.storage_reads_only,
+            read_ahead: reader::ReadAhead::default(),
             packs: presence::PackListing::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),
