@@ -182,7 +182,20 @@ const REMOTE_READS: usize = 8;
 
 /// Maps an OpenDAL error to the core's typed errors (module docs).
 fn classify(object: &str, e: &opendal::Error) -> Error {
-    let mut reason = format!("{}: {}", e.kind(), e.message());
+    let mut reason = match http_status(e) {
+        // A HEAD has no body to explain itself: say what the store answered, and what
+        // usually makes an S3 store answer that.
+        Some(status) if e.message().trim().is_empty() => format!(
+            "{}: the store answered HTTP {status} without an explanation{}",
+            e.kind(),
+            match status {
+                301 | 400 =>
+                    " (a wrong region is the usual cause: --option region=NAME, or AWS_REGION)",
+                _ => "",
+            }
+        ),
+        _ => format!("{}: {}", e.kind(), e.message()),
+    };
     if reason.len() > REASON_MAX {
         let mut cut = REASON_MAX;
         while !reason.is_char_boundary(cut) {
@@ -215,6 +228,14 @@ fn classify(object: &str, e: &opendal::Error) -> Error {
             source: std::io::Error::other(reason),
         },
     }
+}
+
+/// The HTTP status of the response an error was made from, if it came from one. OpenDAL
+/// keeps the response head only in the error's context, which it shows in `Display`.
+fn http_status(e: &opendal::Error) -> Option<u16> {
+    let text = e.to_string();
+    let at = text.find("status: ")? + "status: ".len();
+    text.get(at..at + 3)?.parse().ok()
 }
 
 /// Whether an error says no credential could be loaded or signed with (reqsign reports

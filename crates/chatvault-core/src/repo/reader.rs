@@ -86,8 +86,8 @@ pub(crate) struct ReadAhead {
 
 /// Bytes fetched ahead of a small blob.
 const WINDOW: u64 = 4 << 20;
-/// Windows kept: two per read thread on a remote store.
-const WINDOWS: usize = 16;
+/// Windows kept: one and a half per read thread on a remote store (48 MiB).
+const WINDOWS: usize = 12;
 /// Blobs up to this sealed length are read through windows; larger ones are read alone.
 const SMALL_BLOB: u32 = 256 << 10;
 
