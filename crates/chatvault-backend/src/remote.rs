@@ -484,4 +484,26 @@ mod tests {
         assert_eq!(o.deadline(0), Duration::from_secs(30));
         assert_eq!(o.deadline(16 << 20), Duration::from_secs(30 + 64));
     }
+
+    /// A HEAD answered 400 with no body (Garage, asked with the wrong region) was
+    /// reported as "Unexpected: : Unexpected:"; the status and the likely cause now show.
+    #[test]
+    fn an_unexplained_http_status_is_named_with_its_likely_cause() {
+        let e = opendal::Error::new(ErrorKind::Unexpected, "").with_context(
+            "response",
+            "Parts { status: 400, version: HTTP/1.1, headers: {} }",
+        );
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("HTTP 400"), "{msg}");
+        assert!(msg.contains("wrong region"), "{msg}");
+        let e = opendal::Error::new(ErrorKind::Unexpected, "").with_context(
+            "response",
+            "Parts { status: 418, version: HTTP/1.1, headers: {} }",
+        );
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("HTTP 418") && !msg.contains("region"), "{msg}");
+        let e = opendal::Error::new(ErrorKind::Unexpected, "the store's own words");
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("the store's own words"), "{msg}");
+    }
 }
