@@ -276,6 +276,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn uploads_in_flight(&self) -> usize {
         self.inner.uploads_in_flight()
     }
+
+    fn reads_in_flight(&self) -> usize {
+        self.inner.reads_in_flight()
+    }
 }
 
 #[cfg(test)]

@@ -175,9 +175,27 @@ const REASON_MAX: usize = 300;
 /// memory): enough to hide a request's round trip behind the others.
 const REMOTE_UPLOADS: usize = 4;
 
+/// Reads a reader keeps in flight on a remote store: a ranged GET from Garage on loopback
+/// takes about 40 ms to its first byte, so two (one per core) leave restore waiting on
+/// the network; eight keep two cores busy. Each holds at most one sealed blob in memory.
+const REMOTE_READS: usize = 8;
+
 /// Maps an OpenDAL error to the core's typed errors (module docs).
 fn classify(object: &str, e: &opendal::Error) -> Error {
-    let mut reason = format!("{}: {}", e.kind(), e.message());
+    let mut reason = match http_status(e) {
+        // A HEAD has no body to explain itself: say what the store answered, and what
+        // usually makes an S3 store answer that.
+        Some(status) if e.message().trim().is_empty() => format!(
+            "{}: the store answered HTTP {status} without an explanation{}",
+            e.kind(),
+            match status {
+                301 | 400 =>
+                    " (a wrong region is the usual cause: --option region=NAME, or AWS_REGION)",
+                _ => "",
+            }
+        ),
+        _ => format!("{}: {}", e.kind(), e.message()),
+    };
     if reason.len() > REASON_MAX {
         let mut cut = REASON_MAX;
         while !reason.is_char_boundary(cut) {
@@ -210,6 +228,14 @@ fn classify(object: &str, e: &opendal::Error) -> Error {
             source: std::io::Error::other(reason),
         },
     }
+}
+
+/// The HTTP status of the response an error was made from, if it came from one. OpenDAL
+/// keeps the response head only in the error's context, which it shows in `Display`.
+fn http_status(e: &opendal::Error) -> Option<u16> {
+    let text = e.to_string();
+    let at = text.find("status: ")? + "status: ".len();
+    text.get(at..at + 3)?.parse().ok()
 }
 
 /// Whether an error says no credential could be loaded or signed with (reqsign reports
@@ -380,6 +406,10 @@ impl Backend for OpendalBackend {
     fn uploads_in_flight(&self) -> usize {
         REMOTE_UPLOADS
     }
+
+    fn reads_in_flight(&self) -> usize {
+        REMOTE_READS
+    }
 }
 
 fn past_end(name: &str, offset: u64, len: u64, size: Option<u64>) -> Error {
@@ -453,5 +483,27 @@ mod tests {
         let o = RemoteOptions::default();
         assert_eq!(o.deadline(0), Duration::from_secs(30));
         assert_eq!(o.deadline(16 << 20), Duration::from_secs(30 + 64));
+    }
+
+    /// A HEAD answered 400 with no body (Garage, asked with the wrong region) was
+    /// reported as "Unexpected: : Unexpected:"; the status and the likely cause now show.
+    #[test]
+    fn an_unexplained_http_status_is_named_with_its_likely_cause() {
+        let e = opendal::Error::new(ErrorKind::Unexpected, "").with_context(
+            "response",
+            "Parts { status: 400, version: HTTP/1.1, headers: {} }",
+        );
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("HTTP 400"), "{msg}");
+        assert!(msg.contains("wrong region"), "{msg}");
+        let e = opendal::Error::new(ErrorKind::Unexpected, "").with_context(
+            "response",
+            "Parts { status: 418, version: HTTP/1.1, headers: {} }",
+        );
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("HTTP 418") && !msg.contains("region"), "{msg}");
+        let e = opendal::Error::new(ErrorKind::Unexpected, "the store's own words");
+        let msg = classify("config", &e).to_string();
+        assert!(msg.contains("the store's own words"), "{msg}");
     }
 }

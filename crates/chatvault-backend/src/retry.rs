@@ -238,6 +238,10 @@ impl<B: Backend> Backend for Retrying<B> {
     fn uploads_in_flight(&self) -> usize {
         self.inner.uploads_in_flight()
     }
+
+    fn reads_in_flight(&self) -> usize {
+        self.inner.reads_in_flight()
+    }
 }
 
 fn short_read(name: &str, want: u64, got: usize) -> Error {

@@ -69,12 +69,19 @@ pub fn main() -> ExitCode {
 /// Prints an error (one line on stderr, and the JSON document) and returns its exit code.
 fn report_error(out: Output, e: &anyhow::Error) -> u8 {
     let (code, kind) = exit::classify(e);
-    // One line: the error and its causes, as "a: b: c".
-    let message = e
-        .chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ");
+    // One line: the error and its causes, as "a: b: c", without a cause its error
+    // already quotes (core's storage errors show their source, and name it as source).
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
     // One line, whatever the repository put in the message (labels, hosts, reasons).
     eprintln!("chatvault: {}", output::printable(&message));
     out.json(&serde_json::json!({

@@ -161,12 +161,11 @@ pub fn init_options(g: &Global) -> InitOptions {
 
 /// Opens the repository the global options name.
 pub fn open(g: &Global) -> Result<Repository> {
-    let backend = connect(g, Mode::Open)?;
-    let key = key_source(g, false)?;
-    Ok(Repository::open(backend, &key, open_options(g))?)
+    open_with(g, open_options(g))
 }
 
-fn open_options(g: &Global) -> OpenOptions {
+/// The options the global options give for opening a repository.
+pub fn open_options(g: &Global) -> OpenOptions {
     let mut locks = chatvault_core::LockOptions::default();
     if let Some(s) = g.lock_wait {
         locks.wait = std::time::Duration::from_secs(s);
@@ -189,10 +188,21 @@ pub fn read_lock(g: &Global, repo: &Repository) -> Result<Option<ReadLock>> {
     )?))
 }
 
+fn open_with(g: &Global, opts: OpenOptions) -> Result<Repository> {
+    let backend = connect(g, Mode::Open)?;
+    let key = key_source(g, false)?;
+    Ok(Repository::open(backend, &key, opts)?)
+}
+
 /// Opens the repository for a command that reads data, with a read lock held until the
 /// returned lock is dropped (keep it bound for the whole command), unless `--no-lock`.
 pub fn open_reading(g: &Global) -> Result<(Repository, Option<ReadLock>)> {
-    let repo = open(g)?;
+    open_reading_with(g, open_options(g))
+}
+
+/// [`open_reading`] with other options.
+pub fn open_reading_with(g: &Global, opts: OpenOptions) -> Result<(Repository, Option<ReadLock>)> {
+    let repo = open_with(g, opts)?;
     let lock = read_lock(g, &repo)?;
     Ok((repo, lock))
 }

@@ -1,9 +1,12 @@
 //! Integration tests of the repository façade: everything through the public API, with
 //! storage tampering done the way an attacker or a failing disk would, on the objects.
 
+mod faults;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use chatvault_core::{
     AddSlotOptions, Backend, BlobType, ContentRef, Error, InitOptions, KdfParams, KeySource,
@@ -206,6 +209,54 @@ fn read_blob_into_and_read_blob_with_agree_with_read_blob() {
         })
         .unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+}
+
+/// A backup that failed after uploading its packs but before writing their segment (the
+/// store went away; a killed process leaves the same) used to leave them unindexed: the
+/// re-run stored the same data again, and the first packs waited for a prune. The next
+/// session of the same cache now indexes them instead.
+#[test]
+fn a_backup_that_failed_after_its_uploads_is_indexed_by_the_next_not_stored_again() {
+    let data = noise(3 << 20, 7);
+    let (dir, failed) = (1..40)
+        .find_map(|left| {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = dir.path().join("cache");
+            let mem = MemoryBackend::new();
+            drop(Repository::init(Box::new(mem.clone()), &pass(), init_opts(&cache)).unwrap());
+            let failing = Arc::new(faults::FailAfter::new(mem.clone(), left));
+            let repo = Repository::open(Box::new(failing), &pass(), open_opts(&cache)).ok()?;
+            let r = repo.writer().and_then(|w| {
+                w.write_stream(&data[..])?;
+                w.finish()
+            });
+            drop(repo);
+            let packs = mem.list("data/").unwrap().len();
+            assert!(
+                r.is_err() || left > 1,
+                "the first mutation cannot have succeeded"
+            );
+            (r.is_err() && packs > 0).then_some((dir, mem))
+        })
+        .expect("some failure point comes after a pack upload");
+    let stored = failed.list("data/").unwrap();
+    let cache = dir.path().join("cache");
+    let repo = Repository::open(Box::new(failed.clone()), &pass(), open_opts(&cache)).unwrap();
+    let w = repo.writer().unwrap();
+    let refs = w.write_stream(&data[..]).unwrap();
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.packs_adopted, stored.len() as u64, "{stats:?}");
+    assert_eq!(stats.blobs_new, 0, "{stats:?}");
+    assert_eq!(failed.list("data/").unwrap().len(), stored.len());
+    assert_eq!(restore(&repo, &refs), data);
+    let report = repo
+        .check(&chatvault_core::CheckOptions::default())
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Adopted once: the next session finds nothing to adopt.
+    let w = repo.writer().unwrap();
+    w.write_stream(&data[..]).unwrap();
+    assert_eq!(w.finish().unwrap().packs_adopted, 0);
 }
 
 #[test]

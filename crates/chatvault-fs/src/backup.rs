@@ -156,6 +156,9 @@ pub struct BackupReport {
     pub blobs_added: u64,
     /// Packs uploaded.
     pub packs: u64,
+    /// Packs an earlier backup from the same cache uploaded before it failed, indexed by
+    /// this run instead of being uploaded again.
+    pub packs_adopted: u64,
     /// Wall-clock time.
     pub duration: Duration,
     /// Entries left out or unreadable.
@@ -501,6 +504,7 @@ fn commit(repo: &Repository, run: Run) -> Result<BackupReport> {
         bytes_stored: stats.bytes_compressed,
         blobs_added: stats.blobs_new,
         packs: stats.packs,
+        packs_adopted: stats.packs_adopted,
         duration: run.start.elapsed(),
         problems,
     })

@@ -100,6 +100,16 @@ impl RestoreReport {
 
 /// Restores the tree `root` (a snapshot's root) as `opts` says.
 pub fn restore(repo: &Repository, root: BlobId, opts: &RestoreOptions) -> Result<RestoreReport> {
+    // Files and their chunks are read in parallel: as many at once as the storage wants
+    // reads in flight.
+    repo.with_read_threads(|| restore_in_pool(repo, root, opts))
+}
+
+fn restore_in_pool(
+    repo: &Repository,
+    root: BlobId,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport> {
     let start_time = Instant::now();
     let start = browse::locate(repo, root, opts.sub_path.as_deref().unwrap_or("/"))?;
     let (target, partial) = if opts.verify_only {

@@ -103,6 +103,7 @@ fn print(out: Output, r: &BackupReport) {
         "bytes_stored": r.bytes_stored,
         "blobs_added": r.blobs_added,
         "packs": r.packs,
+        "packs_adopted": r.packs_adopted,
         "duration_ms": r.duration.as_millis() as u64,
         "problems": super::problems_json(&r.problems),
     }));

@@ -177,7 +177,13 @@ impl DrillFrontend for FsDrill {
 pub fn run(g: &Global, out: Output, a: &DrillArgs) -> Result<Outcome> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let (repo, _lock) = session::open_reading(g)?;
+    // A drill proves that the store alone restores: no tree or pack trailer comes from
+    // this host's cache.
+    let opts = chatvault_core::OpenOptions {
+        storage_reads_only: true,
+        ..session::open_options(g)
+    };
+    let (repo, _lock) = session::open_reading_with(g, opts)?;
     let (snaps, mut failures) = select(&repo, a)?;
     if snaps.is_empty() && failures.is_empty() {
         bail!("no snapshots to drill");

@@ -116,6 +116,14 @@ pub trait Backend: Send + Sync {
     fn uploads_in_flight(&self) -> usize {
         1
     }
+    /// How many object reads a reader (restore, check, prune, copy) keeps in flight. A
+    /// store with per-request latency (an object store: tens of milliseconds before the
+    /// first byte) is read faster by more requests at once than there are cores; a local
+    /// disk gains nothing beyond the CPU pool's threads. By default 1, which means "as
+    /// many as the CPU pool has threads".
+    fn reads_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// A shared backend is a backend: a test keeps a handle on a store (to inject faults, or
@@ -153,6 +161,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn uploads_in_flight(&self) -> usize {
         (**self).uploads_in_flight()
+    }
+    fn reads_in_flight(&self) -> usize {
+        (**self).reads_in_flight()
     }
 }
 

@@ -1,5 +1,7 @@
 //! The local index cache: a RocksDB database mapping blob ids to [`IndexEntry`]s, plus the
-//! set of index segments already applied and a few small metadata values.
+//! set of index segments already applied and a few small metadata values; and copies of
+//! the sealed tree blobs and pack trailers remote reads must not repeat (`cache/sealed.rs`),
+//! and the writer's uploads that no segment names yet (`cache/uploaded.rs`).
 //!
 //! Invariants:
 //! - The repository's `index/` segments are the truth; this database is a cache that can
@@ -39,6 +41,11 @@ use rocksdb::{
     WriteOptions,
 };
 
+mod sealed;
+mod uploaded;
+
+use self::sealed::{CF_PACK_TRAILERS, CF_SEALED_TREES};
+use self::uploaded::CF_UPLOADED;
 use super::entry::VALUE_LEN;
 use super::{IndexEntry, MAX_ENTRIES_PER_SEGMENT};
 use crate::error::{Error, Result};
@@ -290,6 +297,9 @@ impl IndexCache {
             (CF_META, SMALL_WRITE_BUFFER, false),
             (CF_OWN_TREES, SMALL_WRITE_BUFFER, true),
             (CF_OWN_SNAPSHOTS, SMALL_WRITE_BUFFER, false),
+            (CF_SEALED_TREES, SMALL_WRITE_BUFFER, true),
+            (CF_PACK_TRAILERS, SMALL_WRITE_BUFFER, true),
+            (CF_UPLOADED, SMALL_WRITE_BUFFER, false),
         ]
         .into_iter()
         .map(|(name, wb, bloom)| {

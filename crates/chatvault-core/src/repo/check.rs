@@ -339,6 +339,10 @@ impl Repository {
     /// [`CheckOptions::read_data`] every blob's bytes authenticate. Damage is reported in
     /// [`CheckReport::problems`]. Needs a full or admin key.
     pub fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        self.with_read_threads(|| self.check_in_pool(opts))
+    }
+
+    fn check_in_pool(&self, opts: &CheckOptions) -> Result<CheckReport> {
         self.require_read("check trees and blobs")?;
         let start = Instant::now();
         self.sync_index()?;

@@ -151,6 +151,10 @@ pub struct OpenOptions {
     /// By default the backend's [`Backend::uploads_in_flight`] (1 for a local directory,
     /// 4 for the remote stores of `chatvault-backend`).
     pub uploads: Option<std::num::NonZeroUsize>,
+    /// Read every tree and pack trailer from the store, never from the local cache's
+    /// copies of them (`index/cache/sealed.rs`): for a drill that must prove the store
+    /// alone restores. By default false: a remote repository's trees are fetched once.
+    pub storage_reads_only: bool,
 }
 
 /// Repository-wide figures.
@@ -184,6 +188,14 @@ pub struct Repository {
     gear: Arc<GearTable>,
     pins: Mutex<Pins>,
     pack_keys: PackKeyCache,
+    /// Threads for reads when the backend wants more in flight than the CPU pool has
+    /// ([`Repository::with_read_threads`]); built at first use.
+    read_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+    /// Whether trees and pack trailers are read from (and kept in) the local cache
+    /// (not [`OpenOptions::storage_reads_only`]).
+    cached_trees: bool,
+    /// Pack windows read ahead for small blobs on a store with request latency.
+    read_ahead: reader::ReadAhead,
     packs: presence::PackListing,
     progress: Progress,
     index_problems: Mutex<Vec<String>>,
@@ -323,6 +335,9 @@ impl Repository {
             gear,
             pins: Mutex::new(pins),
             pack_keys: PackKeyCache::default(),
+            read_pool: std::sync::OnceLock::new(),
+            cached_trees: !opts.storage_reads_only,
+            read_ahead: reader::ReadAhead::default(),
             packs: presence::PackListing::default(),
             progress: opts.progress,
             index_problems: Mutex::new(Vec::new()),

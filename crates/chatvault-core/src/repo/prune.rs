@@ -199,6 +199,10 @@ impl Repository {
     /// knobs and the module documentation of `repo/prune.rs` for the steps and their
     /// safety with concurrent writers.
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        self.with_read_threads(|| self.prune_in_pool(opts))
+    }
+
+    fn prune_in_pool(&self, opts: &PruneOptions) -> Result<PruneReport> {
         self.require_read("prune")?;
         if !(0.0..=1.0).contains(&opts.max_unused) {
             return Err(Error::invalid("max unused", "must be between 0 and 1"));
@@ -729,6 +733,9 @@ impl Repository {
         doomed
             .par_iter()
             .try_for_each(|pack| self.backend.delete(&pack.object_name()))?;
+        // The local copies of what the deleted packs held go with them.
+        let gone: HashSet<&PackId> = doomed.iter().chain(missing.iter()).collect();
+        self.index.retain_sealed(|p| !gone.contains(p))?;
         self.sync_index()?;
         drop(exclusive);
         Ok(())

@@ -68,6 +68,9 @@ pub struct WriteStats {
     pub pack_bytes: u64,
     /// Index segments written.
     pub segments: u64,
+    /// Packs an earlier session of this key uploaded but did not index (it failed after
+    /// the uploads), indexed by this one instead of storing their data again.
+    pub packs_adopted: u64,
 }
 
 #[derive(Default)]
@@ -101,6 +104,8 @@ pub struct BlobWriter<'r> {
     packs: AtomicU64,
     pack_bytes: AtomicU64,
     segments: AtomicU64,
+    /// Packs adopted when the session started ([`WriteStats::packs_adopted`]).
+    adopted: AtomicU64,
     /// Whether this writer counts in the repository's writer session (its shared lock);
     /// cleared when `finish` hands the session on to `save_snapshot`.
     in_session: bool,
@@ -137,13 +142,51 @@ impl Repository {
         self.enter_session()?;
         // Blob presence lists the packs again, after the sync above (repo/presence.rs).
         self.packs.forget();
-        match self.start_writer(true) {
+        let started = self.adopt_uploads().and_then(|adopted| {
+            let w = self.start_writer(true)?;
+            w.adopted.store(adopted, Ordering::Relaxed);
+            Ok(w)
+        });
+        match started {
             Ok(w) => Ok(w),
             Err(e) => {
                 self.leave_session();
                 Err(e)
             }
         }
+    }
+
+    /// Indexes the packs an earlier session of this cache's writer uploaded but wrote no
+    /// segment for (it failed or was killed after the uploads, index/cache/uploaded.rs):
+    /// each pack still stored with its recorded size gets its entries into a segment, so
+    /// this session finds its blobs present instead of storing them again. Runs inside
+    /// the session (its shared lock held), so no prune deletes a pack meanwhile. Returns
+    /// how many packs were adopted.
+    fn adopt_uploads(&self) -> Result<u64> {
+        let recorded = self.index.recorded_uploads()?;
+        if recorded.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::new();
+        let mut adopted = 0;
+        for up in &recorded {
+            match self.backend.stat(&up.pack.object_name()) {
+                Ok(info) if info.size == up.size => {
+                    entries.extend_from_slice(&up.entries);
+                    adopted += 1;
+                }
+                // Gone (a prune took it) or not the pack recorded: nothing to adopt.
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !entries.is_empty() {
+            self.write_segments(Origin::Signer, &entries, &[])?;
+        }
+        self.index
+            .forget_uploads(recorded.iter().map(|u| &u.pack))?;
+        Ok(adopted)
     }
 
     /// A writer outside any session that stores every blob it is given (prune's repack).
@@ -169,6 +212,9 @@ impl Repository {
             .name("chatvault-packer".into())
             .spawn(move || run_packer(ctx, from_main, to_uploader))?;
         let mut threads = vec![packer];
+        // What the reader would otherwise fetch again (repo/reader.rs): kept for keys
+        // that read; a `backup` key journals its trees' plaintext instead.
+        let keep_sealed = self.cached_trees && self.secrets.role.can_read();
         for _ in 0..self.uploads.max(1) {
             let (backend, progress) = (self.backend.clone(), self.progress.clone());
             let (from_packer, to_main) = (from_packer.clone(), to_main.clone());
@@ -176,7 +222,13 @@ impl Repository {
                 std::thread::Builder::new()
                     .name("chatvault-upload".into())
                     .spawn(move || {
-                        run_uploader(backend.as_ref(), &progress, from_packer, to_main)
+                        run_uploader(
+                            backend.as_ref(),
+                            &progress,
+                            keep_sealed,
+                            from_packer,
+                            to_main,
+                        )
                     })?,
             );
         }
@@ -191,6 +243,7 @@ impl Repository {
             packs: AtomicU64::new(0),
             pack_bytes: AtomicU64::new(0),
             segments: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
             in_session: session,
             dedup: session,
         })
@@ -238,6 +291,7 @@ fn seal_pack(
 fn run_uploader(
     backend: &dyn Backend,
     progress: &Progress,
+    keep_sealed: bool,
     packs: Receiver<Result<FinishedPack>>,
     out: Sender<Result<Uploaded>>,
 ) {
@@ -262,11 +316,13 @@ fn run_uploader(
             id: pack.id,
             bytes: pack.bytes.len() as u64,
         });
+        let sealed = keep_sealed.then(|| SealedCopies::of(&pack));
         let uploaded = Uploaded {
             size: pack.bytes.len() as u64,
             id: pack.id,
             generation: pack.generation,
             entries: pack.entries,
+            sealed,
         };
         if out.send(Ok(uploaded)).is_err() {
             return;
@@ -280,6 +336,34 @@ struct Uploaded {
     size: u64,
     generation: u32,
     entries: Vec<crate::pack::PackEntry>,
+    /// What the local cache keeps of the pack, when it keeps anything.
+    sealed: Option<SealedCopies>,
+}
+
+/// The bytes of a pack the local cache keeps (`index/cache/sealed.rs`): its trailer, and
+/// the sealed bytes of its trees.
+struct SealedCopies {
+    trailer: Vec<u8>,
+    trees: Vec<(BlobId, u32, Vec<u8>)>,
+}
+
+impl SealedCopies {
+    fn of(pack: &FinishedPack) -> Self {
+        let bytes = &pack.bytes;
+        let trees = pack
+            .entries
+            .iter()
+            .filter(|e| e.blob_type == BlobType::Tree)
+            .filter_map(|e| {
+                let range = e.offset as usize..e.offset as usize + e.length as usize;
+                Some((e.id, e.offset, bytes.get(range)?.to_vec()))
+            })
+            .collect();
+        SealedCopies {
+            trailer: bytes[bytes.len().saturating_sub(crate::pack::TRAILER_LEN)..].to_vec(),
+            trees,
+        }
+    }
 }
 
 /// Result of hashing and compressing one chunk.
@@ -489,13 +573,26 @@ impl<'r> BlobWriter<'r> {
         for r in self.done.try_iter() {
             let pack = r?;
             self.repo.packs.uploaded(pack.id);
+            if let Some(sealed) = &pack.sealed {
+                let index = &self.repo.index;
+                index.put_pack_trailer(&pack.id, pack.size, &sealed.trailer)?;
+                for (id, offset, bytes) in &sealed.trees {
+                    index.put_sealed_tree(id, &pack.id, *offset, bytes)?;
+                }
+            }
             self.packs.fetch_add(1, Ordering::Relaxed);
             self.pack_bytes.fetch_add(pack.size, Ordering::Relaxed);
-            unindexed.extend(
-                pack.entries
-                    .iter()
-                    .map(|e| e.index_entry(pack.id, pack.generation)),
-            );
+            let entries: Vec<IndexEntry> = pack
+                .entries
+                .iter()
+                .map(|e| e.index_entry(pack.id, pack.generation))
+                .collect();
+            // Until a segment names them: a failure from here on leaves the pack for the
+            // next session to adopt rather than to store again.
+            self.repo
+                .index
+                .record_upload(&pack.id, pack.size, &entries)?;
+            unindexed.extend(entries);
         }
         if unindexed.is_empty() || (!all && unindexed.len() < SEGMENT_FLUSH) {
             return Ok(());
@@ -503,12 +600,15 @@ impl<'r> BlobWriter<'r> {
         let written = self.repo.write_segments(Origin::Signer, &unindexed, &[])?;
         self.segments
             .fetch_add(written.len() as u64, Ordering::Relaxed);
-        // The cache has them now: they no longer need to be remembered as pending.
+        // The cache has them now: they no longer need to be remembered as pending, nor
+        // their packs as uploaded without a segment.
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut packs = HashSet::new();
         for e in unindexed.drain(..) {
             pending.remove(&e.blob);
+            packs.insert(e.pack);
         }
-        Ok(())
+        self.repo.index.forget_uploads(&packs)
     }
 
     /// Uploads the last pack, writes the remaining index segments and returns the figures.
@@ -532,6 +632,7 @@ impl<'r> BlobWriter<'r> {
             packs: self.packs.load(Ordering::Relaxed),
             pack_bytes: self.pack_bytes.load(Ordering::Relaxed),
             segments: self.segments.load(Ordering::Relaxed),
+            packs_adopted: self.adopted.load(Ordering::Relaxed),
         })
     }
 }
