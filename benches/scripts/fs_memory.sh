@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/setup.sh
 source benches/scripts/measure.sh
-cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_corpus
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-workload --example write_corpus
 BIN="$CARGO_TARGET_DIR/release"
 WORK=$(mktemp -d /tmp/chatvault-mem.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

@@ -18,7 +18,9 @@ source benches/scripts/measure.sh
 DAYS=${1:-30}
 WORK=${2:-$(mktemp -d /tmp/chatvault-msglog-bench.XXXXXX)}
 mkdir -p "$WORK"
-cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_server
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-workload --example write_server
 BIN="$CARGO_TARGET_DIR/release"
 SRC="$WORK/server"
 rm -rf "$SRC" "$WORK"/cv-* "$WORK"/restic-* "$WORK"/out-*

@@ -25,7 +25,9 @@ DAYS=${1:-30}
 WORK=${2:-$(mktemp -d /tmp/chatvault-pg-bench.XXXXXX)}
 PRESET=${3:-server3k}
 mkdir -p "$WORK"
-cargo build --release -q -p chatvault-cli -p chatvault-postgres --example mattermost_fill
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-postgres --example mattermost_fill
 BIN="$CARGO_TARGET_DIR/release"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 

@@ -24,7 +24,9 @@ PRESET=${3:-bench}
 WORK=${4:-$(mktemp -d /tmp/chatvault-prune.XXXXXX)}
 PAIRS=${PAIRS:-2}
 mkdir -p "$WORK"
-cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_server
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-workload --example write_server
 BIN="$CARGO_TARGET_DIR/release"
 SRC="$WORK/src"
 

@@ -19,7 +19,9 @@ ROUNDS=${2:-1}
 WORK=${3:-$(mktemp -d /tmp/chatvault-remote.XXXXXX)}
 mkdir -p "$WORK"
 bash scripts/install-test-servers.sh >/dev/null
-cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_server
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-workload --example write_server
 cargo build --release -q -p chatvault-backend --example test_cluster
 BIN="$CARGO_TARGET_DIR/release"
 SRC="$WORK/src"

@@ -18,7 +18,9 @@ DAYS=${1:-24}
 WORK=${2:-$(mktemp -d /tmp/chatvault-verify.XXXXXX)}
 ROUNDS=${3:-3}
 mkdir -p "$WORK"
-cargo build --release -q -p chatvault-cli -p chatvault-workload --example write_server
+# The CLI on its own line: with --example, cargo builds only the examples named.
+cargo build --release -q -p chatvault-cli
+cargo build --release -q -p chatvault-workload --example write_server
 BIN="$CARGO_TARGET_DIR/release"
 SRC="$WORK/src"
 [ -d "$SRC" ] || "$BIN/examples/write_server" "$SRC" "$DAYS" 1 bench >/dev/null
