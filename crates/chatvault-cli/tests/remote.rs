@@ -437,7 +437,7 @@ mod garage {
         c.ok(&["init"]);
         make_tree(&c.path("src"), 400, 3);
         let blocks_before = cluster.data_files(0);
-        let mut child = c
+        let child = c
             .cmd(&["backup", "src", "--uploads", "1", "--json"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
