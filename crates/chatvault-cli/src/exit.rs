@@ -30,6 +30,9 @@ pub const STORAGE_DENIED: u8 = 15;
 pub const STORAGE_UNAVAILABLE: u8 = 16;
 /// The snapshot is under a legal hold: it cannot be forgotten until an admin releases it.
 pub const HELD: u8 = 17;
+/// A hardware token refused the PIN (wrong, locked or expired). Not retried: a token
+/// locks after a few wrong PINs.
+pub const WRONG_PIN: u8 = 18;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,8 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
     match e {
         E::RepositoryMissing { .. } => (REPO_MISSING, "repository_missing"),
         E::WrongPassphrase => (WRONG_PASSPHRASE, "wrong_passphrase"),
+        E::WrongPin { .. } => (WRONG_PIN, "wrong_pin"),
+        E::KeyStore { .. } => (ERROR, "key_store"),
         E::Corrupt { .. } | E::NotFound { .. } | E::Untrusted { .. } | E::Rollback { .. } => {
             (CORRUPT, "corrupt")
         }
@@ -151,6 +156,12 @@ mod tests {
         ));
         assert_eq!(classify(&e).0, REPO_MISSING);
         assert_eq!(classify(&anyhow::anyhow!("other")).0, ERROR);
+        let e = anyhow::Error::from(chatvault_core::Error::WrongPin {
+            store: "token \"T\"".into(),
+            reason: "the token refused it".into(),
+        })
+        .context("opening");
+        assert_eq!(classify(&e), (WRONG_PIN, "wrong_pin"));
         let e = anyhow::Error::from(chatvault_core::Error::Locked { reason: "x".into() });
         assert_eq!(classify(&e), (LOCKED, "locked"));
         let denied = chatvault_core::Error::StorageDenied {
