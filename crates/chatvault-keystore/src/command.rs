@@ -21,8 +21,9 @@ use base64::engine::general_purpose::STANDARD;
 use chatvault_core::{Error, KeyWrapper, Result, SeedWrap, SlotKind, SlotSeed};
 use zeroize::Zeroizing;
 
-/// The commands of a command key store.
-#[derive(Debug, Clone)]
+/// The commands of a command key store. `Debug` does not show the commands: a command
+/// line may carry a credential (a KMS token).
+#[derive(Clone)]
 pub struct CommandOptions {
     /// The shell command that wraps a new slot's seed. Only needed to create slots.
     pub wrap: Option<String>,
@@ -40,6 +41,16 @@ impl CommandOptions {
             unwrap: unwrap.to_owned(),
             timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl std::fmt::Debug for CommandOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandOptions")
+            .field("wrap", &self.wrap.as_ref().map(|_| "<set>"))
+            .field("unwrap", &"<set>")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 

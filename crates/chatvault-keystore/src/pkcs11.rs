@@ -137,14 +137,18 @@ impl Pkcs11Store {
                 | RvError::PinInvalid
                 | RvError::PinExpired),
                 _,
-            )) => Err(Error::WrongPin {
-                store: store_name(token),
-                reason: match rv {
-                    RvError::PinLocked => "the PIN is locked (too many wrong attempts)".into(),
-                    RvError::PinExpired => "the PIN has expired".into(),
-                    _ => "the token refused it".into(),
-                },
-            }),
+            )) => {
+                // A refused PIN is not kept: a later attempt with this store asks again.
+                state.pin = None;
+                Err(Error::WrongPin {
+                    store: store_name(token),
+                    reason: match rv {
+                        RvError::PinLocked => "the PIN is locked (too many wrong attempts)".into(),
+                        RvError::PinExpired => "the PIN has expired".into(),
+                        _ => "the token refused it".into(),
+                    },
+                })
+            }
             Err(e) => Err(failed(token, format!("logging in: {}", describe(&e)))),
         }
     }

@@ -165,7 +165,20 @@ impl SeedWrap {
                 }
                 ciphertext
             }
-            SeedWrap::Command { ciphertext } => ciphertext,
+            SeedWrap::Command { ciphertext } => {
+                // What a command slot hands to the unwrap command is one shell word: a
+                // slot planted by someone with storage write access must not be able to
+                // add arguments (`-address=https://elsewhere`) to a command that expands
+                // its input unquoted.
+                if !ciphertext.iter().all(|b| (0x21..=0x7e).contains(b)) {
+                    return Err(Error::invalid(
+                        "wrapped seed",
+                        "a command's output must be printable ASCII without spaces \
+                         (base64, a `vault:v1:` string)",
+                    ));
+                }
+                ciphertext
+            }
         };
         if ciphertext.is_empty() || ciphertext.len() > MAX_WRAPPED {
             return Err(Error::invalid(
@@ -300,5 +313,21 @@ mod tests {
             SeedWrap::Command { ciphertext: vec![] }.check().is_err(),
             "empty"
         );
+        SeedWrap::Command {
+            ciphertext: b"vault:v1:AbC+/=".to_vec(),
+        }
+        .check()
+        .unwrap();
+        for planted in [
+            &b"vault:v1:x -address=https://evil"[..],
+            b"a\nb",
+            b"a\tb",
+            b"\xff",
+        ] {
+            let wrap = SeedWrap::Command {
+                ciphertext: planted.to_vec(),
+            };
+            assert!(wrap.check().is_err(), "{planted:?}");
+        }
     }
 }

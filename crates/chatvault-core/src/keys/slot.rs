@@ -830,6 +830,19 @@ mod tests {
         assert_eq!(len, bytes.len());
         assert_eq!(back.wrap, header.wrap);
         assert_eq!(back.kind(), SlotKind::Pkcs11);
+        // The fuzz seed `fuzz/corpus/key_slot/seed-pkcs11` is this header and room for the
+        // shortest sealed secrets: it passes the shape check.
+        let mut seed = bytes.clone();
+        seed.resize(
+            bytes.len() + aead::NONCE_LEN + MIN_SECRETS + aead::TAG_LEN,
+            0,
+        );
+        check_shape(&seed, "k", &header.repo_id).unwrap();
+        let corpus = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/key_slot/seed-pkcs11"
+        );
+        assert_eq!(std::fs::read(corpus).unwrap(), seed);
         let command = SlotHeader {
             kdf_kind: KDF_COMMAND,
             wrap: Some(SeedWrap::Command {
