@@ -16,7 +16,10 @@ Exit codes:
   12  repository locked by another process
   13  repository data is corrupt or missing
   14  the key's role does not allow the command
-  15  the snapshot is under a legal hold (release it first)";
+  15  the storage refused the credentials
+  16  the storage kept failing until the retries ran out; re-run later
+  17  the snapshot is under a legal hold (release it first)
+  18  a hardware token refused the PIN (wrong, locked or expired)";
 
 /// Back up and restore a chat server's data into a deduplicating, encrypted repository.
 #[derive(Debug, Parser)]

@@ -42,7 +42,8 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
                     s.kind.as_str(),
                     s.role.as_str(),
                     output::time(s.created_unix_ms),
-                    s.kdf,
+                    // A planted pkcs11 slot's token and key labels are in it.
+                    output::printable(&s.kdf),
                     output::printable(&s.label)
                 ));
             }

@@ -313,3 +313,35 @@ fn a_command_slot_opens_through_the_kms_command_and_its_failure_is_reported() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the unwrap command"), "{err}");
 }
+
+/// A pkcs11 slot planted by someone with storage write access: its token and key labels
+/// reach `key list` escaped, it is never opened by a passphrase, and it locks nobody out.
+#[test]
+fn a_planted_pkcs11_slot_is_listed_escaped_and_locks_nobody_out() {
+    let env = Env::new();
+    let keys = env.path("repo/keys");
+    let genuine = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap();
+    let bytes = std::fs::read(genuine.path()).unwrap();
+    // The genuine admin slot's header turned into kind 3 with hostile labels.
+    let label_end = 130 + u16::from_le_bytes([bytes[128], bytes[129]]) as usize;
+    let mut planted = bytes[..label_end].to_vec();
+    planted[11] = 3;
+    planted[12..24].fill(0);
+    let evil = "tok\u{1b}]0;pwned\u{7}";
+    planted.extend_from_slice(&[1, evil.len() as u8]);
+    planted.extend_from_slice(evil.as_bytes());
+    planted.extend_from_slice(&[3, b'k', b'\n', b'x']);
+    planted.extend_from_slice(&[0; 12]);
+    planted.extend_from_slice(&48u16.to_le_bytes());
+    planted.extend_from_slice(&[0x55; 48]);
+    planted.extend_from_slice(&bytes[label_end..]);
+    std::fs::write(keys.join("00".repeat(32)), &planted).unwrap();
+
+    let out = String::from_utf8(env.ok(&["key", "list"])).unwrap();
+    assert!(out.contains("pkcs11"), "{out}");
+    assert!(out.contains(r"tok\u{1b}]0;pwned\u{7}"), "{out}");
+    assert!(out.contains(r"key=k\nx"), "{out}");
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    // The passphrase still opens the repository (the planted slot is not a candidate).
+    env.ok(&["snapshots"]);
+}
