@@ -230,6 +230,14 @@ pub struct InitArgs {
     /// of a passphrase.
     #[arg(long, conflicts_with = "key_file")]
     pub new_key_file: Option<PathBuf>,
+    /// Keep the admin slot on a PKCS#11 token instead (with --pkcs11-module and the PIN
+    /// options): the token's label. Add a second admin slot soon: without the token and
+    /// its key the repository cannot be opened.
+    #[arg(long, requires = "key_label", conflicts_with = "new_key_file")]
+    pub token_label: Option<String>,
+    /// The AES-256 key on the token that wraps the admin slot (its label).
+    #[arg(long, requires = "token_label")]
+    pub key_label: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -219,6 +219,47 @@ fn a_pkcs11_slot_opens_the_repository_with_the_token_and_pin_only() {
     env.ok(&["snapshots"]);
 }
 
+/// `init` can put the first admin slot on the token; the repository then opens with the
+/// token alone.
+#[test]
+fn init_can_keep_the_admin_slot_on_a_token() {
+    let env = Env::new();
+    let conf = init_token(&env, "ops-token");
+    let pin = env.path("pin");
+    std::fs::write(&pin, "1234\n").unwrap();
+    let keygen = [
+        "key",
+        "token-keygen",
+        "--token-label",
+        "ops-token",
+        "--key-label",
+        "admin-kek",
+    ];
+    assert_eq!(run(token_cmd(&env, &conf, &pin, &keygen)).0, Some(0));
+    let mut c = token_cmd(
+        &env,
+        &conf,
+        &pin,
+        &[
+            "init",
+            "--token-label",
+            "ops-token",
+            "--key-label",
+            "admin-kek",
+        ],
+    );
+    c.env("CHATVAULT_REPO", env.path("token-repo"));
+    let (code, _, err) = run(c);
+    assert_eq!(code, Some(0), "{err}");
+    let mut c = token_cmd(&env, &conf, &pin, &["key", "list", "--json"]);
+    c.env("CHATVAULT_REPO", env.path("token-repo"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, Some(0), "{err}");
+    let slots: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(slots[0]["kind"], "pkcs11");
+    assert_eq!(slots[0]["role"], "admin");
+}
+
 fn script(env: &Env, name: &str, body: &str) -> String {
     let path = env.path(name);
     std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
