@@ -130,26 +130,14 @@ impl Pkcs11Store {
             Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
                 Ok(session)
             }
-            Err(cryptoki::error::Error::Pkcs11(
-                rv @ (RvError::PinIncorrect
-                | RvError::PinLocked
-                | RvError::PinLenRange
-                | RvError::PinInvalid
-                | RvError::PinExpired),
-                _,
-            )) => {
-                // A refused PIN is not kept: a later attempt with this store asks again.
-                state.pin = None;
-                Err(Error::WrongPin {
-                    store: store_name(token),
-                    reason: match rv {
-                        RvError::PinLocked => "the PIN is locked (too many wrong attempts)".into(),
-                        RvError::PinExpired => "the PIN has expired".into(),
-                        _ => "the token refused it".into(),
-                    },
-                })
+            Err(e) => {
+                let e = login_error(token, &e);
+                if matches!(e, Error::WrongPin { .. }) {
+                    // A refused PIN is not kept: a later attempt with this store asks again.
+                    state.pin = None;
+                }
+                Err(e)
             }
-            Err(e) => Err(failed(token, format!("logging in: {}", describe(&e)))),
         }
     }
 
@@ -195,6 +183,25 @@ impl Pkcs11Store {
                 reason: "a new slot needs a token label and a key label".into(),
             }),
         }
+    }
+}
+
+/// A failed login: `WrongPin` when the token refused the PIN itself.
+fn login_error(token: &str, e: &cryptoki::error::Error) -> Error {
+    let cryptoki::error::Error::Pkcs11(rv, _) = e else {
+        return failed(token, format!("logging in: {}", describe(e)));
+    };
+    let reason = match rv {
+        RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid => {
+            "the token refused it"
+        }
+        RvError::PinLocked => "the PIN is locked (too many wrong attempts)",
+        RvError::PinExpired => "the PIN has expired",
+        _ => return failed(token, format!("logging in: {}", describe(e))),
+    };
+    Error::WrongPin {
+        store: store_name(token),
+        reason: reason.into(),
     }
 }
 

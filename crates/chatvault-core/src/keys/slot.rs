@@ -830,6 +830,16 @@ mod tests {
         assert_eq!(len, bytes.len());
         assert_eq!(back.wrap, header.wrap);
         assert_eq!(back.kind(), SlotKind::Pkcs11);
+        // The KEK from a seed, and the binding a store authenticates.
+        let seed = SlotSeed::from_bytes(Zeroizing::new([7; 32]));
+        assert_eq!(
+            hex::encode(external_kek(&header, &seed).expose()),
+            GOLDEN_PKCS11_KEK
+        );
+        assert_eq!(
+            hex::encode(blake3::hash(&header.binding()).as_bytes()),
+            GOLDEN_PKCS11_BINDING_HASH
+        );
         // The fuzz seed `fuzz/corpus/key_slot/seed-pkcs11` is this header and room for the
         // shortest sealed secrets: it passes the shape check.
         let mut seed = bytes.clone();
@@ -862,6 +872,12 @@ mod tests {
         }
     }
 
+    // Computed from FORMAT.md's formulas with the Python `blake3` package, independently of
+    // this code.
+    const GOLDEN_PKCS11_KEK: &str =
+        "0e14dbe8be9967ea197afbd021152e767f00985d9b7ce287a0c185346461f0aa";
+    const GOLDEN_PKCS11_BINDING_HASH: &str =
+        "580edc6c6965c462b0df4802c4a5b87d62408aa4117d7c78fe4c509453630500";
     const GOLDEN_PKCS11_HEADER: &str = concat!(
         "43564b4559534c54",                                                 // magic
         "02000203000000000000000000000000", // version, role 2, kdf 3, m/t/p 0
