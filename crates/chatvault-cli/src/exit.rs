@@ -13,7 +13,8 @@ pub const ERROR: u8 = 1;
 pub const PARTIAL: u8 = 3;
 /// No repository at the location.
 pub const REPO_MISSING: u8 = 10;
-/// No key slot opens with the passphrase or key file.
+/// No key slot opens with the passphrase or key file (or the repository has no slot of
+/// the token's or KMS command's kind).
 pub const WRONG_PASSPHRASE: u8 = 11;
 /// Another process holds a lock this command waited for in vain (a backup behind a
 /// deleting prune, a prune behind running backups or another prune).
@@ -125,6 +126,7 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
     match e {
         E::RepositoryMissing { .. } => (REPO_MISSING, "repository_missing"),
         E::WrongPassphrase => (WRONG_PASSPHRASE, "wrong_passphrase"),
+        E::NoSlotOfKind { .. } => (WRONG_PASSPHRASE, "no_slot_of_kind"),
         E::WrongPin { .. } => (WRONG_PIN, "wrong_pin"),
         E::KeyStore { .. } => (ERROR, "key_store"),
         E::Corrupt { .. } | E::NotFound { .. } | E::Untrusted { .. } | E::Rollback { .. } => {

@@ -41,8 +41,29 @@ pub fn connect(g: &Global, mode: Mode) -> Result<Box<dyn Backend>> {
 /// The secret that opens the repository, from the first source given: `--key-file`,
 /// `--password-file`, `--password-command`, `--key-command` (a `command` slot),
 /// `--pkcs11-module` (a `pkcs11` slot; the PIN is asked only when a token slot is
-/// tried), `CHATVAULT_PASSWORD`, or a prompt on a terminal (asked twice when `confirm`).
+/// tried; see [`open`] for a repository without one), `CHATVAULT_PASSWORD`, or a prompt
+/// on a terminal (asked twice when `confirm`).
 pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
+    if token_by_default(g) {
+        return Ok(KeySource::External(Box::new(token_store(g, None, None)?)));
+    }
+    passphrase_source(g, confirm)
+}
+
+/// Whether the token opens the repository only because `--pkcs11-module` is set: no
+/// option names another secret.
+fn token_by_default(g: &Global) -> bool {
+    g.pkcs11_module.is_some()
+        && g.key_file.is_none()
+        && g.password_file.is_none()
+        && g.password_command.is_none()
+        && g.key_command.is_none()
+}
+
+/// [`key_source`] without the token: what opens the repository when the module is set
+/// only for a new token slot (`init --token-label` aside, `key add --kind pkcs11` on a
+/// repository without a token slot).
+pub fn passphrase_source(g: &Global, confirm: bool) -> Result<KeySource> {
     if let Some(f) = &g.key_file {
         return KeySource::read_key_file(f)
             .with_context(|| format!("reading key file {}", f.display()));
@@ -56,9 +77,6 @@ pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
     if let Some(cmd) = &g.key_command {
         let store = CommandStore::new(CommandOptions::new(cmd));
         return Ok(KeySource::External(Box::new(store)));
-    }
-    if g.pkcs11_module.is_some() {
-        return Ok(KeySource::External(Box::new(token_store(g, None, None)?)));
     }
     if let Ok(p) = std::env::var("CHATVAULT_PASSWORD") {
         return Ok(KeySource::passphrase(&p));
@@ -189,10 +207,28 @@ pub fn init_options(g: &Global) -> InitOptions {
     }
 }
 
-/// Opens the repository the global options name.
+/// Opens the repository the global options name. When the token would open it only
+/// because `--pkcs11-module` is set and the repository has no token slot, the passphrase
+/// (`CHATVAULT_PASSWORD` or a prompt) opens it instead: that is how the first token slot
+/// is added (`key add --kind pkcs11` needs the module too); no PIN is asked then.
 pub fn open(g: &Global) -> Result<Repository> {
-    let backend = connect(g, Mode::Open)?;
     let key = key_source(g, false)?;
+    match open_with(g, &key) {
+        Err(e)
+            if token_by_default(g)
+                && matches!(
+                    e.downcast_ref::<chatvault_core::Error>(),
+                    Some(chatvault_core::Error::NoSlotOfKind { .. })
+                ) =>
+        {
+            open_with(g, &passphrase_source(g, false)?)
+        }
+        other => other,
+    }
+}
+
+fn open_with(g: &Global, key: &KeySource) -> Result<Repository> {
+    let backend = connect(g, Mode::Open)?;
     let mut locks = chatvault_core::LockOptions::default();
     if let Some(s) = g.lock_wait {
         locks.wait = std::time::Duration::from_secs(s);
@@ -203,7 +239,7 @@ pub fn open(g: &Global) -> Result<Repository> {
         uploads: g.uploads,
         ..OpenOptions::default()
     };
-    Ok(Repository::open(backend, &key, opts)?)
+    Ok(Repository::open(backend, key, opts)?)
 }
 
 /// Opens the repository for a command that reads data, with a read lock held until the

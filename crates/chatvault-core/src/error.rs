@@ -71,6 +71,14 @@ pub enum Error {
         /// Incorrect, or locked.
         reason: String,
     },
+    /// The key source opens only slots of one kind (a PKCS#11 token, a KMS command) and
+    /// the repository has none of that kind (or only damaged ones); nothing was asked of
+    /// the store.
+    #[error("the repository has no {kind} key slot (or only damaged ones)")]
+    NoSlotOfKind {
+        /// The kind the source opens.
+        kind: crate::keys::SlotKind,
+    },
     /// A key store outside the repository (a PKCS#11 token, a KMS command) could not wrap
     /// or unwrap a slot's seed: the token or its key is missing, the command failed, or
     /// the store does not hold the key that wrapped the slot.

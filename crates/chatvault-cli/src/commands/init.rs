@@ -20,7 +20,8 @@ pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
             Some(token),
             a.key_label.as_deref(),
         )?)),
-        (None, None) => session::key_source(g, true)?,
+        // The module alone does not put the admin slot on a token: that takes the labels.
+        (None, None) => session::passphrase_source(g, true)?,
     };
     let mut opts = session::init_options(g);
     opts.compression_level = a.compression_level;

@@ -106,41 +106,54 @@ fn a_pkcs11_slot_opens_the_repository_with_the_token_and_pin_only() {
     ));
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("non-extractable"), "{out}");
-    let add = |key_label: &str| {
+    // Opened with --password-file, or with the passphrase the token falls back to while
+    // the repository has no token slot (the module is set for the new slot).
+    let add = |key_label: &str, explicit: bool| {
         let password = password.to_str().unwrap();
-        run(token_cmd(
+        let opener: &[&str] = if explicit {
+            &["--password-file", password]
+        } else {
+            &[]
+        };
+        let mut c = token_cmd(
             &env,
             &conf,
             &pin,
             &[
-                "--password-file",
-                password,
-                "key",
-                "add",
-                "--kind",
-                "pkcs11",
-                "--role",
-                "full",
-                "--label",
-                "hsm",
-                "--scope",
-                "*",
-                "--token-label",
-                "chatvault",
-                "--key-label",
-                key_label,
-            ],
-        ))
+                opener,
+                &[
+                    "key",
+                    "add",
+                    "--kind",
+                    "pkcs11",
+                    "--role",
+                    "full",
+                    "--label",
+                    "hsm",
+                    "--scope",
+                    "*",
+                    "--token-label",
+                    "chatvault",
+                    "--key-label",
+                    key_label,
+                ],
+            ]
+            .concat(),
+        );
+        if !explicit {
+            c.env("CHATVAULT_PASSWORD", PASSWORD);
+        }
+        run(c)
     };
     // A key label the token does not have: named, and no slot is written.
-    let (code, _, err) = add("no-such-key");
+    let (code, _, err) = add("no-such-key", true);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("token \"chatvault\"")
             && err.contains("no secret key labelled \"no-such-key\""),
         "{err}"
     );
-    let (code, out, err) = add("chatvault-kek");
+    let (code, out, err) = add("chatvault-kek", false);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("added full pkcs11 key slot"), "{out}");
 

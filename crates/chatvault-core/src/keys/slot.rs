@@ -354,10 +354,7 @@ pub(crate) fn open_cheapest_first(
     if let Some(kind) = external
         && candidates.is_empty()
     {
-        return Err(Error::KeyStore {
-            store: format!("the {kind} key store"),
-            reason: format!("the repository has no {kind} key slot (or it is damaged)"),
-        });
+        return Err(Error::NoSlotOfKind { kind });
     }
     candidates.sort_by_key(|c| (c.0, c.1));
     let mut refused_kdf = None;
@@ -801,7 +798,15 @@ mod tests {
         let Err(err) = open_cheapest_first(slots(), &external(cmd), false) else {
             panic!("a command store opened a pkcs11 slot");
         };
-        assert!(err.to_string().contains("no command key slot"), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::NoSlotOfKind {
+                    kind: SlotKind::Command
+                }
+            ),
+            "{err}"
+        );
     }
 
     /// Golden vector of a pkcs11 slot header (format 2, kind 3): every field at a fixed
