@@ -212,8 +212,9 @@ pub fn init_options(g: &Global) -> InitOptions {
 /// (`CHATVAULT_PASSWORD` or a prompt) opens it instead: that is how the first token slot
 /// is added (`key add --kind pkcs11` needs the module too); no PIN is asked then.
 pub fn open(g: &Global) -> Result<Repository> {
+    let backend = connect(g, Mode::Open)?;
     let key = key_source(g, false)?;
-    match open_with(g, &key) {
+    match open_with(g, backend, &key) {
         Err(e)
             if token_by_default(g)
                 && matches!(
@@ -221,14 +222,13 @@ pub fn open(g: &Global) -> Result<Repository> {
                     Some(chatvault_core::Error::NoSlotOfKind { .. })
                 ) =>
         {
-            open_with(g, &passphrase_source(g, false)?)
+            open_with(g, connect(g, Mode::Open)?, &passphrase_source(g, false)?)
         }
         other => other,
     }
 }
 
-fn open_with(g: &Global, key: &KeySource) -> Result<Repository> {
-    let backend = connect(g, Mode::Open)?;
+fn open_with(g: &Global, backend: Box<dyn Backend>, key: &KeySource) -> Result<Repository> {
     let mut locks = chatvault_core::LockOptions::default();
     if let Some(s) = g.lock_wait {
         locks.wait = std::time::Duration::from_secs(s);
