@@ -148,6 +148,44 @@ fn pkcs11_wraps_inside_the_token_and_names_what_is_missing() {
         err.to_string().contains("no token with this label") && err.to_string().contains("\"T\""),
         "{err}"
     );
+
+    // The key destroyed on the token (C_DestroyObject): the wrap no longer opens, and the
+    // error says which key is missing.
+    destroy_key("T", "kek");
+    let err = store("T", "kek", "1234")
+        .unwrap(&wrap, b"binding")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no secret key labelled \"kek\" on the token (deleted"),
+        "{err}"
+    );
+}
+
+/// Destroys the secret key labelled `key` on token `token`, as an operator's
+/// `pkcs11-tool --delete-object` would.
+fn destroy_key(token: &str, key: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::{Attribute, ObjectClass};
+    use cryptoki::session::UserType;
+    let module = Pkcs11::new(module()).unwrap();
+    let _ = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = module
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| module.get_token_info(*s).unwrap().label() == token)
+        .unwrap();
+    let session = module.open_rw_session(slot).unwrap();
+    session.login(UserType::User, Some(&"1234".into())).unwrap();
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(key.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    session.destroy_object(found[0]).unwrap();
 }
 
 fn script(dir: &Path, name: &str, body: &str) -> String {
