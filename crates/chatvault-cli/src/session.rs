@@ -86,11 +86,16 @@ pub fn passphrase_source(g: &Global, confirm: bool) -> Result<KeySource> {
 
 /// Reads a passphrase file's first line.
 pub fn password_file(f: &Path) -> Result<KeySource> {
+    Ok(KeySource::passphrase(&secret_file(f, "password")?))
+}
+
+/// A secret file's first line (a passphrase, a PIN), without its line ending.
+fn secret_file(f: &Path, what: &str) -> Result<Zeroizing<String>> {
     let text = zeroizing(
         std::fs::read_to_string(f)
-            .with_context(|| format!("reading password file {}", f.display()))?,
+            .with_context(|| format!("reading {what} file {}", f.display()))?,
     );
-    first_line(&text).ok_or_else(|| anyhow!("password file {} is empty", f.display()))
+    first_line(&text).ok_or_else(|| anyhow!("{what} file {} is empty", f.display()))
 }
 
 fn password_command(cmd: &str) -> Result<KeySource> {
@@ -114,11 +119,7 @@ fn command_line(cmd: &str, what: &str) -> Result<Zeroizing<String>> {
         String::from_utf8(out.stdout)
             .map_err(|_| anyhow!("the {what} command printed something that is not UTF-8"))?,
     );
-    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if line.is_empty() {
-        bail!("the {what} command printed nothing");
-    }
-    Ok(zeroizing(line.to_owned()))
+    first_line(&text).ok_or_else(|| anyhow!("the {what} command printed nothing"))
 }
 
 /// A PKCS#11 key store on `--pkcs11-module`, wrapping new slots with `token` and `key`
@@ -142,15 +143,7 @@ pub fn token_store(g: &Global, token: Option<&str>, key: Option<&str>) -> Result
 
 fn token_pin(file: Option<&Path>, command: Option<&str>) -> Result<Zeroizing<String>> {
     if let Some(f) = file {
-        let text = zeroizing(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading PIN file {}", f.display()))?,
-        );
-        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        if line.is_empty() {
-            bail!("PIN file {} is empty", f.display());
-        }
-        return Ok(zeroizing(line.to_owned()));
+        return secret_file(f, "PIN");
     }
     if let Some(cmd) = command {
         return command_line(cmd, "PIN");
@@ -189,9 +182,9 @@ pub fn prompt(question: &str, confirm: bool) -> Result<KeySource> {
     Ok(KeySource::passphrase(&first))
 }
 
-fn first_line(text: &str) -> Option<KeySource> {
+fn first_line(text: &str) -> Option<Zeroizing<String>> {
     let line = text.lines().next()?.trim_end_matches('\r');
-    (!line.is_empty()).then(|| KeySource::passphrase(line))
+    (!line.is_empty()).then(|| zeroizing(line.to_owned()))
 }
 
 /// A string wiped when dropped.
