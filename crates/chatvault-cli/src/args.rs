@@ -16,7 +16,10 @@ Exit codes:
   12  repository locked by another process
   13  repository data is corrupt or missing
   14  the key's role does not allow the command
-  15  the snapshot is under a legal hold (release it first)";
+  15  the storage refused the credentials
+  16  the storage kept failing until the retries ran out; re-run later
+  17  the snapshot is under a legal hold (release it first)
+  18  a hardware token refused the PIN (wrong, locked or expired)";
 
 /// Back up and restore a chat server's data into a deduplicating, encrypted repository.
 #[derive(Debug, Parser)]
@@ -56,6 +59,24 @@ pub struct Global {
     /// Use a raw key file instead of a passphrase (64 hex digits).
     #[arg(long, env = "CHATVAULT_KEY_FILE", global = true)]
     pub key_file: Option<PathBuf>,
+    /// Open a `command` key slot: this shell command reads the slot's wrapped seed on
+    /// its standard input and prints the seed in base64 (a KMS client: Vault transit
+    /// decrypt, a cloud KMS CLI).
+    #[arg(long, env = "CHATVAULT_KEY_COMMAND", global = true)]
+    pub key_command: Option<String>,
+    /// The PKCS#11 module (shared library) of a hardware token, e.g. Debian's SoftHSM2
+    /// /usr/lib/softhsm/libsofthsm2.so. With it, the repository is opened with a
+    /// `pkcs11` key slot (the slot names its token and key), and `key add --kind pkcs11`
+    /// and `key token-keygen` use this module.
+    #[arg(long, env = "CHATVAULT_PKCS11_MODULE", global = true)]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Read the token's user PIN from this file (first line). Without a PIN option the PIN
+    /// comes from CHATVAULT_PIN, or a prompt on a terminal.
+    #[arg(long, env = "CHATVAULT_PIN_FILE", global = true)]
+    pub pin_file: Option<PathBuf>,
+    /// Run this shell command and use its first output line as the token's user PIN.
+    #[arg(long, env = "CHATVAULT_PIN_COMMAND", global = true)]
+    pub pin_command: Option<String>,
     /// Local cache directory (index cache, pins). Default: the user's cache directory.
     #[arg(long, env = "CHATVAULT_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
@@ -221,6 +242,14 @@ pub struct InitArgs {
     /// sizes can tell they hold the same data), not contents.
     #[arg(long, value_name = "SRC")]
     pub chunker_from: Option<String>,
+    /// Keep the admin slot on a PKCS#11 token instead (with --pkcs11-module and the PIN
+    /// options): the token's label. Add a second admin slot soon: without the token and
+    /// its key the repository cannot be opened.
+    #[arg(long, requires = "key_label", conflicts_with = "new_key_file")]
+    pub token_label: Option<String>,
+    /// The AES-256 key on the token that wraps the admin slot (its label).
+    #[arg(long, requires = "token_label")]
+    pub key_label: Option<String>,
     #[command(flatten)]
     pub from: FromArgs,
 }
@@ -402,6 +431,9 @@ pub enum KeyCommand {
     Revoke(KeyRevokeArgs),
     /// Change the passphrase of the slot that opened the repository.
     Passwd(NewSecret),
+    /// Create a non-extractable AES-256 key on a PKCS#11 token for `key add --kind
+    /// pkcs11` (with --pkcs11-module and the token's PIN; needs no repository).
+    TokenKeygen(TokenKeygenArgs),
     /// Rotate the keys (needs an admin key): a new generation of data key pair, auth key
     /// and index key seals everything written from now on; every writer the config does
     /// not revoke receives it. (`key revoke` and `key remove` rotate too.)
@@ -426,8 +458,47 @@ pub struct KeyAddArgs {
     /// other: a compromised one could make the others skip storing data.
     #[arg(long)]
     pub dedup_source: bool,
+    /// How the new slot's key is kept: `passphrase` (Argon2id), `key-file` (a new random
+    /// key file, --new-key-file), `pkcs11` (a non-extractable AES key on a hardware token:
+    /// --token-label, --key-label, with the global --pkcs11-module and PIN options) or
+    /// `command` (a KMS: --wrap-command, --unwrap-command). Default: `key-file` with
+    /// --new-key-file, else `passphrase`.
+    #[arg(long, value_enum)]
+    pub kind: Option<SlotKindArg>,
+    /// The token whose key wraps a `pkcs11` slot (its label).
+    #[arg(long, required_if_eq("kind", "pkcs11"))]
+    pub token_label: Option<String>,
+    /// The AES-256 key on the token that wraps a `pkcs11` slot (its label, CKA_LABEL).
+    #[arg(long, required_if_eq("kind", "pkcs11"))]
+    pub key_label: Option<String>,
+    /// The shell command that wraps a `command` slot's seed: it reads the seed (base64)
+    /// on its standard input and prints the wrapped seed.
+    #[arg(long, required_if_eq("kind", "command"))]
+    pub wrap_command: Option<String>,
+    /// The shell command that unwraps a `command` slot's seed (run once now, to check
+    /// that the slot opens; give the same command as --key-command to open with it).
+    #[arg(long, required_if_eq("kind", "command"))]
+    pub unwrap_command: Option<String>,
     #[command(flatten)]
     pub secret: NewSecret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlotKindArg {
+    Passphrase,
+    KeyFile,
+    Pkcs11,
+    Command,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenKeygenArgs {
+    /// The token to create the key on (its label).
+    #[arg(long)]
+    pub token_label: String,
+    /// The new key's label (CKA_LABEL); refused if the token has a secret key with it.
+    #[arg(long)]
+    pub key_label: String,
 }
 
 #[derive(Debug, Args)]

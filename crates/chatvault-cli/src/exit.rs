@@ -13,7 +13,8 @@ pub const ERROR: u8 = 1;
 pub const PARTIAL: u8 = 3;
 /// No repository at the location.
 pub const REPO_MISSING: u8 = 10;
-/// No key slot opens with the passphrase or key file.
+/// No key slot opens with the passphrase or key file (or the repository has no slot of
+/// the token's or KMS command's kind).
 pub const WRONG_PASSPHRASE: u8 = 11;
 /// Another process holds a lock this command waited for in vain (a backup behind a
 /// deleting prune, a prune behind running backups or another prune).
@@ -30,6 +31,9 @@ pub const STORAGE_DENIED: u8 = 15;
 pub const STORAGE_UNAVAILABLE: u8 = 16;
 /// The snapshot is under a legal hold: it cannot be forgotten until an admin releases it.
 pub const HELD: u8 = 17;
+/// A hardware token refused the PIN (wrong, locked or expired). Not retried: a token
+/// locks after a few wrong PINs.
+pub const WRONG_PIN: u8 = 18;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +126,9 @@ fn core_code(e: &chatvault_core::Error) -> (u8, &'static str) {
     match e {
         E::RepositoryMissing { .. } => (REPO_MISSING, "repository_missing"),
         E::WrongPassphrase => (WRONG_PASSPHRASE, "wrong_passphrase"),
+        E::NoSlotOfKind { .. } => (WRONG_PASSPHRASE, "no_slot_of_kind"),
+        E::WrongPin { .. } => (WRONG_PIN, "wrong_pin"),
+        E::KeyStore { .. } => (ERROR, "key_store"),
         E::Corrupt { .. } | E::NotFound { .. } | E::Untrusted { .. } | E::Rollback { .. } => {
             (CORRUPT, "corrupt")
         }
@@ -151,6 +158,12 @@ mod tests {
         ));
         assert_eq!(classify(&e).0, REPO_MISSING);
         assert_eq!(classify(&anyhow::anyhow!("other")).0, ERROR);
+        let e = anyhow::Error::from(chatvault_core::Error::WrongPin {
+            store: "token \"T\"".into(),
+            reason: "the token refused it".into(),
+        })
+        .context("opening");
+        assert_eq!(classify(&e), (WRONG_PIN, "wrong_pin"));
         let e = anyhow::Error::from(chatvault_core::Error::Locked { reason: "x".into() });
         assert_eq!(classify(&e), (LOCKED, "locked"));
         let denied = chatvault_core::Error::StorageDenied {

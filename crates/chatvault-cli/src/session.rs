@@ -1,8 +1,8 @@
 //! Turning the global options into a key source and an opened repository.
 //!
-//! Invariant: a passphrase is held in `KeySource` (zeroized on drop) and never logged,
-//! printed or put in an error message; a failing password command is reported by its exit
-//! status only.
+//! Invariant: a passphrase or PIN is held zeroized (in `KeySource`, or the token store's
+//! PIN) and never logged, printed or put in an error message; a failing password or PIN
+//! command is reported by its exit status only.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use chatvault_core::{
     Backend, InitOptions, KeySource, OpenOptions, ReadLock, Repository, Snapshot, SnapshotFilter,
     SnapshotId,
 };
+use chatvault_keystore::{CommandOptions, CommandStore, PinSource, Pkcs11Options, Pkcs11Store};
 
 use zeroize::Zeroizing;
 
@@ -38,9 +39,31 @@ pub fn connect(g: &Global, mode: Mode) -> Result<Box<dyn Backend>> {
 }
 
 /// The secret that opens the repository, from the first source given: `--key-file`,
-/// `--password-file`, `--password-command`, `CHATVAULT_PASSWORD`, or a prompt on a
-/// terminal (asked twice when `confirm`).
+/// `--password-file`, `--password-command`, `--key-command` (a `command` slot),
+/// `--pkcs11-module` (a `pkcs11` slot; the PIN is asked only when a token slot is
+/// tried; see [`open`] for a repository without one), `CHATVAULT_PASSWORD`, or a prompt
+/// on a terminal (asked twice when `confirm`).
 pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
+    if token_by_default(g) {
+        return Ok(KeySource::External(Box::new(token_store(g, None, None)?)));
+    }
+    passphrase_source(g, confirm)
+}
+
+/// Whether the token opens the repository only because `--pkcs11-module` is set: no
+/// option names another secret.
+fn token_by_default(g: &Global) -> bool {
+    g.pkcs11_module.is_some()
+        && g.key_file.is_none()
+        && g.password_file.is_none()
+        && g.password_command.is_none()
+        && g.key_command.is_none()
+}
+
+/// [`key_source`] without the token: what opens the repository when the module is set
+/// only for a new token slot (`init --token-label` aside, `key add --kind pkcs11` on a
+/// repository without a token slot).
+pub fn passphrase_source(g: &Global, confirm: bool) -> Result<KeySource> {
     if let Some(f) = &g.key_file {
         return KeySource::read_key_file(f)
             .with_context(|| format!("reading key file {}", f.display()));
@@ -50,6 +73,10 @@ pub fn key_source(g: &Global, confirm: bool) -> Result<KeySource> {
     }
     if let Some(cmd) = &g.password_command {
         return password_command(cmd);
+    }
+    if let Some(cmd) = &g.key_command {
+        let store = CommandStore::new(CommandOptions::new(cmd));
+        return Ok(KeySource::External(Box::new(store)));
     }
     if let Ok(p) = std::env::var("CHATVAULT_PASSWORD") {
         return Ok(KeySource::passphrase(&p));
@@ -94,29 +121,78 @@ pub fn open_source(g: &Global, location: &str, f: &FromArgs) -> Result<Repositor
 
 /// Reads a passphrase file's first line.
 pub fn password_file(f: &Path) -> Result<KeySource> {
+    Ok(KeySource::passphrase(&secret_file(f, "password")?))
+}
+
+/// A secret file's first line (a passphrase, a PIN), without its line ending.
+fn secret_file(f: &Path, what: &str) -> Result<Zeroizing<String>> {
     let text = zeroizing(
         std::fs::read_to_string(f)
-            .with_context(|| format!("reading password file {}", f.display()))?,
+            .with_context(|| format!("reading {what} file {}", f.display()))?,
     );
-    first_line(&text).ok_or_else(|| anyhow!("password file {} is empty", f.display()))
+    first_line(&text).ok_or_else(|| anyhow!("{what} file {} is empty", f.display()))
 }
 
 fn password_command(cmd: &str) -> Result<KeySource> {
+    let line = command_line(cmd, "password")?;
+    Ok(KeySource::passphrase(&line))
+}
+
+/// Runs a secret command (password or PIN) and returns its first output line.
+fn command_line(cmd: &str, what: &str) -> Result<Zeroizing<String>> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("running the password command")?;
+        .with_context(|| format!("running the {what} command"))?;
     if !out.status.success() {
-        bail!("the password command failed ({})", out.status);
+        bail!("the {what} command failed ({})", out.status);
     }
     let text = zeroizing(
         String::from_utf8(out.stdout)
-            .map_err(|_| anyhow!("the password command printed something that is not UTF-8"))?,
+            .map_err(|_| anyhow!("the {what} command printed something that is not UTF-8"))?,
     );
-    first_line(&text).ok_or_else(|| anyhow!("the password command printed nothing"))
+    first_line(&text).ok_or_else(|| anyhow!("the {what} command printed nothing"))
+}
+
+/// A PKCS#11 key store on `--pkcs11-module`, wrapping new slots with `token` and `key`
+/// (labels). The PIN comes from `--pin-file`, `--pin-command`, `CHATVAULT_PIN` or a prompt
+/// on a terminal, read only when a token first needs it.
+pub fn token_store(g: &Global, token: Option<&str>, key: Option<&str>) -> Result<Pkcs11Store> {
+    let module = g.pkcs11_module.clone().ok_or_else(|| {
+        anyhow!("no PKCS#11 module: use --pkcs11-module or CHATVAULT_PKCS11_MODULE")
+    })?;
+    let opts = Pkcs11Options {
+        module,
+        token_label: token.map(str::to_owned),
+        key_label: key.map(str::to_owned),
+    };
+    let (file, command) = (g.pin_file.clone(), g.pin_command.clone());
+    let pin: PinSource = Box::new(move || {
+        token_pin(file.as_deref(), command.as_deref()).map_err(|e| format!("{e:#}"))
+    });
+    Ok(Pkcs11Store::new(opts, pin))
+}
+
+fn token_pin(file: Option<&Path>, command: Option<&str>) -> Result<Zeroizing<String>> {
+    if let Some(f) = file {
+        return secret_file(f, "PIN");
+    }
+    if let Some(cmd) = command {
+        return command_line(cmd, "PIN");
+    }
+    if let Ok(p) = std::env::var("CHATVAULT_PIN") {
+        return Ok(zeroizing(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no PIN given: use --pin-file, --pin-command or CHATVAULT_PIN (there is no \
+             terminal to ask on)"
+        );
+    }
+    Ok(zeroizing(rpassword::prompt_password("Token PIN: ")?))
 }
 
 /// Asks on the terminal; refuses when there is none (a cron job must say where the
@@ -141,9 +217,9 @@ pub fn prompt(question: &str, confirm: bool) -> Result<KeySource> {
     Ok(KeySource::passphrase(&first))
 }
 
-fn first_line(text: &str) -> Option<KeySource> {
+fn first_line(text: &str) -> Option<Zeroizing<String>> {
     let line = text.lines().next()?.trim_end_matches('\r');
-    (!line.is_empty()).then(|| KeySource::passphrase(line))
+    (!line.is_empty()).then(|| zeroizing(line.to_owned()))
 }
 
 /// A string wiped when dropped.
@@ -188,10 +264,20 @@ pub fn read_lock(g: &Global, repo: &Repository) -> Result<Option<ReadLock>> {
     )?))
 }
 
+/// Opens the repository the global options name, with `opts`. When the token would open
+/// it only because `--pkcs11-module` is set and the repository has no token slot, the
+/// passphrase (`CHATVAULT_PASSWORD` or a prompt) opens it instead: that is how the first
+/// token slot is added (`key add --kind pkcs11` needs the module too); no PIN is asked
+/// then.
 fn open_with(g: &Global, opts: OpenOptions) -> Result<Repository> {
     let backend = connect(g, Mode::Open)?;
     let key = key_source(g, false)?;
-    Ok(Repository::open(backend, &key, opts)?)
+    match Repository::open(backend, &key, opts.clone()) {
+        Err(chatvault_core::Error::NoSlotOfKind { .. }) if token_by_default(g) => Ok(
+            Repository::open(connect(g, Mode::Open)?, &passphrase_source(g, false)?, opts)?,
+        ),
+        other => Ok(other?),
+    }
 }
 
 /// Opens the repository for a command that reads data, with a read lock held until the

@@ -14,6 +14,10 @@ use serde_json::Value;
 #[path = "cli/docs.rs"]
 mod docs;
 
+/// Key slots on a PKCS#11 token (SoftHSM2) and behind a KMS command.
+#[path = "cli/keystores.rs"]
+mod keystores;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A repository, a cache and a source tree in one temporary directory.

@@ -61,6 +61,34 @@ pub enum Error {
     /// No key slot opens with the given passphrase or key file.
     #[error("wrong passphrase or key file: no key slot of this repository opens with it")]
     WrongPassphrase,
+    /// The key store outside the repository that a slot's key lives in (a PKCS#11 token)
+    /// refused its PIN: wrong, or locked after too many wrong attempts. No other slot is
+    /// tried after this, so that a wrong PIN is presented once, not once per slot.
+    #[error("wrong PIN for {store}: {reason}")]
+    WrongPin {
+        /// The store, as `token "LABEL"` (never the PIN).
+        store: String,
+        /// Incorrect, or locked.
+        reason: String,
+    },
+    /// The key source opens only slots of one kind (a PKCS#11 token, a KMS command) and
+    /// the repository has none of that kind (or only damaged ones); nothing was asked of
+    /// the store.
+    #[error("the repository has no {kind} key slot (or only damaged ones)")]
+    NoSlotOfKind {
+        /// The kind the source opens.
+        kind: crate::keys::SlotKind,
+    },
+    /// A key store outside the repository (a PKCS#11 token, a KMS command) could not wrap
+    /// or unwrap a slot's seed: the token or its key is missing, the command failed, or
+    /// the store does not hold the key that wrapped the slot.
+    #[error("{store}: {reason}")]
+    KeyStore {
+        /// The store, as `token "LABEL"` or `the unwrap command`.
+        store: String,
+        /// What went wrong, for humans (never a PIN or a secret).
+        reason: String,
+    },
     /// The object was written by a format version this build does not read.
     #[error("{object} uses format version {found}, this build reads version {supported}")]
     UnsupportedFormat {

@@ -82,7 +82,9 @@ pub use crypto::sign::PublicKey;
 pub use error::{Error, ObjectName, Result};
 pub use hold::{Hold, HoldRecord, MAX_HOLD_REASON};
 pub use id::{BlobId, HoldId, LockId, PackId, RepoId, SegmentId, SlotId, SnapshotId};
-pub use keys::{KdfParams, KeySource, Role, SlotInfo};
+pub use keys::{
+    KdfParams, KeySource, KeyWrapper, Role, SeedWrap, SlotInfo, SlotKind, SlotSeed, TOKEN_IV_LEN,
+};
 pub use lock::{LockKind, LockRecord};
 #[cfg(feature = "repository")]
 pub use mirror::{

@@ -12,10 +12,16 @@ use crate::session;
 
 pub fn run(g: &Global, out: Output, a: &InitArgs) -> Result<Outcome> {
     let location = session::location(g)?;
-    let key = match &a.new_key_file {
-        Some(path) => KeySource::generate_key_file(path)
+    let key = match (&a.new_key_file, &a.token_label) {
+        (Some(path), _) => KeySource::generate_key_file(path)
             .with_context(|| format!("creating key file {}", path.display()))?,
-        None => session::key_source(g, true)?,
+        (None, Some(token)) => KeySource::External(Box::new(session::token_store(
+            g,
+            Some(token),
+            a.key_label.as_deref(),
+        )?)),
+        // The module alone does not put the admin slot on a token: that takes the labels.
+        (None, None) => session::passphrase_source(g, true)?,
     };
     let mut opts = session::init_options(g);
     opts.compression_level = a.compression_level;

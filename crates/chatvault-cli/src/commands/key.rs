@@ -1,22 +1,34 @@
-//! `chatvault key list|add|remove|revoke|rotate|passwd`.
+//! `chatvault key list|add|remove|revoke|rotate|passwd|token-keygen`.
 
 use anyhow::{Context, Result, bail};
 use chatvault_core::{AddSlotOptions, KdfParams, KeySource, Role, SlotId};
+use chatvault_keystore::{CommandOptions, CommandStore};
 use serde_json::{Value, json};
 
-use crate::args::{Global, KeyAddArgs, KeyCommand, KeyRevokeArgs, NewSecret, RoleArg};
+use crate::args::{
+    Global, KeyAddArgs, KeyCommand, KeyRevokeArgs, NewSecret, RoleArg, SlotKindArg, TokenKeygenArgs,
+};
 use crate::exit::Outcome;
 use crate::output::{self, Output};
 use crate::session;
 
 pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
+    if let KeyCommand::TokenKeygen(a) = cmd {
+        token_keygen(g, out, a)?;
+        return Ok(Outcome::Complete);
+    }
     let mut repo = session::open(g)?;
     match cmd {
+        KeyCommand::TokenKeygen(_) => unreachable!("handled above"),
         KeyCommand::List => {
             let slots = repo.list_slots()?;
             out.line(format!(
-                "{:<8}  {:<6}  {:<19}  {:<24}  label",
-                "slot", "role", "created (UTC)", "kdf"
+                "key generation {} seals new data",
+                repo.config().key_generation
+            ));
+            out.line(format!(
+                "{:<8}  {:<10}  {:<6}  {:<19}  {:<24}  label",
+                "slot", "kind", "role", "created (UTC)", "kdf"
             ));
             for s in &slots {
                 let current = if s.id == repo.slot_id() {
@@ -25,11 +37,13 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
                     ""
                 };
                 out.line(format!(
-                    "{:<8}  {:<6}  {:<19}  {:<24}  {}{current}",
+                    "{:<8}  {:<10}  {:<6}  {:<19}  {:<24}  {}{current}",
                     s.id.short(),
+                    s.kind.as_str(),
                     s.role.as_str(),
                     output::time(s.created_unix_ms),
-                    s.kdf,
+                    // A planted pkcs11 slot's token and key labels are in it.
+                    output::printable(&s.kdf),
                     output::printable(&s.label)
                 ));
             }
@@ -42,6 +56,7 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
                             "role": s.role.as_str(),
                             "label": s.label,
                             "created_unix_ms": s.created_unix_ms,
+                            "kind": s.kind.as_str(),
                             "kdf": s.kdf,
                             "writer_key": s.signing_key.to_hex(),
                             "current": s.id == repo.slot_id(),
@@ -50,7 +65,7 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
                     .collect(),
             ));
         }
-        KeyCommand::Add(a) => add(&mut repo, out, a)?,
+        KeyCommand::Add(a) => add(g, &mut repo, out, a)?,
         KeyCommand::Remove { slot } => {
             let id = find_slot(&repo, slot)?;
             repo.remove_slot(id)?;
@@ -82,13 +97,40 @@ pub fn run(g: &Global, out: Output, cmd: &KeyCommand) -> Result<Outcome> {
     Ok(Outcome::Complete)
 }
 
-fn add(repo: &mut chatvault_core::Repository, out: Output, a: &KeyAddArgs) -> Result<()> {
+fn add(
+    g: &Global,
+    repo: &mut chatvault_core::Repository,
+    out: Output,
+    a: &KeyAddArgs,
+) -> Result<()> {
     let role = match a.role {
         RoleArg::Backup => Role::Backup,
         RoleArg::Full => Role::Full,
         RoleArg::Admin => Role::Admin,
     };
-    let key = new_secret(&a.secret)?;
+    let key = match a.kind {
+        Some(SlotKindArg::Pkcs11) => {
+            let store = session::token_store(g, a.token_label.as_deref(), a.key_label.as_deref())?;
+            KeySource::External(Box::new(store))
+        }
+        Some(SlotKindArg::Command) => {
+            let (Some(wrap), Some(unwrap)) = (&a.wrap_command, &a.unwrap_command) else {
+                bail!("--kind command needs --wrap-command and --unwrap-command");
+            };
+            let store = CommandStore::new(CommandOptions {
+                wrap: Some(wrap.clone()),
+                ..CommandOptions::new(unwrap)
+            });
+            KeySource::External(Box::new(store))
+        }
+        Some(SlotKindArg::KeyFile) if a.secret.new_key_file.is_none() => {
+            bail!("--kind key-file needs --new-key-file PATH")
+        }
+        Some(SlotKindArg::Passphrase) if a.secret.new_key_file.is_some() => {
+            bail!("--kind passphrase takes --new-password-file or a prompt, not --new-key-file")
+        }
+        _ => new_secret(&a.secret)?,
+    };
     let mut opts = AddSlotOptions::new(role, &a.label);
     if let Some(scope) = &a.scope {
         opts.scope = scope.clone();
@@ -97,8 +139,28 @@ fn add(repo: &mut chatvault_core::Repository, out: Output, a: &KeyAddArgs) -> Re
         opts.dedup_source = true;
     }
     let id = repo.add_slot(&key, &opts)?;
-    out.line(format!("added {} key slot {}", role.as_str(), id.short()));
-    out.json(&json!({ "slot": id.to_hex(), "role": role.as_str() }));
+    let kind = repo
+        .list_slots()?
+        .into_iter()
+        .find(|s| s.id == id)
+        .map_or("", |s| s.kind.as_str());
+    out.line(format!(
+        "added {} {kind} key slot {}",
+        role.as_str(),
+        id.short()
+    ));
+    out.json(&json!({ "slot": id.to_hex(), "role": role.as_str(), "kind": kind }));
+    Ok(())
+}
+
+fn token_keygen(g: &Global, out: Output, a: &TokenKeygenArgs) -> Result<()> {
+    let store = session::token_store(g, None, None)?;
+    store.generate_key(&a.token_label, &a.key_label)?;
+    out.line(format!(
+        "created AES-256 key {:?} on token {:?} (non-extractable)",
+        a.key_label, a.token_label
+    ));
+    out.json(&json!({ "token_label": a.token_label, "key_label": a.key_label }));
     Ok(())
 }
 

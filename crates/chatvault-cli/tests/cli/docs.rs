@@ -18,7 +18,10 @@
 //!    files without showing them are written by the test: README's passphrase file, the
 //!    S3 server's credentials in `/etc/chatvault/node-1.env`, the read-only role's
 //!    password in `/etc/chatvault/pg.pass`. `PGHOST`/`PGPORT` tell `psql` where the
-//!    database is, `GARAGE_CONFIG_FILE` tells `garage` which cluster it administers.
+//!    database is, `GARAGE_CONFIG_FILE` tells `garage` which cluster it administers,
+//!    `SOFTHSM2_CONF` gives SoftHSM2 (`softhsm2-util` and the PKCS#11 module) Debian's
+//!    configuration moved to the host (`/etc/softhsm/softhsm2.conf`, tokens in
+//!    `/var/lib/softhsm/tokens`).
 //! 3. **Programs the test cannot have.** `pg_dump` and `pg_restore` are scripts on `PATH`
 //!    that write and read a fixed dump; `cargo install` lines are skipped (the `chatvault`
 //!    built for the test is on `PATH`). `psql` and `garage` are the real programs.
@@ -196,12 +199,13 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let bin_dir = dir.path().join("bin");
         let servers = Servers::start(setup.garage, &read_only_role_sql());
-        let host = Host {
+        let mut host = Host {
             dir,
             bin_dir,
             env: servers.env(),
             servers,
         };
+        host.configure_softhsm();
         for d in [
             "home",
             "etc/chatvault",
@@ -231,6 +235,24 @@ impl Host {
             .unwrap();
         }
         host
+    }
+
+    /// Debian's SoftHSM2 configuration, moved to the host, in `SOFTHSM2_CONF`.
+    fn configure_softhsm(&mut self) {
+        let tokens = self.path("/var/lib/softhsm/tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        let conf = self.path("/etc/softhsm/softhsm2.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let conf = conf.to_str().expect("a UTF-8 path").to_owned();
+        self.env.push(("SOFTHSM2_CONF".to_owned(), conf));
     }
 
     /// A path on the host (`/srv/chat` → `<tmp>/srv/chat`).
@@ -576,6 +598,17 @@ fn operations_runbook_runs_as_written() {
     );
     let garage = host.servers.garage.as_ref().unwrap();
     assert!(garage.data_files(0) > 0);
+    // The token slot the runbook added (on SoftHSM2) is there.
+    let keys: Value =
+        serde_json::from_str(&host.run("listing the key slots", "chatvault key list --json"))
+            .unwrap();
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kind"] == "pkcs11" && k["label"] == "ops-hsm"),
+        "{keys}"
+    );
 }
 
 /// The runbook's blocks (and documented files) above the section `until`, in order.

@@ -27,6 +27,11 @@ pub(crate) mod context {
     pub const GEAR_TABLE: &str = "chatvault 2026-11 fastcdc-gear-table v1";
     /// A raw key file's key-encryption key for a key slot.
     pub const KEYFILE_KEK: &str = "chatvault 2026-11 keyfile-kek v1";
+    /// A pkcs11 or command key slot's key-encryption key from its unwrapped seed.
+    pub const EXTERNAL_SLOT_KEK: &str = "chatvault 2026-12 external-slot-kek v1";
+    /// Prefix of the binding an external key store authenticates with a slot's wrapped
+    /// seed (the token's AES-GCM associated data; not a `derive_key` context).
+    pub const EXTERNAL_SLOT_BINDING: &str = "chatvault 2026-12 external-slot-binding v1";
     /// Prefix of every signed message (config, snapshot, index segment, hold).
     pub const OBJECT_SIGNATURE: &str = "chatvault 2026-11 object-signature v1";
 }

@@ -1,14 +1,17 @@
 //! The key hierarchy: roles, the repository secrets each role holds, and key slots that
-//! wrap them under a passphrase (Argon2id) or a raw key file.
+//! wrap them under a passphrase (Argon2id), a raw key file, or a seed wrapped by a key
+//! store outside the repository (PKCS#11 token, KMS command: [`KeyWrapper`]).
 //!
 //! Invariants: `id_key`, `chunker_key`, `index_key`, `auth_key`, the X25519 data key pairs
 //! and every signing key are independent random values, never derived from one another;
 //! a `backup` slot holds no data secret key, so a chat node with one can write and dedupe
 //! but never read; secret types are zeroized on drop and have no `Debug`.
 
+mod external;
 mod secrets;
 mod slot;
 
+pub use external::{KeyWrapper, SeedWrap, SlotKind, SlotSeed, TOKEN_IV_LEN};
 pub(crate) use secrets::{DataKeyPair, GenerationKeys, Secrets};
 pub(crate) use slot::{SlotHeader, check_shape, open_cheapest_first, seal_slot};
 
@@ -206,12 +209,16 @@ impl Default for KdfParams {
 
 /// Where the secret that opens a key slot comes from.
 ///
-/// Neither variant's content is ever printed: `Debug` shows only the kind.
+/// No variant's content is ever printed: `Debug` shows only the kind.
+#[non_exhaustive]
 pub enum KeySource {
     /// A passphrase (from a prompt, a file, an environment variable or a command).
     Passphrase(Zeroizing<String>),
     /// A raw 256-bit key file, for unattended servers.
     KeyFile(Zeroizing<[u8; 32]>),
+    /// A key store outside the repository (a PKCS#11 token, a KMS command): it creates
+    /// and opens slots of its own kind only.
+    External(Box<dyn KeyWrapper>),
 }
 
 impl KeySource {
@@ -266,6 +273,7 @@ impl fmt::Debug for KeySource {
         match self {
             KeySource::Passphrase(_) => f.write_str("KeySource::Passphrase(<redacted>)"),
             KeySource::KeyFile(_) => f.write_str("KeySource::KeyFile(<redacted>)"),
+            KeySource::External(s) => write!(f, "KeySource::External({})", s.kind()),
         }
     }
 }
@@ -277,11 +285,13 @@ pub struct SlotInfo {
     pub id: SlotId,
     /// Its role.
     pub role: Role,
+    /// How its key-encryption key is obtained.
+    pub kind: SlotKind,
     /// A label (host name, person).
     pub label: String,
     /// Creation time.
     pub created_unix_ms: i64,
-    /// `argon2id m=… t=… p=…` or `key-file`.
+    /// `argon2id m=… t=… p=…`, `key-file`, `pkcs11 token=… key=…` or `command`.
     pub kdf: String,
     /// The slot's signing public key (the writer key its snapshots carry).
     pub signing_key: PublicKey,

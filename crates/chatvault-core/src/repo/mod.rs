@@ -281,7 +281,8 @@ impl Repository {
         Self::assemble(backend, secrets, slot, (config, hash), open)
     }
 
-    /// Opens a repository with a passphrase or key file.
+    /// Opens a repository with a passphrase, a key file or an external key store (a
+    /// PKCS#11 token, a KMS command; see [`KeySource`]).
     pub fn open(backend: Box<dyn Backend>, key: &KeySource, opts: OpenOptions) -> Result<Self> {
         let backend: Arc<dyn Backend> = Arc::from(backend);
         let config_bytes = match reader::read_bounded(backend.as_ref(), CONFIG, ObjectLimit::Config)
