@@ -545,11 +545,9 @@ impl Restorer<'_> {
                 continue;
             }
             let bufs = &mut bufs[..batch.len()];
-            let read: Vec<chatvault_core::Result<()>> = batch
-                .par_iter()
-                .zip(bufs.par_iter_mut())
-                .map(|(r, buf)| self.repo.read_blob_into(r.id, BlobType::Data, buf))
-                .collect();
+            // A file's chunks usually lie back to back in one pack: one read each run.
+            let ids: Vec<BlobId> = batch.iter().map(|r| r.id).collect();
+            let read = self.repo.read_blobs_into(&ids, BlobType::Data, bufs);
             for ((r, res), data) in batch.iter().zip(read).zip(bufs.iter()) {
                 res?;
                 sink.take(r, data)?;
