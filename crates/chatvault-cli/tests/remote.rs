@@ -421,9 +421,12 @@ mod garage {
             "{check}"
         );
         assert_eq!(check["unindexed_blobs"], 0, "{check}");
-        // The same data again adds nothing.
+        // The same data again adds no data. The directories above the source (/tmp) are
+        // recorded with their times, and tests running alongside change /tmp's: so a new
+        // listing of a few dozen bytes may be stored, never a chunk.
         let again = c.json(&["backup", "src", "--full"]);
-        assert_eq!(stored_pack_bytes(&c), once, "{again}");
+        assert!(again["bytes_added"].as_u64().unwrap() < 1024, "{again}");
+        assert!(stored_pack_bytes(&c) < once + 4096, "{again}");
 
         eprintln!("garage: two nodes stopped in the middle of a backup");
         // Quorum lost after packs were stored: the backup fails typed; the re-run indexes
