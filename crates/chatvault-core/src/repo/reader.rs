@@ -93,6 +93,10 @@ const SMALL_BLOB: u32 = 256 << 10;
 /// The most bytes [`Repository::read_blobs_into`] fetches in one ranged read.
 const RUN_MAX: u64 = 16 << 20;
 
+/// Blobs read with one ranged read, with their preferred copies (`None`: not indexed, or
+/// not of the expected type; such a blob is a run of its own).
+type Run = Vec<(BlobId, Option<IndexEntry>)>;
+
 impl ReadAhead {
     /// Copies the bytes at `offset` of `pack` into `out` if a kept window holds them all.
     fn copy(&self, pack: &PackId, offset: u64, out: &mut [u8]) -> bool {
@@ -289,12 +293,8 @@ impl Repository {
     /// `ids` cut into runs: consecutive blobs whose preferred copies lie back to back in
     /// one pack, at most [`RUN_MAX`] bytes; a blob the index does not know is a run of
     /// its own (its read reports it).
-    fn runs(
-        &self,
-        ids: &[BlobId],
-        expected: BlobType,
-    ) -> Result<Vec<Vec<(BlobId, Option<IndexEntry>)>>> {
-        let mut runs: Vec<Vec<(BlobId, Option<IndexEntry>)>> = Vec::new();
+    fn runs(&self, ids: &[BlobId], expected: BlobType) -> Result<Vec<Run>> {
+        let mut runs: Vec<Run> = Vec::new();
         let mut run_bytes = 0u64;
         for id in ids {
             let entry = self.index.get(id)?.filter(|e| e.blob_type == expected);
