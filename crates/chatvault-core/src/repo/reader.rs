@@ -774,6 +774,16 @@ mod tests {
         Repository::open(Box::new(store.clone()), &KeySource::passphrase("pw"), opts).unwrap()
     }
 
+    /// A new repository on `store`, its cache in `dir/cache`.
+    fn init_counting(store: &CountingPacks, dir: &std::path::Path) -> Repository {
+        let init = InitOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            cache_dir: Some(dir.join("cache")),
+            ..InitOptions::default()
+        };
+        Repository::init(Box::new(store.clone()), &KeySource::passphrase("pw"), init).unwrap()
+    }
+
     /// A remote `ls`, `snapshots` or incremental backup walks trees; each used to be a
     /// ranged GET (about 40 ms on Garage) plus a stat and a trailer read per pack. The
     /// writer now keeps its trees' sealed bytes and its packs' trailers in the local
@@ -783,13 +793,7 @@ mod tests {
     fn trees_written_here_are_read_back_without_reading_a_pack() {
         let dir = tempfile::tempdir().unwrap();
         let store = CountingPacks::default();
-        let init = InitOptions {
-            kdf: KdfParams::insecure_for_tests(),
-            cache_dir: Some(dir.path().join("cache")),
-            ..InitOptions::default()
-        };
-        let repo =
-            Repository::init(Box::new(store.clone()), &KeySource::passphrase("pw"), init).unwrap();
+        let repo = init_counting(&store, dir.path());
         let w = repo.writer().unwrap();
         let refs = w
             .write_stream(&b"a line of chat history\n".repeat(50)[..])
@@ -841,14 +845,7 @@ mod tests {
                 reads_in_flight,
                 ..CountingPacks::default()
             };
-            let init = InitOptions {
-                kdf: KdfParams::insecure_for_tests(),
-                cache_dir: Some(dir.path().join("cache")),
-                ..InitOptions::default()
-            };
-            let repo =
-                Repository::init(Box::new(store.clone()), &KeySource::passphrase("pw"), init)
-                    .unwrap();
+            let repo = init_counting(&store, dir.path());
             let w = repo.writer().unwrap();
             let files: Vec<Vec<u8>> = (0..200u32)
                 .map(|i| {
@@ -880,13 +877,7 @@ mod tests {
     fn back_to_back_blobs_are_read_with_one_request_and_a_damaged_one_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = CountingPacks::default();
-        let init = InitOptions {
-            kdf: KdfParams::insecure_for_tests(),
-            cache_dir: Some(dir.path().join("cache")),
-            ..InitOptions::default()
-        };
-        let repo =
-            Repository::init(Box::new(store.clone()), &KeySource::passphrase("pw"), init).unwrap();
+        let repo = init_counting(&store, dir.path());
         let w = repo.writer().unwrap();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let data: Vec<u8> = (0..6_000_000)
