@@ -31,6 +31,8 @@
 
 mod command;
 mod pkcs11;
+#[doc(hidden)]
+pub mod test_token;
 
 pub use command::{CommandOptions, CommandStore};
 pub use pkcs11::{PinSource, Pkcs11Options, Pkcs11Store};

@@ -7,49 +7,14 @@
 //! PKCS#11 test makes a token directory, then runs itself again as a child process with
 //! `SOFTHSM2_CONF` pointing at it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use chatvault_core::{Error, KeyWrapper, SeedWrap, SlotSeed};
+use chatvault_keystore::test_token::{module, softhsm};
 use chatvault_keystore::{CommandOptions, CommandStore, Pkcs11Options, Pkcs11Store};
 use zeroize::Zeroizing;
-
-fn module() -> PathBuf {
-    let path = std::env::var_os("CHATVAULT_PKCS11_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into());
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-softhsm.sh (or set CHATVAULT_PKCS11_MODULE)",
-        path.display()
-    );
-    path
-}
-
-/// A SoftHSM2 configuration whose tokens live in `dir`, with token `label` initialised
-/// (user PIN 1234).
-fn softhsm(dir: &Path, label: &str) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", label])
-        .args(["--pin", "1234", "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (scripts/install-softhsm.sh installs it)");
-    assert!(out.status.success(), "{out:?}");
-    conf
-}
 
 fn store(token: &str, key: &str, pin: &'static str) -> Pkcs11Store {
     Pkcs11Store::new(

@@ -6,59 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
+use chatvault_keystore::test_token::{module, softhsm, softhsm2_util};
+
 use super::{Env, PASSWORD};
-
-const MODULE_DEFAULT: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-fn module() -> PathBuf {
-    let path = std::env::var_os("CHATVAULT_PKCS11_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| MODULE_DEFAULT.into());
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-softhsm.sh (or set CHATVAULT_PKCS11_MODULE)",
-        path.display()
-    );
-    path
-}
 
 /// A SoftHSM2 token directory in the test's directory, with token `label` (user PIN 1234)
 /// initialised; returns the configuration file for `SOFTHSM2_CONF`.
 fn init_token(env: &Env, label: &str) -> PathBuf {
-    let tokens = env.path("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = env.path("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    softhsm2_util(
-        &conf,
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ],
-    );
-    conf
-}
-
-fn softhsm2_util(conf: &Path, args: &[&str]) {
-    let out = std::process::Command::new("softhsm2-util")
-        .args(args)
-        .env("SOFTHSM2_CONF", conf)
-        .output()
-        .expect("softhsm2-util (scripts/install-softhsm.sh installs it)");
-    assert!(out.status.success(), "softhsm2-util {args:?}: {out:?}");
+    softhsm(&env.path(""), label)
 }
 
 /// `chatvault` with the token's configuration and module, the PIN from `pin_file`, and
